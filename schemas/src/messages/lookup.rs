@@ -1,0 +1,98 @@
+//! `lookup.*`: the national student lookup (全国学籍查询), answered from the index.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::common::StudentStatus;
+use crate::error::ErrorCode;
+use crate::ids::{DocumentNumber, Grade, PersonName, ProvinceCode, SchoolCode, StudentId};
+
+/// `lookup.request`: name plus national student ID or ID-document number ([002 §17]: the
+/// name is required, and at least one of the two identifiers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "LookupRequestWire", into = "LookupRequestWire")]
+pub struct LookupRequest {
+    pub name: PersonName,
+    pub key: LookupKey,
+}
+
+/// What identifies the student besides the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupKey {
+    StudentId(StudentId),
+    DocumentNumber(DocumentNumber),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LookupRequestWire {
+    name: PersonName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    student_id: Option<StudentId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    document_number: Option<DocumentNumber>,
+}
+
+impl TryFrom<LookupRequestWire> for LookupRequest {
+    type Error = &'static str;
+    fn try_from(w: LookupRequestWire) -> Result<Self, Self::Error> {
+        let key = match (w.student_id, w.document_number) {
+            (Some(id), None) => LookupKey::StudentId(id),
+            (None, Some(n)) => LookupKey::DocumentNumber(n),
+            _ => {
+                return Err(
+                    "全国学籍号与身份证件号须且只须填写一个 / give exactly one of studentId and documentNumber",
+                );
+            }
+        };
+        Ok(LookupRequest { name: w.name, key })
+    }
+}
+
+impl From<LookupRequest> for LookupRequestWire {
+    fn from(r: LookupRequest) -> Self {
+        let (student_id, document_number) = match r.key {
+            LookupKey::StudentId(id) => (Some(id), None),
+            LookupKey::DocumentNumber(n) => (None, Some(n)),
+        };
+        LookupRequestWire { name: r.name, student_id, document_number }
+    }
+}
+
+/// The part of a student's index entry a receiving school needs to apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LookupMatch {
+    pub student_id: StudentId,
+    pub name: PersonName,
+    pub province: ProvinceCode,
+    pub school: SchoolCode,
+    pub grade: Grade,
+    pub status: StudentStatus,
+    pub problem_record: bool,
+    /// Whether a cross-province transfer can be applied for now.
+    pub transfer_eligible: bool,
+    /// Why not, when not eligible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "codes")]
+    pub reason: Vec<ErrorCode>,
+    /// 最新学籍变动时间
+    pub changed_at: DateTime<Utc>,
+}
+
+/// `lookup.result`: hub → province. No `student` means nobody matched both name and key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LookupResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student: Option<LookupMatch>,
+}
+
+/// Reads a list of error codes as strings. (quick-xml would take each repeated element's name
+/// for the variant of a unit enum; reading text and looking the code up avoids that.)
+fn codes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ErrorCode>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| ErrorCode::from_code(t).ok_or_else(|| serde::de::Error::custom(format!("unknown error code `{t}`"))))
+        .collect()
+}
