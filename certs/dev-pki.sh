@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Creates a DEVELOPMENT exchange PKI in DIR (default certs/dev, git-ignored) with the hub CLI
+# (`hub certs`, rcgen): the exchange CA, the broker's server certificate (localhost, rabbitmq,
+# 127.0.0.1), the hub's client certificate (CN=hub), and the broker's trust anchor — a CA that
+# issues nothing, so that the broker admits client certificates only through its trust store.
+# Reuses what is there and still valid for 30 days. Never use these in production: see
+# certs/README.md for what a production certificate holds.
+# Usage: bash certs/dev-pki.sh [DIR]      (HUB=path/to/hub to use a built binary)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+PKI=${1:-"$here/dev"}
+say() { printf 'pki: %s\n' "$*"; }
+die() { printf 'pki: FAILED: %s\n' "$*" >&2; exit 1; }
+
+if [ -z "${HUB:-}" ]; then
+  (cd "$here/.." && cargo build -q -p hub --bin hub) || die "building the hub CLI"
+  HUB="$here/../target/debug/hub"
+fi
+
+valid_for_a_month() { # file
+  [ -f "$1" ] && "$HUB" certs inspect --json "$1" 2>/dev/null \
+    | grep -q '"state": "valid"'
+}
+
+mkdir -p "$PKI"
+chmod 700 "$PKI"
+if [ ! -f "$PKI/ca.key" ]; then
+  say "creating the development exchange CA in $PKI"
+  "$HUB" certs init-ca --out "$PKI" --cn "Xueji Exchange Development CA" --days 3650 >/dev/null || die "init-ca"
+  rm -f "$PKI/server.pem" "$PKI/hub.pem"
+fi
+if ! valid_for_a_month "$PKI/server.pem"; then
+  say "issuing the broker server certificate"
+  "$HUB" certs issue --ca "$PKI" --role server --name localhost --alt localhost --alt rabbitmq --alt 127.0.0.1 \
+    --days 825 --out "$PKI" --stem server >/dev/null || die "server certificate"
+fi
+if ! valid_for_a_month "$PKI/hub.pem"; then
+  say "issuing the hub's client certificate (CN=hub)"
+  "$HUB" certs issue --ca "$PKI" --role hub --days 825 --out "$PKI" --stem hub >/dev/null || die "hub certificate"
+fi
+if [ ! -f "$PKI/anchor.pem" ]; then
+  say "creating the broker trust anchor (issues nothing; its key is discarded)"
+  tmp=$(mktemp -d)
+  "$HUB" certs init-ca --out "$tmp" --cn "Xueji broker anchor (issues nothing)" --days 3650 >/dev/null || die "anchor"
+  cp "$tmp/ca.pem" "$PKI/anchor.pem"
+  rm -rf "$tmp"
+fi
