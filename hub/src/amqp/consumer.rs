@@ -1,0 +1,218 @@
+//! The consumer of the hub's inbox: manual acks, bounded prefetch, and a fixed set of workers.
+//! A delivery is acknowledged only after its transaction committed; a transient database
+//! failure holds the delivery and retries it (never a requeue loop); an unexpected failure
+//! rejects it to the dead-letter exchange. Messages of one case go to the same worker, so they
+//! are processed in the order they arrived.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use backon::BackoffBuilder;
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use super::{connect, declare_core, names};
+use crate::service::{self, Context, Handled, Inbound};
+use crate::startup::Health;
+use crate::store;
+
+/// Capped exponential backoff with full jitter, shared by everything that reconnects.
+pub fn backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(15))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Consumes until `shutdown` turns true, reconnecting after any broker failure.
+pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>, health: Arc<Health>) {
+    let mut delays = backoff();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let started = Instant::now();
+        match session(&ctx, shutdown.clone(), &health).await {
+            Ok(()) => return,
+            Err(e) => {
+                health.consuming.store(false, Ordering::SeqCst);
+                if started.elapsed() > Duration::from_secs(30) {
+                    delays = backoff();
+                }
+                let delay = delays.next().unwrap_or(Duration::from_secs(15));
+                warn!(error = format!("{e:#}"), retry_in = ?delay, "Broker session ended; reconnecting.");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// One connection's life. `Ok` only when stopped by `shutdown`.
+async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &Health) -> Result<()> {
+    let settings = &ctx.settings;
+    let conn = connect(&settings.broker, &format!("hub-consumer-{}", std::process::id())).await?;
+    let ch = conn.create_channel().await?;
+    declare_core(&ch, settings.broker.delivery_limit).await?;
+    ch.basic_qos(settings.broker.prefetch, BasicQosOptions::default()).await?;
+    let tag = format!("hub-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let mut consumer = ch
+        .basic_consume(
+            names::INBOX_QUEUE.into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    health.consuming.store(true, Ordering::SeqCst);
+    info!(queue = names::INBOX_QUEUE, prefetch = settings.broker.prefetch, "Consuming.");
+
+    let (alive_tx, alive_rx) = watch::channel(true);
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..settings.limits.workers {
+        let (tx, rx) = mpsc::channel::<Delivery>(usize::from(settings.broker.prefetch));
+        senders.push(tx);
+        workers.push(tokio::spawn(worker(ctx.clone(), rx, shutdown.clone(), alive_rx.clone())));
+    }
+
+    let ended = loop {
+        tokio::select! {
+            _ = shutdown.changed() => break Ok(()),
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    metrics::counter!("hub_messages_received_total").increment(1);
+                    let slot = (partition_key(&delivery) % senders.len() as u64) as usize;
+                    if senders[slot].send(delivery).await.is_err() {
+                        break Err(anyhow!("a worker stopped"));
+                    }
+                }
+                Some(Err(e)) => break Err(anyhow!(e).context("Consumer failed")),
+                None => break Err(anyhow!("the broker cancelled the consumer")),
+            }
+        }
+    };
+    health.consuming.store(false, Ordering::SeqCst);
+    if ended.is_ok() {
+        // Graceful: take no more deliveries, let the workers finish what they hold.
+        let _ = ch.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+    } else {
+        let _ = alive_tx.send(false);
+    }
+    drop(senders);
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = conn.close(200, "hub consumer stopping".into()).await;
+    ended
+}
+
+/// Deliveries with the same key are processed in order by one worker: the case id (header
+/// `x-case-id`, set by adapters) when there is one, else the message id.
+fn partition_key(d: &Delivery) -> u64 {
+    let mut h = DefaultHasher::new();
+    let case = d.properties.headers().as_ref().and_then(|t| match t.inner().get("x-case-id") {
+        Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+        _ => None,
+    });
+    match case {
+        Some(c) => c.hash(&mut h),
+        None => d.properties.message_id().as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default().hash(&mut h),
+    }
+    h.finish()
+}
+
+async fn worker(
+    ctx: Context,
+    mut rx: mpsc::Receiver<Delivery>,
+    shutdown: watch::Receiver<bool>,
+    alive: watch::Receiver<bool>,
+) {
+    while let Some(d) = rx.recv().await {
+        let inbound = Inbound {
+            body: &d.data,
+            user_id: d.properties.user_id().as_ref().map(|u| u.as_str()),
+            amqp_message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
+        };
+        let started = Instant::now();
+        let mut delays = backoff();
+        loop {
+            // A panic while handling one message must not take the worker down with it: it
+            // counts as a failure of that message, which is rejected to the dead letters.
+            let result = match std::panic::AssertUnwindSafe(service::handle(&ctx, inbound)).catch_unwind().await {
+                Ok(r) => r,
+                Err(panic) => Err(anyhow!("the handler panicked: {}", panic_text(&panic))),
+            };
+            match result {
+                Ok(handled) => {
+                    crate::failpoint::pass(crate::failpoint::CONSUMER_AFTER_COMMIT);
+                    record(&handled, started.elapsed());
+                    if let Err(e) = d.ack(BasicAckOptions::default()).await {
+                        // The broker redelivers it; the inbox recognizes it then.
+                        warn!(error = %e, "Ack failed after commit.");
+                    }
+                    break;
+                }
+                Err(e) if store::is_transient_any(&e) => {
+                    if *shutdown.borrow() || !*alive.borrow() {
+                        // Left unacknowledged: the broker gives it to the next consumer.
+                        warn!(
+                            error = format!("{e:#}"),
+                            "Transient failure while stopping; delivery left to the broker."
+                        );
+                        break;
+                    }
+                    let delay = delays.next().unwrap_or(Duration::from_secs(15));
+                    warn!(error = format!("{e:#}"), retry_in = ?delay, "Database unavailable; holding the delivery.");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    error!(
+                        error = format!("{e:#}"),
+                        "Processing failed; delivery rejected to the dead-letter exchange."
+                    );
+                    metrics::counter!("hub_messages_dead_lettered_total", "code" => "E_INTERNAL").increment(1);
+                    let _ = d.reject(BasicRejectOptions { requeue: false }).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+fn record(handled: &Handled, took: Duration) {
+    match handled {
+        Handled::Processed(t) => {
+            metrics::counter!("hub_messages_processed_total", "type" => t.as_str()).increment(1);
+            metrics::histogram!("hub_handler_seconds", "type" => t.as_str()).record(took.as_secs_f64());
+        }
+        Handled::Refused(t, code) => {
+            metrics::counter!("hub_messages_refused_total", "type" => t.as_str(), "code" => code.code()).increment(1);
+            metrics::histogram!("hub_handler_seconds", "type" => t.as_str()).record(took.as_secs_f64());
+        }
+        Handled::Duplicate => metrics::counter!("hub_messages_duplicate_total").increment(1),
+        Handled::Poison(code) => {
+            metrics::counter!("hub_messages_dead_lettered_total", "code" => code.code()).increment(1);
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! Hub settings: a TOML file, then `HUB_…` environment variables for the values that differ
+//! per deployment (URLs, secrets), validated into typed settings before any connection is made.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use schemas::messages::{Level, StudentStatus};
+use serde::Deserialize;
+
+/// Everything the hub needs to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub broker: BrokerSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+    pub pki: Option<PkiSettings>,
+    /// The operators' and national office's API (HTTPS, client certificates).
+    pub ops: Option<OpsSettings>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub rules: Rules,
+    #[serde(default)]
+    pub cases: Cases,
+    /// Per-province rules, keyed by GB/T 2260 code (`[provinces."37"]`).
+    #[serde(default)]
+    pub provinces: std::collections::BTreeMap<String, ProvinceRules>,
+}
+
+/// How cases run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cases {
+    /// Working days per review step ([003 Q33]: 10).
+    #[serde(default = "default_review_days")]
+    pub review_days: u32,
+    /// Working days before a deadline for the first reminder.
+    #[serde(default = "default_remind_before")]
+    pub remind_before_days: u32,
+    /// How long an automated stage waits before its request is sent again.
+    #[serde(default = "default_resend")]
+    pub resend_after_secs: u64,
+    /// An automated stage that has not moved for this long is stuck (default 48 h: [003 Q48],
+    /// domain.md G-5).
+    #[serde(default = "default_stuck")]
+    pub stuck_after_secs: u64,
+    /// Holidays and make-up working days (TOML: `holidays = [...]`, `workdays = [...]`);
+    /// without it, weekends only.
+    pub calendar: Option<PathBuf>,
+    /// Largest attachment of a transfer (domain.md G-2: 1 MB).
+    #[serde(default = "default_transfer_attachment")]
+    pub transfer_attachment_max_bytes: u64,
+    /// Largest attachment of an enrollment (domain.md G-2: 2 MB).
+    #[serde(default = "default_enrollment_attachment")]
+    pub enrollment_attachment_max_bytes: u64,
+    /// Media types accepted for the attachments of a transfer.
+    #[serde(default = "default_attachment_types")]
+    pub attachment_types: Vec<String>,
+    /// Media types accepted for the evidence of an enrollment ([002 §19]: JPG, PNG, JPEG).
+    #[serde(default = "default_enrollment_types")]
+    pub enrollment_attachment_types: Vec<String>,
+    /// Largest file of an archive hand-over (scans of the paper archive): the applicants' upload
+    /// limits do not apply to it. One attachment travels in one message, base64-encoded, so it
+    /// must stay well under `[limits] max_message_bytes` (default 8 MiB of 16).
+    #[serde(default = "default_archive_attachment")]
+    pub archive_attachment_max_bytes: u64,
+    /// Media types accepted in an archive hand-over.
+    #[serde(default = "default_attachment_types")]
+    pub archive_attachment_types: Vec<String>,
+}
+
+fn default_review_days() -> u32 {
+    10
+}
+fn default_remind_before() -> u32 {
+    2
+}
+fn default_resend() -> u64 {
+    1800
+}
+fn default_stuck() -> u64 {
+    48 * 3600
+}
+fn default_transfer_attachment() -> u64 {
+    1024 * 1024
+}
+fn default_enrollment_attachment() -> u64 {
+    2 * 1024 * 1024
+}
+fn default_archive_attachment() -> u64 {
+    8 * 1024 * 1024
+}
+fn default_attachment_types() -> Vec<String> {
+    ["application/pdf", "image/jpeg", "image/png"].map(str::to_owned).to_vec()
+}
+fn default_enrollment_types() -> Vec<String> {
+    ["image/jpeg", "image/png"].map(str::to_owned).to_vec()
+}
+
+impl Default for Cases {
+    fn default() -> Self {
+        Cases {
+            review_days: default_review_days(),
+            remind_before_days: default_remind_before(),
+            resend_after_secs: default_resend(),
+            stuck_after_secs: default_stuck(),
+            calendar: None,
+            transfer_attachment_max_bytes: default_transfer_attachment(),
+            enrollment_attachment_max_bytes: default_enrollment_attachment(),
+            attachment_types: default_attachment_types(),
+            enrollment_attachment_types: default_enrollment_types(),
+            archive_attachment_max_bytes: default_archive_attachment(),
+            archive_attachment_types: default_attachment_types(),
+        }
+    }
+}
+
+/// One province's own rules ([002 §22]: chains are configured per province and business).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvinceRules {
+    /// Review levels when this province receives a transfer (default school, bureau).
+    #[serde(default = "default_levels")]
+    pub transfer_in: Vec<Level>,
+    /// Review levels when this province sends a student away (default school, bureau).
+    #[serde(default = "default_levels")]
+    pub transfer_out: Vec<Level>,
+    /// Statuses that may transfer out of this province (default: `[rules] transfer_statuses`).
+    pub transfer_statuses: Option<Vec<StudentStatus>>,
+    /// Review levels when one of this province's schools enrolls a graduate of another
+    /// province (default school, bureau: [002 §19]).
+    #[serde(default = "default_levels")]
+    pub enrollment_in: Vec<Level>,
+    /// Review levels when a graduate of this province is enrolled elsewhere: the graduation
+    /// side's chain (default: the graduating school's bureau, [002 §19]; Shandong's city
+    /// bureau, [003 Q29]; domain.md G-4).
+    #[serde(default = "default_graduation_levels")]
+    pub enrollment_out: Vec<Level>,
+}
+
+/// 毕业学校所属教育局.
+pub fn default_graduation_levels() -> Vec<Level> {
+    vec![Level::Bureau]
+}
+
+/// 学校 → 主管教育局.
+pub fn default_levels() -> Vec<Level> {
+    vec![Level::School, Level::Bureau]
+}
+
+impl Default for ProvinceRules {
+    fn default() -> Self {
+        ProvinceRules {
+            transfer_in: default_levels(),
+            transfer_out: default_levels(),
+            transfer_statuses: None,
+            enrollment_in: default_levels(),
+            enrollment_out: default_graduation_levels(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/database`
+    pub url: String,
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+}
+
+fn default_pool() -> u32 {
+    16
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// `amqps://host:port`; the mechanism is always EXTERNAL.
+    pub url: String,
+    pub vhost: String,
+    /// CA that issued the broker's server certificate.
+    pub ca: PathBuf,
+    /// The hub's own client certificate (CN=hub) and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Unacknowledged deliveries per consumer.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// Deliveries of one message before the broker dead-letters it (quorum queues count
+    /// redeliveries; the hub never requeues, so only crashes and lost connections count).
+    #[serde(default = "default_delivery_limit")]
+    pub delivery_limit: u32,
+    /// Management API, for provisioning users and revoking access.
+    pub admin: Option<BrokerAdmin>,
+}
+
+fn default_prefetch() -> u16 {
+    64
+}
+
+fn default_delivery_limit() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerAdmin {
+    /// `http(s)://host:port` of the management API.
+    pub url: String,
+    pub user: String,
+    /// The password, or a file holding it.
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// The broker's trust-store directory (rabbitmq_trust_store, file provider): the client
+    /// certificates admitted at TLS. Registering a certificate adds it; revoking removes it.
+    pub trust_dir: PathBuf,
+    /// The broker's `collect_statistics_interval` in milliseconds: how stale its connection
+    /// listings can be. Revocation keeps closing connections for three such periods.
+    #[serde(default = "default_statistics_interval")]
+    pub statistics_interval_ms: u64,
+}
+
+fn default_statistics_interval() -> u64 {
+    5000
+}
+
+impl BrokerAdmin {
+    /// # Errors
+    /// When neither a password nor a readable password file is configured.
+    pub fn password(&self) -> Result<String> {
+        match (&self.password, &self.password_file) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(f)) => Ok(std::fs::read_to_string(f)
+                .with_context(|| format!("Failed to read the broker admin password from {}", f.display()))?
+                .trim()
+                .to_owned()),
+            (None, None) => bail!("broker.admin needs password or password_file"),
+        }
+    }
+}
+
+/// The operator API: HTTPS, clients authenticated by certificate (role operator or
+/// national-office, registered and unrevoked).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSettings {
+    pub listen: SocketAddr,
+    /// The hub's server certificate (role server) and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA that issues operators' certificates (the exchange CA).
+    pub client_ca: PathBuf,
+}
+
+/// The exchange PKI, for admitting certificates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiSettings {
+    /// The exchange CA certificate: every registered client certificate must be signed by it.
+    pub ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Health, readiness and metrics.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings { listen: "127.0.0.1:8080".parse().expect("literal address") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message accepted, in bytes; larger ones are dead-lettered unread.
+    #[serde(default = "default_max_bytes")]
+    pub max_message_bytes: usize,
+    /// Messages processed at once by one hub process.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+fn default_max_bytes() -> usize {
+    schemas::DEFAULT_MAX_BYTES
+}
+
+fn default_workers() -> usize {
+    16
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_message_bytes: default_max_bytes(), workers: default_workers() }
+    }
+}
+
+/// Business rules that the sources leave to configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Record statuses that may transfer cross-province (domain.md G-1; default from [002 §18]).
+    #[serde(default = "default_transfer_statuses")]
+    pub transfer_statuses: Vec<StudentStatus>,
+}
+
+/// [002 §18]: 在校, 其他离校, 出国(出境), 退学, 开除, 小学毕业.
+pub fn default_transfer_statuses() -> Vec<StudentStatus> {
+    use StudentStatus::*;
+    vec![Enrolled, OtherDeparture, Abroad, Withdrawn, Expelled, PrimaryGraduate]
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { transfer_statuses: default_transfer_statuses() }
+    }
+}
+
+impl Settings {
+    /// Reads `path`, then applies `HUB_DATABASE_URL`, `HUB_BROKER_URL`, `HUB_BROKER_VHOST`,
+    /// `HUB_BROKER_ADMIN_PASSWORD` and `HUB_HTTP_LISTEN` when set, then validates.
+    ///
+    /// # Errors
+    /// An unreadable file, unknown keys, or invalid values.
+    pub fn load(path: &Path) -> Result<Settings> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))?;
+        let mut s: Settings =
+            toml::from_str(&text).with_context(|| format!("Invalid settings in {}", path.display()))?;
+        s.apply_env(|k| std::env::var(k).ok())?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = var("HUB_DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = var("HUB_BROKER_URL") {
+            self.broker.url = v;
+        }
+        if let Some(v) = var("HUB_BROKER_VHOST") {
+            self.broker.vhost = v;
+        }
+        if let (Some(v), Some(admin)) = (var("HUB_BROKER_ADMIN_PASSWORD"), self.broker.admin.as_mut()) {
+            admin.password = Some(v);
+        }
+        if let Some(v) = var("HUB_HTTP_LISTEN") {
+            self.http.listen = v.parse().context("HUB_HTTP_LISTEN is not an address")?;
+        }
+        Ok(())
+    }
+
+    /// Checks what can be checked without connecting.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<()> {
+        certs::amqp::uri(&self.broker.url, &self.broker.vhost).context("broker.url")?;
+        if !self.database.url.starts_with("postgres://") && !self.database.url.starts_with("postgresql://") {
+            bail!("database.url must be a postgres:// URL");
+        }
+        if self.broker.prefetch == 0 || self.limits.workers == 0 {
+            bail!("broker.prefetch and limits.workers must be at least 1");
+        }
+        if self.broker.delivery_limit == 0 {
+            bail!("broker.delivery_limit must be at least 1");
+        }
+        for p in [&self.broker.ca, &self.broker.cert, &self.broker.key] {
+            if !p.exists() {
+                bail!("{} does not exist", p.display());
+            }
+        }
+        if let Some(ops) = &self.ops {
+            for p in [&ops.cert, &ops.key, &ops.client_ca] {
+                if !p.exists() {
+                    bail!("ops: {} does not exist", p.display());
+                }
+            }
+        }
+        check_transfer_statuses("[rules] transfer_statuses", &self.rules.transfer_statuses)?;
+        for (code, rules) in &self.provinces {
+            schemas::ids::ProvinceCode::parse(code)
+                .with_context(|| format!("[provinces.\"{code}\"] is not a province code"))?;
+            if let Some(statuses) = &rules.transfer_statuses {
+                check_transfer_statuses(&format!("[provinces.\"{code}\"] transfer_statuses"), statuses)?;
+            }
+            let chains = [
+                ("transfer_in", &rules.transfer_in),
+                ("transfer_out", &rules.transfer_out),
+                ("enrollment_in", &rules.enrollment_in),
+                ("enrollment_out", &rules.enrollment_out),
+            ];
+            for (name, chain) in chains {
+                if chain.is_empty() {
+                    bail!("[provinces.\"{code}\"] {name}: a review chain needs at least one level");
+                }
+                // A step is named by side and level: a repeated level could not be told apart.
+                if chain.iter().enumerate().any(|(i, l)| chain[..i].contains(l)) {
+                    bail!("[provinces.\"{code}\"] {name}: a level appears twice in {chain:?}");
+                }
+            }
+        }
+        if self.cases.review_days == 0 || self.cases.resend_after_secs == 0 {
+            bail!("cases.review_days and cases.resend_after_secs must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// 休学, 死亡, 失踪 and 辍学 are never eligible, whatever a province configures (domain.md G-1);
+/// nor is 初中毕业, which goes on through post-graduation enrollment.
+fn check_transfer_statuses(what: &str, statuses: &[StudentStatus]) -> Result<()> {
+    use StudentStatus::*;
+    let never = [Suspended, Deceased, Missing, DroppedOut, JuniorGraduate];
+    if let Some(s) = statuses.iter().find(|s| never.contains(s)) {
+        bail!("{what}: {s:?} may never transfer (domain.md G-1)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const MINIMAL: &str = r#"
+        [database]
+        url = "postgres://xueji@127.0.0.1/hub"
+        [broker]
+        url = "amqps://localhost:5681"
+        vhost = "xueji"
+        ca = "/etc/hosts"
+        cert = "/etc/hosts"
+        key = "/etc/hosts"
+    "#;
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let s: Settings = toml::from_str(MINIMAL).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.broker.delivery_limit, 10);
+        assert_eq!(s.rules.transfer_statuses.len(), 6);
+    }
+
+    #[test]
+    fn review_chains_are_checked_at_start() {
+        let with = |chains: &str| {
+            let s: Settings = toml::from_str(&format!("{MINIMAL}\n[provinces.\"37\"]\n{chains}")).unwrap();
+            s.validate()
+        };
+        with("transfer_in = [\"SCHOOL\", \"BUREAU\", \"CITY\"]\nenrollment_out = [\"CITY\"]").unwrap();
+        let err = with("enrollment_in = []").unwrap_err().to_string();
+        assert!(err.contains("enrollment_in") && err.contains("at least one level"), "{err}");
+        let err = with("transfer_out = [\"SCHOOL\", \"SCHOOL\"]").unwrap_err().to_string();
+        assert!(err.contains("transfer_out") && err.contains("twice"), "{err}");
+        let s: Settings = toml::from_str(&format!("{MINIMAL}\n[provinces.\"99\"]\n")).unwrap();
+        assert!(s.validate().is_err(), "not a province code");
+        with("transfer_statuses = [\"ENROLLED\", \"WITHDRAWN\"]").unwrap();
+        let err = with("transfer_statuses = [\"ENROLLED\", \"SUSPENDED\"]").unwrap_err().to_string();
+        assert!(err.contains("Suspended") && err.contains("G-1"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_bad_values_are_refused() {
+        let mut s: Settings = toml::from_str(MINIMAL).unwrap();
+        s.apply_env(|k| (k == "HUB_BROKER_VHOST").then(|| "other".to_owned())).unwrap();
+        assert_eq!(s.broker.vhost, "other");
+        s.broker.url = "amqp://guest:guest@localhost".into();
+        assert!(s.validate().is_err());
+        assert!(toml::from_str::<Settings>(&format!("{MINIMAL}\nunknown = 1")).is_err());
+    }
+}

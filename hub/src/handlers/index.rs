@@ -1,0 +1,100 @@
+//! `index.*` and `lookup.*`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use schemas::Party;
+use schemas::ids::ProvinceCode;
+use schemas::messages::{Body, IndexRemove, IndexResult, IndexUpsert, LookupKey, LookupRequest, LookupResult};
+use sqlx::PgConnection;
+
+use crate::service::{Context, Effects, Reply};
+use crate::store;
+use crate::workflow::index::{Decision, IndexEntry, answer_lookup, decide_removal, decide_upsert};
+
+fn result(to: ProvinceCode, applied: u32, stale: u32, conflicting: u32) -> Effects {
+    Effects {
+        replies: vec![Reply {
+            recipient: Party::Province(to),
+            case_id: None,
+            body: Body::IndexResult(IndexResult { applied, stale, conflicting }),
+        }],
+        refused: None,
+    }
+}
+
+/// Applies a batch in order (a student reported twice: the later report is judged against the
+/// earlier one), under locks on the existing rows.
+pub async fn upsert(conn: &mut PgConnection, sender: ProvinceCode, batch: &IndexUpsert) -> Result<Effects> {
+    let mut ids: Vec<String> = batch.student.items().iter().map(|s| s.student_id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut current: BTreeMap<String, IndexEntry> =
+        store::index::lock(conn, &ids).await?.into_iter().map(|e| (e.summary.student_id.to_string(), e)).collect();
+    let mut changed = BTreeMap::new();
+    let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
+    for s in batch.student.items() {
+        let id = s.student_id.to_string();
+        match decide_upsert(current.get(&id), sender, s.changed_at) {
+            Decision::Apply => {
+                let entry = IndexEntry { province: sender, summary: s.clone() };
+                current.insert(id.clone(), entry.clone());
+                changed.insert(id, entry);
+                applied += 1;
+            }
+            Decision::Stale => stale += 1,
+            Decision::Conflict => conflicting += 1,
+        }
+    }
+    store::index::upsert(conn, &changed.into_values().collect::<Vec<_>>()).await?;
+    Ok(result(sender, applied, stale, conflicting))
+}
+
+/// Removes students the sender holds.
+pub async fn remove(conn: &mut PgConnection, sender: ProvinceCode, batch: &IndexRemove) -> Result<Effects> {
+    let mut ids: Vec<String> = batch.entry.items().iter().map(|e| e.student_id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut current: BTreeMap<String, IndexEntry> =
+        store::index::lock(conn, &ids).await?.into_iter().map(|e| (e.summary.student_id.to_string(), e)).collect();
+    let mut gone = Vec::new();
+    let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
+    for r in batch.entry.items() {
+        let id = r.student_id.to_string();
+        match decide_removal(current.get(&id), sender, r.changed_at) {
+            Decision::Apply => {
+                current.remove(&id);
+                gone.push(id);
+                applied += 1;
+            }
+            Decision::Stale => stale += 1,
+            Decision::Conflict => conflicting += 1,
+        }
+    }
+    store::index::delete(conn, &gone).await?;
+    Ok(result(sender, applied, stale, conflicting))
+}
+
+/// Answers from the index; reads only.
+pub async fn lookup(conn: &mut PgConnection, ctx: &Context, sender: Party, req: &LookupRequest) -> Result<Effects> {
+    let candidates = match &req.key {
+        LookupKey::StudentId(id) => store::index::by_student_id(conn, id.as_ref()).await?.into_iter().collect(),
+        LookupKey::DocumentNumber(n) => store::index::by_document(conn, n.as_ref()).await?,
+    };
+    let mut open = std::collections::HashSet::new();
+    for c in &candidates {
+        if store::cases::open_case_of(conn, c.summary.student_id.as_ref()).await?.is_some() {
+            open.insert(c.summary.student_id.clone());
+        }
+    }
+    let student = answer_lookup(
+        &candidates,
+        &req.name,
+        |p| ctx.rules.transfer_statuses(p),
+        |e| open.contains(&e.summary.student_id),
+    );
+    Ok(Effects {
+        replies: vec![Reply { recipient: sender, case_id: None, body: Body::LookupResult(LookupResult { student }) }],
+        refused: None,
+    })
+}

@@ -1,0 +1,142 @@
+//! Building the hub and running it until stopped: database (waited for, migrated), the HTTP
+//! surface, the consumer, the outbox relay and the scheduler. On SIGTERM or SIGINT it stops
+//! consuming, lets in-flight messages finish, flushes the outbox, and exits.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::amqp::consumer::{self, backoff};
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::service::Context;
+use crate::{relay, scheduler, store};
+
+/// What readiness reports.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub consuming: AtomicBool,
+    pub relaying: AtomicBool,
+}
+
+/// Runs the hub until SIGTERM or SIGINT.
+///
+/// # Errors
+/// When the HTTP port cannot be bound or the migrations fail.
+pub async fn run(settings: Settings) -> Result<()> {
+    let pool = store::pool(&settings.database)?;
+    wait_for_database(&pool).await;
+    store::migrate(&pool).await?;
+    let metrics = PrometheusBuilder::new().install_recorder().context("Failed to install the metrics recorder")?;
+
+    let listener = tokio::net::TcpListener::bind(settings.http.listen)
+        .await
+        .with_context(|| format!("Failed to bind {}", settings.http.listen))?;
+    info!(address = %listener.local_addr()?, "HTTP listening (healthz, readyz, metrics).");
+
+    let health = Arc::new(Health::default());
+    let ctx = Context::new(pool.clone(), settings)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (consumer_done_tx, consumer_done_rx) = watch::channel(false);
+
+    let app = api::router(AppState { pool: pool.clone(), health: health.clone(), metrics });
+    let mut http_stop = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    let consumer = tokio::spawn({
+        let (ctx, stop, health) = (ctx.clone(), stop_rx.clone(), health.clone());
+        async move {
+            supervise("consumer", stop.clone(), || consumer::run(ctx.clone(), stop.clone(), health.clone())).await;
+            let _ = consumer_done_tx.send(true);
+        }
+    });
+    let relay = tokio::spawn({
+        let (ctx, stop, health) = (ctx.clone(), stop_rx.clone(), health.clone());
+        async move {
+            supervise("relay", stop.clone(), || {
+                relay::run(ctx.clone(), stop.clone(), consumer_done_rx.clone(), health.clone())
+            })
+            .await;
+        }
+    });
+    let ops = match &ctx.settings.ops {
+        Some(o) => {
+            let config = api::tls::server_config(&o.cert, &o.key, &o.client_ca)?;
+            let listener = tokio::net::TcpListener::bind(o.listen)
+                .await
+                .with_context(|| format!("Failed to bind {}", o.listen))?;
+            Some(tokio::spawn(api::tls::serve(listener, config, api::ops::router(ctx.clone()), stop_rx.clone())))
+        }
+        None => None,
+    };
+    let scheduler = tokio::spawn({
+        let (ctx, stop) = (ctx.clone(), stop_rx.clone());
+        async move { supervise("scheduler", stop.clone(), || scheduler::run(ctx.clone(), stop.clone())).await }
+    });
+
+    wait_for_signal().await;
+    info!("Stopping: finishing in-flight messages, then flushing the outbox.");
+    let _ = stop_tx.send(true);
+    if let Some(o) = ops {
+        let _ = o.await;
+    }
+    for (name, task) in [("consumer", consumer), ("relay", relay), ("scheduler", scheduler), ("http", http)] {
+        if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
+            warn!(task = name, "Did not stop within 30 s.");
+        }
+    }
+    pool.close().await;
+    info!("Stopped.");
+    Ok(())
+}
+
+/// Runs a task, and runs it again if it panics (a bug must cost one restart, not the hub's
+/// ability to relay or to fire timers). Returns when the task ends by itself.
+async fn supervise<F, Fut>(name: &'static str, stop: watch::Receiver<bool>, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(start()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                let text = consumer::panic_text(&*e.into_panic());
+                tracing::error!(task = name, panic = %text, "Task panicked; restarting it.");
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn wait_for_database(pool: &sqlx::PgPool) {
+    let mut delays = backoff();
+    while let Err(e) = sqlx::query("SELECT 1").execute(pool).await {
+        let delay = delays.next().unwrap_or(Duration::from_secs(15));
+        warn!(error = %e, retry_in = ?delay, "Database not reachable yet.");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,520 @@
+//! Cases, their history, evidence and archive packages, and the operators' audit trail.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use schemas::CaseId;
+use schemas::messages::{Attachment, AttachmentRef, Base64Data, CaseState, StepRecord, StudentRecord};
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+use crate::workflow::case::{Case, Stage};
+
+/// Why a case could not be inserted.
+#[derive(Debug)]
+pub enum InsertError {
+    /// The student already has an open case.
+    StudentBusy,
+    Other(sqlx::Error),
+}
+
+fn columns(case: &Case) -> (String, Option<String>, Option<String>, Option<NaiveDate>) {
+    let state = serde_json::to_value(case.state()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let waiting = case.waiting();
+    let deadline = match case.stage {
+        Stage::Reviewing { deadline, .. } => Some(deadline),
+        _ => None,
+    };
+    (
+        state,
+        waiting.as_ref().map(|w| w.party.to_string()),
+        waiting.and_then(|w| w.step).map(|s| s.to_string()),
+        deadline,
+    )
+}
+
+/// Inserts a new case; refuses a second open case for the same student.
+///
+/// # Errors
+/// [`InsertError::StudentBusy`], or database errors.
+pub async fn insert(conn: &mut PgConnection, case: &Case, application_id: Uuid) -> Result<(), InsertError> {
+    let (state, party, step, deadline) = columns(case);
+    let f = &case.facts;
+    let data = serde_json::to_value(case).expect("a case serializes");
+    let r = sqlx::query(
+        "INSERT INTO business_case (case_id, business, student_id, student_name, in_province, in_school, out_province,
+            out_school, application_id, data, stage, state, waiting_party, waiting_step, since, deadline, attempts, last_error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(case.id.uuid())
+    .bind(serde_json::to_value(f.business).ok().and_then(|v| v.as_str().map(str::to_owned)))
+    .bind(f.student_id.as_ref())
+    .bind(f.student_name.as_ref())
+    .bind(f.in_province.code())
+    .bind(f.in_school.as_ref())
+    .bind(f.out_province.code())
+    .bind(f.out_school.as_ref())
+    .bind(application_id)
+    .bind(&data)
+    .bind(case.stage.name())
+    .bind(state)
+    .bind(party)
+    .bind(step)
+    .bind(case.since)
+    .bind(deadline)
+    .bind(i32::try_from(case.attempts).unwrap_or(i32::MAX))
+    .bind(&case.last_error)
+    .execute(conn)
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.constraint() == Some("business_case_one_open_per_student") => {
+            Err(InsertError::StudentBusy)
+        }
+        Err(e) => Err(InsertError::Other(e)),
+    }
+}
+
+/// Writes a case's new state.
+///
+/// # Errors
+/// Database errors.
+pub async fn save(conn: &mut PgConnection, case: &Case) -> sqlx::Result<()> {
+    let (state, party, step, deadline) = columns(case);
+    let data = serde_json::to_value(case).expect("a case serializes");
+    sqlx::query(
+        "UPDATE business_case SET data = $2, stage = $3, state = $4, waiting_party = $5, waiting_step = $6, since = $7,
+            deadline = $8, attempts = $9, last_error = $10, out_school = $11, updated_at = now(),
+            closed_at = CASE WHEN $12 THEN COALESCE(closed_at, now()) ELSE NULL END
+         WHERE case_id = $1",
+    )
+    .bind(case.id.uuid())
+    .bind(&data)
+    .bind(case.stage.name())
+    .bind(state)
+    .bind(party)
+    .bind(step)
+    .bind(case.since)
+    .bind(deadline)
+    .bind(i32::try_from(case.attempts).unwrap_or(i32::MAX))
+    .bind(&case.last_error)
+    .bind(case.facts.out_school.as_ref())
+    .bind(case.stage.is_closed())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks a case for the rest of the transaction: events of one case are serialized here (a
+/// cancel racing the final approval: whichever locks first wins, the other sees its result).
+///
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn lock(conn: &mut PgConnection, case_id: CaseId) -> Result<Option<Case>> {
+    read(conn, case_id.uuid(), "SELECT data FROM business_case WHERE case_id = $1 FOR UPDATE").await
+}
+
+/// Locks a case unless another transaction holds it: `Ok(None)` when busy or absent. For the
+/// scheduler, which already holds a timer row: waiting here could deadlock with a message that
+/// holds the case and waits for that timer.
+///
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn try_lock(conn: &mut PgConnection, case_id: CaseId) -> Result<Option<Case>> {
+    read(conn, case_id.uuid(), "SELECT data FROM business_case WHERE case_id = $1 FOR UPDATE SKIP LOCKED").await
+}
+
+/// Reads a case without locking it.
+///
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn get(conn: &mut PgConnection, case_id: Uuid) -> Result<Option<Case>> {
+    read(conn, case_id, "SELECT data FROM business_case WHERE case_id = $1").await
+}
+
+/// Reads a case's data by `select` (with or without a row lock).
+async fn read(conn: &mut PgConnection, case_id: Uuid, select: &'static str) -> Result<Option<Case>> {
+    let data: Option<serde_json::Value> = sqlx::query_scalar(select).bind(case_id).fetch_optional(conn).await?;
+    data.map(|d| serde_json::from_value(d).context("Corrupt case data")).transpose()
+}
+
+/// The open case of a student, if any: its id and state.
+///
+/// # Errors
+/// Database errors.
+pub async fn open_case_of(conn: &mut PgConnection, student_id: &str) -> Result<Option<(Uuid, CaseState)>> {
+    let row: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT case_id, state FROM business_case WHERE student_id = $1 AND closed_at IS NULL")
+            .bind(student_id)
+            .fetch_optional(conn)
+            .await?;
+    row.map(|(id, state)| {
+        Ok((id, serde_json::from_value(serde_json::Value::String(state)).context("Corrupt case state")?))
+    })
+    .transpose()
+}
+
+/// Records a reviewer's decision.
+///
+/// # Errors
+/// Database errors.
+pub async fn add_step(conn: &mut PgConnection, case_id: CaseId, province: &str, r: &StepRecord) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO case_step (case_id, seq, step, province, decision, unit, reviewer, opinion, decided_at)
+         VALUES ($1, (SELECT COALESCE(max(seq), 0) + 1 FROM case_step WHERE case_id = $1), $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(case_id.uuid())
+    .bind(r.step.to_string())
+    .bind(province)
+    .bind(serde_json::to_value(r.decision).ok().and_then(|v| v.as_str().map(str::to_owned)))
+    .bind(r.unit.as_ref())
+    .bind(r.reviewer.as_ref())
+    .bind(r.opinion.as_ref())
+    .bind(r.decided_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The decisions taken on a case, in order.
+///
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn history(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<StepRecord>> {
+    let rows: Vec<(String, String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT step, decision, unit, reviewer, opinion, decided_at FROM case_step WHERE case_id = $1 ORDER BY seq",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(step, decision, unit, reviewer, opinion, decided_at)| {
+            Ok(serde_json::from_value(serde_json::json!({
+                "step": step, "decision": decision, "unit": unit, "reviewer": reviewer, "opinion": opinion, "decidedAt": decided_at,
+            }))?)
+        })
+        .collect()
+}
+
+/// Records a change of stage.
+///
+/// # Errors
+/// Database errors.
+pub async fn add_event(
+    conn: &mut PgConnection,
+    case_id: CaseId,
+    at: DateTime<Utc>,
+    from: Option<&str>,
+    to: &str,
+    cause: &str,
+    detail: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO case_event (case_id, at, from_stage, to_stage, cause, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(case_id.uuid())
+    .bind(at)
+    .bind(from)
+    .bind(to)
+    .bind(cause)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A stage change as recorded.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct CaseEvent {
+    pub at: DateTime<Utc>,
+    pub from_stage: Option<String>,
+    pub to_stage: String,
+    pub cause: String,
+    pub detail: Option<String>,
+}
+
+/// # Errors
+/// Database errors.
+pub async fn events(conn: &mut PgConnection, case_id: Uuid) -> sqlx::Result<Vec<CaseEvent>> {
+    sqlx::query_as(
+        "SELECT at, from_stage, to_stage, cause, detail FROM case_event WHERE case_id = $1 ORDER BY event_id",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// # Errors
+/// Database errors.
+pub async fn save_evidence(conn: &mut PgConnection, case_id: CaseId, evidence: &[Attachment]) -> sqlx::Result<()> {
+    for a in evidence {
+        sqlx::query(
+            "INSERT INTO case_evidence (case_id, name, media_type, size, sha256, content) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (case_id, name) DO NOTHING",
+        )
+        .bind(case_id.uuid())
+        .bind(a.name.as_ref())
+        .bind(a.media_type.as_ref())
+        .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
+        .bind(a.sha256.to_string())
+        .bind(a.content.bytes())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct AttachmentRow {
+    name: String,
+    media_type: String,
+    size: i64,
+    sha256: String,
+    content: Vec<u8>,
+}
+
+impl AttachmentRow {
+    fn into_attachment(self) -> Result<Attachment> {
+        Ok(Attachment {
+            name: self.name.parse()?,
+            media_type: self.media_type.parse()?,
+            size: u64::try_from(self.size)?,
+            sha256: self.sha256.parse()?,
+            content: Base64Data::new(self.content),
+        })
+    }
+}
+
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn evidence(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<Attachment>> {
+    let rows: Vec<AttachmentRow> = sqlx::query_as(
+        "SELECT name, media_type, size, sha256, content FROM case_evidence WHERE case_id = $1 ORDER BY name",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(AttachmentRow::into_attachment).collect()
+}
+
+/// Stores (or replaces) the package's record and manifest.
+///
+/// # Errors
+/// Database errors.
+pub async fn save_package(
+    conn: &mut PgConnection,
+    case_id: CaseId,
+    record: &StudentRecord,
+    manifest: &[AttachmentRef],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO archive_package (case_id, record, manifest) VALUES ($1, $2, $3)
+         ON CONFLICT (case_id) DO UPDATE SET record = EXCLUDED.record, manifest = EXCLUDED.manifest, received_at = now()",
+    )
+    .bind(case_id.uuid())
+    .bind(serde_json::to_value(record).expect("serializes"))
+    .bind(serde_json::to_value(manifest).expect("serializes"))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores (or replaces) one attachment of the package.
+///
+/// # Errors
+/// Database errors.
+pub async fn save_attachment(conn: &mut PgConnection, case_id: CaseId, a: &Attachment) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO archive_attachment (case_id, name, media_type, size, sha256, content) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (case_id, name) DO UPDATE SET media_type = EXCLUDED.media_type, size = EXCLUDED.size,
+           sha256 = EXCLUDED.sha256, content = EXCLUDED.content, received_at = now()",
+    )
+    .bind(case_id.uuid())
+    .bind(a.name.as_ref())
+    .bind(a.media_type.as_ref())
+    .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
+    .bind(a.sha256.to_string())
+    .bind(a.content.bytes())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The stored package, if any.
+///
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn package(conn: &mut PgConnection, case_id: Uuid) -> Result<Option<(StudentRecord, Vec<AttachmentRef>)>> {
+    let row: Option<(serde_json::Value, serde_json::Value)> =
+        sqlx::query_as("SELECT record, manifest FROM archive_package WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_optional(conn)
+            .await?;
+    row.map(|(r, m)| Ok((serde_json::from_value(r)?, serde_json::from_value(m)?))).transpose()
+}
+
+/// The stored attachments of a package.
+///
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn attachments(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<Attachment>> {
+    let rows: Vec<AttachmentRow> = sqlx::query_as(
+        "SELECT name, media_type, size, sha256, content FROM archive_attachment WHERE case_id = $1 ORDER BY name",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(AttachmentRow::into_attachment).collect()
+}
+
+/// Forgets a package, to ask for it again.
+///
+/// # Errors
+/// Database errors.
+pub async fn drop_package(conn: &mut PgConnection, case_id: CaseId) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM archive_attachment WHERE case_id = $1").bind(case_id.uuid()).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM archive_package WHERE case_id = $1").bind(case_id.uuid()).execute(conn).await?;
+    Ok(())
+}
+
+/// A case as the operator and query views list it.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct Summary {
+    pub case_id: Uuid,
+    pub business: String,
+    pub student_id: String,
+    pub student_name: String,
+    pub in_province: String,
+    pub in_school: String,
+    pub out_province: String,
+    pub out_school: String,
+    pub stage: String,
+    pub state: String,
+    pub waiting_party: Option<String>,
+    pub waiting_step: Option<String>,
+    pub since: DateTime<Utc>,
+    pub deadline: Option<NaiveDate>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of the case query; all optional, combined with AND.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Filter {
+    pub student: Option<String>,
+    pub school: Option<String>,
+    pub province: Option<String>,
+    pub state: Option<String>,
+    /// Who must act: a party such as `prov-37`.
+    pub waiting_on: Option<String>,
+    pub open: Option<bool>,
+    pub limit: Option<i64>,
+}
+
+/// # Errors
+/// Database errors.
+pub async fn list(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<Summary>> {
+    sqlx::query_as(
+        "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, stage, state,
+                waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at
+         FROM business_case
+         WHERE ($1::text IS NULL OR student_id = $1)
+           AND ($2::text IS NULL OR in_school = $2 OR out_school = $2)
+           AND ($3::text IS NULL OR in_province = $3 OR out_province = $3)
+           AND ($4::text IS NULL OR state = $4)
+           AND ($5::text IS NULL OR waiting_party = $5)
+           AND ($6::bool IS NULL OR (closed_at IS NULL) = $6)
+         ORDER BY created_at DESC LIMIT $7",
+    )
+    .bind(&f.student)
+    .bind(&f.school)
+    .bind(&f.province)
+    .bind(&f.state)
+    .bind(&f.waiting_on)
+    .bind(f.open)
+    .bind(f.limit.unwrap_or(100).clamp(1, 10_000))
+    .fetch_all(conn)
+    .await
+}
+
+/// Open cases in a machine-driven stage that has not moved since before `before` (stuck).
+///
+/// # Errors
+/// Database errors.
+pub async fn stuck(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<Vec<Summary>> {
+    sqlx::query_as(
+        "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, stage, state,
+                waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at
+         FROM business_case
+         WHERE closed_at IS NULL AND stage IN ('verifying', 'releasing', 'archive_requested', 'delivering', 'committing')
+           AND since < $1
+         ORDER BY since",
+    )
+    .bind(before)
+    .fetch_all(conn)
+    .await
+}
+
+/// Open review steps whose deadline passed before `today`.
+///
+/// # Errors
+/// Database errors.
+pub async fn overdue(conn: &mut PgConnection, today: NaiveDate) -> sqlx::Result<Vec<Summary>> {
+    sqlx::query_as(
+        "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, stage, state,
+                waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at
+         FROM business_case WHERE closed_at IS NULL AND stage = 'reviewing' AND deadline < $1 ORDER BY deadline",
+    )
+    .bind(today)
+    .fetch_all(conn)
+    .await
+}
+
+/// Records an operator's action.
+///
+/// # Errors
+/// Database errors.
+pub async fn audit(
+    conn: &mut PgConnection,
+    actor: &str,
+    role: &str,
+    action: &str,
+    case_id: Option<Uuid>,
+    detail: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO audit (actor, role, action, case_id, detail) VALUES ($1, $2, $3, $4, $5) RETURNING audit_id",
+    )
+    .bind(actor)
+    .bind(role)
+    .bind(action)
+    .bind(case_id)
+    .bind(detail)
+    .fetch_one(conn)
+    .await
+}
+
+/// An audit entry.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct AuditEntry {
+    pub audit_id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub case_id: Option<Uuid>,
+    pub detail: String,
+}
+
+/// # Errors
+/// Database errors.
+pub async fn audit_trail(conn: &mut PgConnection, case_id: Option<Uuid>) -> sqlx::Result<Vec<AuditEntry>> {
+    sqlx::query_as(
+        "SELECT audit_id, at, actor, role, action, case_id, detail FROM audit
+         WHERE ($1::uuid IS NULL OR case_id = $1) ORDER BY audit_id DESC LIMIT 1000",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,90 @@
+//! The inbox: which messages the hub has taken responsibility for.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// What claiming a message id found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// First time: process it.
+    New,
+    /// Seen before with the same bytes: a redelivery; skip it.
+    Redelivery,
+    /// Seen before with other bytes: an id reused for different content.
+    Reused,
+}
+
+/// Outcome recorded for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Processed,
+    Refused,
+    Poison,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Processed => "processed",
+            Outcome::Refused => "refused",
+            Outcome::Poison => "poison",
+        }
+    }
+}
+
+/// Records `(sender, message_id)`. A concurrent claim of the same id waits for the first
+/// transaction and then sees its row, so only one of them gets [`Claim::New`].
+///
+/// # Errors
+/// Database errors.
+pub async fn claim(
+    conn: &mut PgConnection,
+    sender: &str,
+    message_id: Uuid,
+    message_type: &str,
+    case_id: Option<Uuid>,
+    digest: &[u8],
+    outcome: Outcome,
+) -> sqlx::Result<Claim> {
+    let inserted = sqlx::query(
+        "INSERT INTO inbox (sender, message_id, message_type, case_id, digest, outcome) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (sender, message_id) DO NOTHING",
+    )
+    .bind(sender)
+    .bind(message_id)
+    .bind(message_type)
+    .bind(case_id)
+    .bind(digest)
+    .bind(outcome.as_str())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Claim::New);
+    }
+    let existing: Vec<u8> = sqlx::query_scalar("SELECT digest FROM inbox WHERE sender = $1 AND message_id = $2")
+        .bind(sender)
+        .bind(message_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(if existing == digest { Claim::Redelivery } else { Claim::Reused })
+}
+
+/// Changes the recorded outcome (a claim starts as processed; a refusal is known later).
+///
+/// # Errors
+/// Database errors.
+pub async fn set_outcome(
+    conn: &mut PgConnection,
+    sender: &str,
+    message_id: Uuid,
+    outcome: Outcome,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE inbox SET outcome = $3 WHERE sender = $1 AND message_id = $2")
+        .bind(sender)
+        .bind(message_id)
+        .bind(outcome.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The only place with SQL. Functions take a connection or transaction, so the caller decides
+//! what commits together.
+
+pub mod cases;
+pub mod certs;
+pub mod inbox;
+pub mod index;
+pub mod outbox;
+pub mod permissions;
+pub mod schools;
+pub mod timers;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::DatabaseSettings;
+
+/// Opens a pool; connections are made lazily, so a database that is down at start is retried by
+/// the callers' backoff rather than failing here.
+///
+/// # Errors
+/// A malformed URL.
+pub fn pool(settings: &DatabaseSettings) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&settings.url)
+        .context("Invalid database URL")
+}
+
+/// Applies the embedded migrations (idempotent; concurrent hubs serialize on sqlx's lock).
+///
+/// # Errors
+/// When the database is unreachable or a migration fails.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    sqlx::migrate!("./migrations").run(pool).await.context("Failed to apply database migrations")
+}
+
+/// Whether an error is worth retrying the whole transaction for: the database is unreachable or
+/// restarting, or the transaction lost a serialization or deadlock race.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // 40001 serialization failure, 40P01 deadlock, 08… connection, 57P0… shutdown,
+            // 53… insufficient resources.
+            code == "40001"
+                || code == "40P01"
+                || code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+        }
+        _ => false,
+    }
+}
+
+/// `is_transient` through anyhow's chain.
+pub fn is_transient_any(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(is_transient))
+}

@@ -1,0 +1,115 @@
+//! The outbox: messages to publish, written with the effects that cause them.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message_id: Uuid,
+    pub exchange: String,
+    pub routing_key: String,
+    pub message_type: String,
+    pub recipient: String,
+    pub case_id: Option<Uuid>,
+    pub correlation_id: Option<String>,
+    pub headers: serde_json::Value,
+    pub body: Vec<u8>,
+}
+
+/// A row waiting to be published.
+#[derive(Debug, Clone, FromRow)]
+pub struct Pending {
+    pub outbox_id: i64,
+    pub message_id: Uuid,
+    pub exchange: String,
+    pub routing_key: String,
+    pub message_type: String,
+    pub correlation_id: Option<String>,
+    pub headers: serde_json::Value,
+    pub body: Vec<u8>,
+    pub attempts: i32,
+}
+
+/// Adds a message; a message id already present is left alone (replays are harmless).
+/// Wakes the relay when the transaction commits.
+///
+/// # Errors
+/// Database errors.
+pub async fn enqueue(conn: &mut PgConnection, m: &NewMessage) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, case_id, correlation_id, headers, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(m.message_id)
+    .bind(&m.exchange)
+    .bind(&m.routing_key)
+    .bind(&m.message_type)
+    .bind(&m.recipient)
+    .bind(m.case_id)
+    .bind(&m.correlation_id)
+    .bind(&m.headers)
+    .bind(&m.body)
+    .execute(&mut *conn)
+    .await?;
+    // Delivered by PostgreSQL at commit, to every listening relay.
+    sqlx::query("SELECT pg_notify('outbox', '')").execute(conn).await?;
+    Ok(())
+}
+
+/// Locks up to `limit` due, unsent rows, oldest first; rows locked by another relay are skipped.
+///
+/// # Errors
+/// Database errors.
+pub async fn claim_due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Pending>> {
+    sqlx::query_as(
+        "SELECT outbox_id, message_id, exchange, routing_key, message_type, correlation_id, headers, body, attempts
+         FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= now()
+         ORDER BY outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// # Errors
+/// Database errors.
+pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE outbox_id = ANY($1)",
+    )
+    .bind(ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt; the row is tried again at `retry_at`.
+///
+/// # Errors
+/// Database errors.
+pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str, retry_at: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE outbox_id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(retry_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Unsent rows and the age in seconds of the oldest (the relay's lag).
+///
+/// # Errors
+/// Database errors.
+pub async fn lag(pool: &PgPool) -> sqlx::Result<(i64, f64)> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+         FROM outbox WHERE sent_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,42 @@
+//! Enrollment permissions (毕业后跨省就学权限).
+
+use sqlx::PgConnection;
+
+/// Grants a school; true when it was not granted before.
+///
+/// # Errors
+/// Database errors.
+pub async fn grant(conn: &mut PgConnection, school: &str, province: &str) -> sqlx::Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO enrollment_permission (school, province) VALUES ($1, $2) ON CONFLICT (school) DO NOTHING",
+    )
+    .bind(school)
+    .bind(province)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Revokes a school of `province`; true when it was granted.
+///
+/// # Errors
+/// Database errors.
+pub async fn revoke(conn: &mut PgConnection, school: &str, province: &str) -> sqlx::Result<bool> {
+    let n = sqlx::query("DELETE FROM enrollment_permission WHERE school = $1 AND province = $2")
+        .bind(school)
+        .bind(province)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// # Errors
+/// Database errors.
+pub async fn is_permitted(conn: &mut PgConnection, school: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM enrollment_permission WHERE school = $1)")
+        .bind(school)
+        .fetch_one(conn)
+        .await
+}

@@ -1,0 +1,192 @@
+//! The national student index (全国学籍索引) and lookup (全国学籍查询).
+//!
+//! Provinces report their students; the index remembers, per student, which province holds the
+//! record and the summary it last reported. A newer report wins; an older one is stale. A
+//! province reporting a student that another province holds is a conflict: two provinces
+//! claiming one student is a problem record, not an index update.
+
+use chrono::{DateTime, Utc};
+use schemas::ErrorCode;
+use schemas::ids::{PersonName, ProvinceCode};
+use schemas::messages::{LookupMatch, StudentStatus, StudentSummary};
+
+/// One student in the index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexEntry {
+    /// The province holding the record.
+    pub province: ProvinceCode,
+    pub summary: StudentSummary,
+}
+
+/// What to do with one reported change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Apply,
+    /// The index already holds this change or a newer one.
+    Stale,
+    /// Another province holds the student.
+    Conflict,
+}
+
+/// Decides an upsert from `sender` changed at `changed_at`, given the current entry.
+pub fn decide_upsert(current: Option<&IndexEntry>, sender: ProvinceCode, changed_at: DateTime<Utc>) -> Decision {
+    match current {
+        None => Decision::Apply,
+        Some(e) if e.province != sender => Decision::Conflict,
+        Some(e) if e.summary.changed_at >= changed_at => Decision::Stale,
+        Some(_) => Decision::Apply,
+    }
+}
+
+/// Decides a removal; removing a student the index does not hold is stale (already done).
+pub fn decide_removal(current: Option<&IndexEntry>, sender: ProvinceCode, changed_at: DateTime<Utc>) -> Decision {
+    match current {
+        None => Decision::Stale,
+        Some(e) if e.province != sender => Decision::Conflict,
+        Some(e) if e.summary.changed_at > changed_at => Decision::Stale,
+        Some(_) => Decision::Apply,
+    }
+}
+
+/// Whether a student of this status may transfer, given the out-province's list (domain.md
+/// G-1): a junior-high graduate goes on through post-graduation enrollment instead.
+///
+/// # Errors
+/// `E_WRONG_STAGE` for a junior-high graduate, `E_STATUS_INELIGIBLE` for a status off the list.
+pub fn transfer_status(eligible_statuses: &[StudentStatus], status: StudentStatus) -> Result<(), ErrorCode> {
+    if status == StudentStatus::JuniorGraduate {
+        Err(ErrorCode::WrongStage)
+    } else if eligible_statuses.contains(&status) {
+        Ok(())
+    } else {
+        Err(ErrorCode::StatusIneligible)
+    }
+}
+
+/// Why the student cannot apply for a cross-province transfer now; empty when he can.
+/// `eligible_statuses` is the configured list (domain.md G-1).
+pub fn transfer_obstacles(entry: &IndexEntry, eligible_statuses: &[StudentStatus]) -> Vec<ErrorCode> {
+    let mut why = Vec::new();
+    if let Err(code) = transfer_status(eligible_statuses, entry.summary.status) {
+        why.push(code);
+    }
+    // An L ID is judged by its problem-record flag, never by its prefix (domain.md G-11).
+    if entry.summary.problem_record {
+        why.push(ErrorCode::ProblemRecord);
+    }
+    if entry.summary.open_business {
+        why.push(ErrorCode::InFlight);
+    }
+    why
+}
+
+/// Answers a lookup: the candidate must match the name exactly as well (domain.md R17); only
+/// what a receiving school needs is returned. `has_open_case` says whether the student already
+/// has an open cross-province case at the hub.
+pub fn answer_lookup<'a>(
+    candidates: &[IndexEntry],
+    name: &PersonName,
+    eligible_statuses: impl Fn(ProvinceCode) -> &'a [StudentStatus],
+    has_open_case: impl Fn(&IndexEntry) -> bool,
+) -> Option<LookupMatch> {
+    let entry = candidates.iter().find(|e| &e.summary.name == name)?;
+    let mut reason = transfer_obstacles(entry, eligible_statuses(entry.province));
+    if has_open_case(entry) && !reason.contains(&ErrorCode::InFlight) {
+        reason.push(ErrorCode::InFlight);
+    }
+    Some(LookupMatch {
+        student_id: entry.summary.student_id.clone(),
+        name: entry.summary.name.clone(),
+        province: entry.province,
+        school: entry.summary.school.clone(),
+        grade: entry.summary.grade,
+        status: entry.summary.status,
+        problem_record: entry.summary.problem_record,
+        transfer_eligible: reason.is_empty(),
+        reason,
+        changed_at: entry.summary.changed_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use schemas::messages::{Body, IndexUpsert};
+    use schemas::{MessageType, samples};
+
+    use super::*;
+    use crate::config::default_transfer_statuses;
+
+    fn entry(province: &str) -> IndexEntry {
+        let Body::IndexUpsert(IndexUpsert { student }) = samples::body(MessageType::IndexUpsert) else {
+            unreachable!()
+        };
+        IndexEntry { province: ProvinceCode::parse(province).unwrap(), summary: student.items()[0].clone() }
+    }
+
+    #[test]
+    fn newer_reports_win_older_ones_are_stale_and_other_provinces_conflict() {
+        let e = entry("51");
+        let sc = e.province;
+        let sd = ProvinceCode::parse("37").unwrap();
+        let t = e.summary.changed_at;
+        assert_eq!(decide_upsert(None, sd, t), Decision::Apply);
+        assert_eq!(decide_upsert(Some(&e), sc, t + Duration::seconds(1)), Decision::Apply);
+        assert_eq!(decide_upsert(Some(&e), sc, t), Decision::Stale);
+        assert_eq!(decide_upsert(Some(&e), sc, t - Duration::days(1)), Decision::Stale);
+        assert_eq!(decide_upsert(Some(&e), sd, t + Duration::days(1)), Decision::Conflict);
+        assert_eq!(decide_removal(Some(&e), sc, t), Decision::Apply);
+        assert_eq!(decide_removal(Some(&e), sc, t - Duration::seconds(1)), Decision::Stale);
+        assert_eq!(decide_removal(None, sc, t), Decision::Stale);
+        assert_eq!(decide_removal(Some(&e), sd, t), Decision::Conflict);
+    }
+
+    #[test]
+    fn lookup_needs_the_name_and_says_why_a_student_cannot_transfer() {
+        let mut e = entry("51");
+        let statuses = default_transfer_statuses();
+        let found =
+            answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), |_| statuses.as_slice(), |_| false)
+                .unwrap();
+        assert!(found.transfer_eligible && found.reason.is_empty());
+        assert!(
+            answer_lookup(
+                std::slice::from_ref(&e),
+                &PersonName::parse("王五").unwrap(),
+                |_| statuses.as_slice(),
+                |_| false
+            )
+            .is_none()
+        );
+        let busy = answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), |_| statuses.as_slice(), |_| true)
+            .unwrap();
+        assert_eq!((busy.transfer_eligible, busy.reason.clone()), (false, vec![ErrorCode::InFlight]), "an open case");
+
+        e.summary.status = StudentStatus::Suspended;
+        e.summary.problem_record = true;
+        e.summary.open_business = true;
+        let found = answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), |_| statuses.as_slice(), |_| true)
+            .unwrap();
+        assert!(!found.transfer_eligible);
+        assert_eq!(found.reason, vec![ErrorCode::StatusIneligible, ErrorCode::ProblemRecord, ErrorCode::InFlight]);
+        // The same rule as the case: a junior-high graduate enrolls, he does not transfer.
+        e.summary.status = StudentStatus::JuniorGraduate;
+        let found =
+            answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), |_| statuses.as_slice(), |_| false);
+        assert_eq!(found.unwrap().reason[0], ErrorCode::WrongStage);
+        // The province's own list applies.
+        e.summary.status = StudentStatus::Abroad;
+        let only_enrolled = |_| [StudentStatus::Enrolled].as_slice();
+        let found = answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), only_enrolled, |_| false);
+        assert_eq!(found.unwrap().reason[0], ErrorCode::StatusIneligible);
+    }
+
+    #[test]
+    fn a_temporary_id_is_judged_by_its_problem_flag_not_its_prefix() {
+        let mut e = entry("51");
+        e.summary.student_id = "L44162320030616008X".parse().unwrap();
+        assert!(transfer_obstacles(&e, &default_transfer_statuses()).is_empty());
+        e.summary.problem_record = true;
+        assert_eq!(transfer_obstacles(&e, &default_transfer_statuses()), vec![ErrorCode::ProblemRecord]);
+    }
+}
