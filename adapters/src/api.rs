@@ -1,0 +1,310 @@
+//! The local API for the provincial system (localhost by default): submit messages (XML per the
+//! XSD, or the same model as JSON), pull and acknowledge the inbox, ask where a message stands,
+//! and see the state of the link.
+//!
+//! Errors are the exchange's typed errors: `{"code", "messageZh", "messageEn",
+//! "offendingMessageId", "detail"}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use schemas::messages::ErrorReport;
+use schemas::{Envelope, ErrorCode, MessageId, MessageType, Party, codec};
+use serde::Deserialize;
+use sha2::Digest;
+use sqlx::SqlitePool;
+
+use crate::identity::Identity;
+use crate::link::LinkState;
+use crate::store::{self, Submitted};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: SqlitePool,
+    pub me: Party,
+    pub identity: Arc<Identity>,
+    pub link: Arc<LinkState>,
+    pub max_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/status", get(status))
+        .route("/messages", post(submit))
+        .route("/messages/{id}", get(message_status))
+        .route("/inbox", get(inbox_list))
+        .route("/inbox/ack", post(inbox_ack_many))
+        .route("/inbox/{id}", get(inbox_get))
+        .route("/inbox/{id}/ack", post(inbox_ack))
+        .with_state(state)
+}
+
+/// A typed error as an HTTP response.
+struct ApiError(StatusCode, ErrorReport);
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, offending: Option<MessageId>, detail: &str) -> Self {
+        ApiError(status, ErrorReport::new(code, offending, Some(detail)))
+    }
+
+    fn internal(e: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{e:#}"), "Local API failure.");
+        // Never the internal text to the caller; it is in the log.
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorReport::new(ErrorCode::Unavailable, None, Some("the adapter could not complete the request; retry")),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+/// The message types a province sends to the hub.
+fn province_may_send(t: MessageType) -> bool {
+    use MessageType::*;
+    matches!(
+        t,
+        IndexUpsert
+            | IndexRemove
+            | LookupRequest
+            | TransferApply
+            | EnrollmentApply
+            | EnrollmentPermit
+            | VerifyResult
+            | ReviewDecision
+            | CaseCancel
+            | CaseReleased
+            | ArchivePackage
+            | ArchiveAttachment
+            | ArchiveImported
+            | ArchiveCommitted
+    )
+}
+
+/// Validates a submission and commits it to the outbox; only then answers.
+async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/xml");
+    let parsed = if content_type.starts_with("application/json") {
+        codec::from_json(&body, s.max_bytes)
+    } else if content_type.starts_with("application/xml") || content_type.starts_with("text/xml") {
+        codec::from_xml(&body, s.max_bytes)
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Malformed,
+            None,
+            &format!("Content-Type {content_type}: send application/xml or application/json"),
+        ));
+    };
+    let env: Envelope = parsed.map_err(|e| {
+        let status =
+            if e.code == ErrorCode::TooLarge { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        ApiError(status, e.report())
+    })?;
+    if env.sender != s.me {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Sender,
+            Some(env.message_id),
+            &format!("this adapter speaks for {}, the message says {}", s.me, env.sender),
+        ));
+    }
+    if env.recipient != Party::Hub || !province_may_send(env.message_type()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unexpected,
+            Some(env.message_id),
+            &format!("a province sends {} to the hub? no: only province-to-hub types are accepted", env.message_type()),
+        ));
+    }
+    // Queued in canonical form: what was validated is exactly what goes out.
+    let xml = codec::to_xml(&env).into_bytes();
+    let digest: [u8; 32] = sha2::Sha256::digest(&xml).into();
+    let case = env.case_id.map(|c| c.to_string());
+    let outcome =
+        store::submit(&s.pool, env.message_id.as_ref(), env.message_type().as_str(), case.as_deref(), &digest, &xml)
+            .await
+            .map_err(ApiError::internal)?;
+    let (status, state) = match outcome {
+        Submitted::Queued => (StatusCode::ACCEPTED, "queued"),
+        Submitted::AlreadyQueued => (StatusCode::OK, "already queued"),
+        Submitted::Conflict => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Duplicate,
+                Some(env.message_id),
+                "this message id was already used for a different message",
+            ));
+        }
+    };
+    s.link.wake.notify_one();
+    Ok((status, Json(serde_json::json!({ "messageId": env.message_id, "state": state }))).into_response())
+}
+
+/// Where a submitted message stands: queued, published (tried, not yet confirmed), confirmed
+/// (the broker has it), answered (the hub replied; the reply is included).
+async fn message_status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let Some(st) = store::outbox_status(&s.pool, &id).await.map_err(ApiError::internal)? else {
+        let offending = MessageId::parse(&id).ok();
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::MessageNotFound,
+            offending,
+            "no message with this id was submitted here",
+        ));
+    };
+    let state = match (st.state.as_str(), &st.answered_by, st.attempts) {
+        (_, Some(_), _) => "answered",
+        ("confirmed", None, _) => "confirmed",
+        (_, None, 0) => "queued",
+        _ => "published",
+    };
+    let reply = match &st.answered_by {
+        Some(reply_id) => store::inbox_get(&s.pool, reply_id).await.map_err(ApiError::internal)?.map(|(entry, body)| {
+            let json = codec::from_xml(&body, s.max_bytes).ok().map(|e| serde_json::from_str::<serde_json::Value>(&codec::to_json(&e)).unwrap_or_default());
+            serde_json::json!({ "messageId": entry.message_id, "type": entry.message_type, "receivedAt": entry.received_at, "envelope": json })
+        }),
+        None => None,
+    };
+    Ok(Json(serde_json::json!({
+        "messageId": st.message_id,
+        "type": st.message_type,
+        "caseId": st.case_id,
+        "state": state,
+        "attempts": st.attempts,
+        "lastError": st.last_error,
+        "submittedAt": st.submitted_at,
+        "confirmedAt": st.confirmed_at,
+        "reply": reply,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    /// Only entries after this cursor (an entry's `seq`).
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+    /// Only entries not yet acknowledged (default true).
+    #[serde(default = "default_true")]
+    pending: bool,
+    /// Include each message (XML) in the listing, saving a request per message.
+    #[serde(default)]
+    body: bool,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+fn default_true() -> bool {
+    true
+}
+
+async fn inbox_list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    let entries =
+        store::inbox_list(&s.pool, q.after, q.limit.clamp(1, 1000), q.pending).await.map_err(ApiError::internal)?;
+    if !q.body {
+        return Ok(Json(entries).into_response());
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let body = store::inbox_get(&s.pool, &e.message_id)
+            .await
+            .map_err(ApiError::internal)?
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let mut v = serde_json::to_value(&e).map_err(|e| ApiError::internal(e.into()))?;
+        v["body"] = serde_json::Value::String(String::from_utf8_lossy(&body).into_owned());
+        out.push(v);
+    }
+    Ok(Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+struct AckMany {
+    ids: Vec<String>,
+}
+
+/// Acknowledges many inbox messages at once; answers how many were found.
+async fn inbox_ack_many(State(s): State<AppState>, Json(req): Json<AckMany>) -> Result<Response, ApiError> {
+    let acknowledged = store::inbox_ack_many(&s.pool, &req.ids).await.map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "acknowledged": acknowledged })).into_response())
+}
+
+#[derive(Deserialize)]
+struct GetQuery {
+    /// `xml` (default, the message as received) or `json`.
+    format: Option<String>,
+}
+
+async fn inbox_get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<GetQuery>,
+) -> Result<Response, ApiError> {
+    let Some((entry, body)) = store::inbox_get(&s.pool, &id).await.map_err(ApiError::internal)? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::MessageNotFound,
+            MessageId::parse(&id).ok(),
+            "no such inbox message",
+        ));
+    };
+    if q.format.as_deref() == Some("json") {
+        let env =
+            codec::from_xml(&body, s.max_bytes).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.report()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&codec::to_json(&env)).map_err(|e| ApiError::internal(e.into()))?;
+        return Ok(Json(serde_json::json!({ "entry": entry, "envelope": json })).into_response());
+    }
+    Ok(([(header::CONTENT_TYPE, "application/xml")], body).into_response())
+}
+
+async fn inbox_ack(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if store::inbox_ack(&s.pool, &id).await.map_err(ApiError::internal)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::MessageNotFound,
+            MessageId::parse(&id).ok(),
+            "no such inbox message",
+        ))
+    }
+}
+
+/// The link and the queues, as they are now.
+async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let depths = store::depths(&s.pool).await.map_err(ApiError::internal)?;
+    let cert = &s.identity.cert;
+    let (error_at, error) = s.link.last_error().map_or((None, None), |(t, e)| (Some(t), Some(e)));
+    Ok(Json(serde_json::json!({
+        "province": s.me.province().map(|p| p.code()),
+        "connected": s.link.connected_since().is_some(),
+        "connectedSince": s.link.connected_since(),
+        "lastError": error,
+        "lastErrorAt": error_at,
+        "outbox": { "queued": depths.outbox_queued, "awaitingReply": depths.outbox_awaiting_reply },
+        "inbox": { "pending": depths.inbox_pending, "total": depths.inbox_total },
+        "certificate": {
+            "serial": cert.serial,
+            "notAfter": cert.not_after,
+            "daysToExpiry": (cert.not_after - Utc::now()).num_days(),
+        },
+    }))
+    .into_response())
+}

@@ -1,0 +1,20 @@
+//! The province-side adapter (省级适配器): the province's authenticated, durable pipe to the hub.
+//!
+//! # Layout
+//! - [`identity`]: who this adapter is, from its certificate;
+//! - [`config`]: settings; [`store`]: the SQLite outbox and inbox;
+//! - [`link`]: the broker connection (publish the outbox, take the inbox);
+//! - [`api`]: the local API for the provincial system; [`webhook`]: optional push;
+//! - [`simulate`]: a simulated provincial system, for demos and tests;
+//! - [`runner`]: run until stopped.
+
+pub mod api;
+pub mod config;
+#[path = "../../hub/src/failpoint.rs"]
+pub mod failpoint;
+pub mod identity;
+pub mod link;
+pub mod runner;
+pub mod simulate;
+pub mod store;
+pub mod webhook;

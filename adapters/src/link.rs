@@ -1,0 +1,302 @@
+//! The link to the broker: one connection at a time, as this province (certificate, EXTERNAL),
+//! reconnecting forever with capped exponential backoff and jitter, logging every change of
+//! state. While up, it publishes the outbox in submission order with confirms, and takes the
+//! province's queue into the inbox, acknowledging a delivery only after its row is committed.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use backon::BackoffBuilder;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Confirmation};
+use schemas::{Party, codec};
+use sha2::Digest;
+use sqlx::SqlitePool;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::failpoint;
+use crate::store;
+
+/// The exchange names the hub provisions.
+pub const HUB_INBOUND_EXCHANGE: &str = "hub.in";
+
+/// Capped exponential backoff with full jitter.
+pub fn backoff(max: Duration) -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// What the link is doing, for the status endpoint.
+#[derive(Debug, Default)]
+pub struct LinkState {
+    connected_since: Mutex<Option<DateTime<Utc>>>,
+    last_error: Mutex<Option<(DateTime<Utc>, String)>>,
+    /// Woken when the outbox has something new.
+    pub wake: Notify,
+}
+
+impl LinkState {
+    pub fn connected_since(&self) -> Option<DateTime<Utc>> {
+        *self.connected_since.lock().expect("not poisoned")
+    }
+
+    pub fn last_error(&self) -> Option<(DateTime<Utc>, String)> {
+        self.last_error.lock().expect("not poisoned").clone()
+    }
+
+    fn up(&self) {
+        *self.connected_since.lock().expect("not poisoned") = Some(Utc::now());
+    }
+
+    fn down(&self, error: String) {
+        *self.connected_since.lock().expect("not poisoned") = None;
+        *self.last_error.lock().expect("not poisoned") = Some((Utc::now(), error));
+    }
+}
+
+/// Everything a session needs.
+#[derive(Clone)]
+pub struct Link {
+    pub settings: Arc<Settings>,
+    pub me: Party,
+    pub pool: SqlitePool,
+    pub state: Arc<LinkState>,
+}
+
+impl Link {
+    /// Runs sessions until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut delays = backoff(Duration::from_secs(30));
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let started = Instant::now();
+            let result = self.session(shutdown.clone()).await;
+            let was_up = self.state.connected_since().is_some();
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    if was_up {
+                        warn!(error = %message, "Link down.");
+                    }
+                    self.state.down(message.clone());
+                    if started.elapsed() > Duration::from_secs(60) {
+                        delays = backoff(Duration::from_secs(30));
+                    }
+                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    tracing::debug!(error = %message, retry_in = ?delay, "Broker unreachable; retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn session(&self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let b = &self.settings.broker;
+        let name = format!("adapter-{}", self.me);
+        let conn = certs::amqp::connect(&certs::amqp::Identity {
+            url: &b.url,
+            vhost: &b.vhost,
+            ca: &b.ca,
+            cert: &b.cert,
+            key: &b.key,
+            connection_name: &name,
+        })
+        .await
+        .context("Failed to connect to the broker")?;
+        self.state.up();
+        info!(broker = %b.url, vhost = %b.vhost, user = %self.me, "Link up.");
+
+        let inbound = conn.create_channel().await?;
+        inbound.basic_qos(b.prefetch, BasicQosOptions::default()).await?;
+        let queue = format!("prov.{}.in", self.me.province().expect("a province").code());
+        let mut consumer = inbound
+            .basic_consume(
+                queue.as_str().into(),
+                name.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("Failed to consume {queue}"))?;
+        let outbound = conn.create_channel().await?;
+        outbound.confirm_select(ConfirmSelectOptions::default()).await?;
+
+        let receive = async {
+            loop {
+                match consumer.next().await {
+                    Some(Ok(d)) => self.receive(d).await?,
+                    Some(Err(e)) => return Err(anyhow!(e).context("Consumer failed")),
+                    None => return Err(anyhow!("the broker cancelled the consumer")),
+                }
+            }
+        };
+        let publish = async {
+            loop {
+                let wait = self.publish_queued(&outbound).await?;
+                tokio::select! {
+                    _ = self.state.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        };
+        let result: Result<()> = tokio::select! {
+            r = receive => r,
+            r = publish => r,
+            _ = shutdown.changed() => Ok(()),
+        };
+        let _ = conn.close(200, "adapter stopping".into()).await;
+        if result.is_ok() {
+            self.state.down("stopped".into());
+            info!("Link closed.");
+        }
+        result
+    }
+
+    /// Stores one delivery, then acknowledges it.
+    async fn receive(&self, d: lapin::message::Delivery) -> Result<()> {
+        let from_hub = d.properties.user_id().as_ref().is_some_and(|u| u.as_str() == "hub");
+        let parsed = codec::from_xml(&d.data, self.settings.limits.max_message_bytes);
+        let fallback_id = || {
+            d.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_else(|| {
+                let digest: [u8; 32] = sha2::Sha256::digest(&d.data).into();
+                digest.iter().map(|b| format!("{b:02x}")).collect()
+            })
+        };
+        // Nothing is dropped: what cannot be read is kept, with the reason, for the provincial
+        // system and the operators to see.
+        let (id, kind, case, corr, error) = match &parsed {
+            Ok(env) if from_hub && env.sender == Party::Hub && env.recipient == self.me => (
+                env.message_id.to_string(),
+                env.message_type().as_str().to_owned(),
+                env.case_id.map(|c| c.to_string()),
+                env.correlation_id.map(|c| c.to_string()),
+                None,
+            ),
+            Ok(env) => (
+                env.message_id.to_string(),
+                "unreadable".to_owned(),
+                None,
+                None,
+                Some(format!(
+                    "not from the hub to {}: sender {} (user {:?}), recipient {}",
+                    self.me,
+                    env.sender,
+                    d.properties.user_id(),
+                    env.recipient
+                )),
+            ),
+            Err(e) => {
+                (fallback_id(), "unreadable".to_owned(), None, None, Some(format!("{} {}", e.code.code(), e.detail)))
+            }
+        };
+        if let Some(e) = &error {
+            warn!(message_id = %id, error = %e, "Unreadable message kept in the inbox.");
+        }
+        let new = store::receive(
+            &self.pool,
+            &store::Received {
+                message_id: &id,
+                message_type: &kind,
+                case_id: case.as_deref(),
+                correlation_id: corr.as_deref(),
+                body: &d.data,
+                parse_error: error.as_deref(),
+            },
+        )
+        .await?;
+        failpoint::pass(failpoint::INBOUND_AFTER_COMMIT);
+        d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a stored message")?;
+        if new {
+            tracing::debug!(message_id = %id, message_type = %kind, "Received.");
+        }
+        Ok(())
+    }
+
+    /// Publishes due queued rows in submission order; returns how long to wait before looking
+    /// again.
+    async fn publish_queued(&self, ch: &Channel) -> Result<Duration> {
+        loop {
+            let rows = store::queued(&self.pool, 128).await?;
+            let Some(head) = rows.first() else { return Ok(Duration::from_secs(5)) };
+            let due =
+                DateTime::parse_from_rfc3339(&head.next_attempt_at).map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+            if due > Utc::now() {
+                // The head waits: later rows wait behind it, which keeps the order.
+                return Ok((due - Utc::now()).to_std().unwrap_or(Duration::from_millis(100)));
+            }
+            let mut in_flight = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut headers = FieldTable::default();
+                if let Some(case) = &row.case_id {
+                    headers.insert("x-case-id".into(), AMQPValue::LongString(LongString::from(case.as_str())));
+                }
+                let props = BasicProperties::default()
+                    .with_user_id(self.me.to_string().into())
+                    .with_message_id(row.message_id.as_str().into())
+                    .with_type(row.message_type.as_str().into())
+                    .with_content_type("application/xml".into())
+                    .with_delivery_mode(2)
+                    .with_timestamp(Utc::now().timestamp().max(0) as u64)
+                    .with_headers(headers);
+                let confirm = ch
+                    .basic_publish(
+                        HUB_INBOUND_EXCHANGE.into(),
+                        row.message_type.as_str().into(),
+                        BasicPublishOptions { mandatory: true, ..Default::default() },
+                        &row.body,
+                        props,
+                    )
+                    .await
+                    .context("Failed to publish")?;
+                in_flight.push((row, confirm));
+            }
+            // Only the rows before the first refusal count as sent: the refused row stays the
+            // head, and the rows behind it go again after it (the hub drops a repeated message
+            // id), so the order holds.
+            let mut confirmed = Vec::with_capacity(in_flight.len());
+            let mut failed = None;
+            for (row, confirm) in in_flight {
+                let refusal = match confirm.await.context("Lost a publisher confirm")? {
+                    Confirmation::Ack(None) => None,
+                    Confirmation::Ack(Some(r)) => Some(format!("unroutable: {}", r.reply_text)),
+                    Confirmation::Nack(_) => Some("nacked by the broker".to_owned()),
+                    Confirmation::NotRequested => unreachable!("confirm mode"),
+                };
+                match refusal {
+                    None if failed.is_none() => confirmed.push(row.seq),
+                    None => {}
+                    Some(why) => {
+                        failed.get_or_insert((row, why));
+                    }
+                }
+            }
+            store::confirm(&self.pool, &confirmed).await?;
+            if let Some((row, why)) = failed {
+                let step = backoff(Duration::from_secs(300))
+                    .nth(row.attempts.clamp(0, 20) as usize)
+                    .unwrap_or(Duration::from_secs(300));
+                warn!(message_id = %row.message_id, attempts = row.attempts + 1, error = %why, "Not accepted by the broker; will retry.");
+                store::attempt_failed(&self.pool, row.seq, &why, Utc::now() + step).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `adapter`: the province-side daemon, and a simulated provincial system.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "adapter", version, about = "The province's authenticated, durable pipe to the exchange hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the adapter until SIGTERM/SIGINT.
+    Run {
+        #[arg(long, env = "ADAPTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check the configuration and the certificate, print the identity, and exit.
+    Check {
+        #[arg(long, env = "ADAPTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a simulated provincial system against an adapter's local API.
+    Simulate {
+        /// The adapter's local API.
+        #[arg(long, default_value = "http://127.0.0.1:8437")]
+        adapter: String,
+        /// The province's own database (SQLite), created and filled on first run.
+        #[arg(long)]
+        data: PathBuf,
+        /// GB/T 2260 code of the simulated province.
+        #[arg(long)]
+        province: String,
+        #[arg(long, default_value_t = 300)]
+        students: usize,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Other provinces (codes), generated from the same seed: looked up (the first) and
+        /// applied for (all). Repeat the option for several.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+        /// Students in each peer province.
+        #[arg(long, default_value_t = 300)]
+        peer_students: usize,
+        #[arg(long, default_value_t = 0)]
+        lookups: usize,
+        /// Transfers to apply for (students of the peers coming to this province).
+        #[arg(long, default_value_t = 0)]
+        transfers: usize,
+        /// Post-graduation enrollments to apply for (the peers' junior-high graduates).
+        #[arg(long, default_value_t = 0)]
+        enrollments: usize,
+        /// Reviewers take between these many milliseconds…
+        #[arg(long, default_value_t = 0)]
+        review_delay_min_ms: u64,
+        /// …and these many.
+        #[arg(long, default_value_t = 0)]
+        review_delay_max_ms: u64,
+        /// Share of review decisions that reject (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        reject_rate: f64,
+        /// Share of archive requests left unanswered (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        export_failure_rate: f64,
+        /// Share of archive imports that fail (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        import_failure_rate: f64,
+        /// Milliseconds the archive work (export, import, commit) takes.
+        #[arg(long, default_value_t = 0)]
+        archive_delay_ms: u64,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,lapin=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("ADAPTER_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    init_logging();
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli) {
+        tracing::error!("{e:#}");
+        eprintln!("adapter: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Run { config } => {
+            let settings = adapters::config::Settings::load(&config)?;
+            runtime.block_on(adapters::runner::run(settings))
+        }
+        Command::Check { config } => {
+            let settings = adapters::config::Settings::load(&config)?;
+            let id = adapters::runner::check_identity(&settings)?;
+            println!(
+                "province {} ({}), certificate serial {}, valid until {} ({} days)",
+                id.province.code(),
+                id.province.name_zh(),
+                id.cert.serial,
+                id.cert.not_after,
+                id.days_left
+            );
+            Ok(())
+        }
+        Command::Simulate {
+            adapter,
+            data,
+            province,
+            students,
+            seed,
+            peers,
+            peer_students,
+            lookups,
+            transfers,
+            enrollments,
+            review_delay_min_ms,
+            review_delay_max_ms,
+            reject_rate,
+            export_failure_rate,
+            import_failure_rate,
+            archive_delay_ms,
+        } => {
+            let province = schemas::ids::ProvinceCode::parse(&province)?;
+            let peers = peers
+                .iter()
+                .map(|p| schemas::ids::ProvinceCode::parse(p).map(|p| (p, peer_students)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut opts = adapters::simulate::Options::new(adapter, data, province);
+            opts.students = students;
+            opts.seed = seed;
+            opts.peers = peers;
+            opts.lookups = lookups;
+            opts.transfers = transfers;
+            opts.enrollments = enrollments;
+            opts.review_delay = (
+                std::time::Duration::from_millis(review_delay_min_ms),
+                std::time::Duration::from_millis(review_delay_max_ms.max(review_delay_min_ms)),
+            );
+            opts.reject_rate = reject_rate;
+            opts.export_failure_rate = export_failure_rate;
+            opts.import_failure_rate = import_failure_rate;
+            opts.archive_delay = std::time::Duration::from_millis(archive_delay_ms);
+            runtime.block_on(async {
+                let sim = adapters::simulate::Simulator::open(opts).await?;
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = stop_tx.send(true);
+                });
+                sim.run(stop_rx).await
+            })
+        }
+    }
+}

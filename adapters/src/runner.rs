@@ -1,0 +1,137 @@
+//! Running the adapter until SIGTERM/SIGINT: identity first (refuse to start on a bad
+//! certificate), then the store, the link, the local API and the optional webhook.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use schemas::Party;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::identity::{self, Identity};
+use crate::link::{Link, LinkState};
+use crate::{store, webhook};
+
+/// Checks the certificate and the configuration; logs the identity and warns when the
+/// certificate expires soon.
+///
+/// # Errors
+/// An unusable certificate or a configuration claiming another province.
+pub fn check_identity(settings: &Settings) -> Result<Identity> {
+    let id = identity::check(&settings.broker.cert, settings.claimed_province()?, Utc::now())?;
+    info!(province = id.province.code(), serial = %id.cert.serial, not_after = %id.cert.not_after, "Identity from the certificate.");
+    warn_if_expiring(&id);
+    Ok(id)
+}
+
+fn warn_if_expiring(id: &Identity) {
+    if id.expires_soon {
+        warn!(
+            days_left = id.days_left,
+            not_after = %id.cert.not_after,
+            "The certificate expires in {} days: renew it (证书即将过期).",
+            id.days_left
+        );
+    }
+}
+
+/// Runs until a signal.
+///
+/// # Errors
+/// When the identity, the store or the local API port is unusable.
+pub async fn run(settings: Settings) -> Result<()> {
+    let identity = Arc::new(check_identity(&settings)?);
+    let me = Party::Province(identity.province);
+    let pool = store::open(&settings.storage.path).await?;
+    let depths = store::depths(&pool).await?;
+    info!(queued = depths.outbox_queued, inbox_pending = depths.inbox_pending, "Store opened.");
+    let settings = Arc::new(settings);
+    let state = Arc::new(LinkState::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let link = Link { settings: settings.clone(), me, pool: pool.clone(), state: state.clone() };
+    let link_task = tokio::spawn(link.run(stop_rx.clone()));
+    let webhook_task =
+        settings.webhook.as_ref().map(|w| tokio::spawn(webhook::run(pool.clone(), w.url.clone(), stop_rx.clone())));
+    let housekeeping = tokio::spawn(housekeeping(
+        pool.clone(),
+        settings.broker.cert.clone(),
+        identity.province,
+        settings.storage.retention_days,
+        stop_rx.clone(),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(settings.api.listen)
+        .await
+        .with_context(|| format!("Failed to bind the local API on {}", settings.api.listen))?;
+    info!(address = %listener.local_addr()?, "Local API listening.");
+    let app = api::router(AppState {
+        pool: pool.clone(),
+        me,
+        identity,
+        link: state,
+        max_bytes: settings.limits.max_message_bytes,
+    });
+    let mut http_stop = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+
+    wait_for_signal().await;
+    info!("Stopping.");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(15), link_task).await;
+    if let Some(w) = webhook_task {
+        let _ = w.await;
+    }
+    let _ = housekeeping.await;
+    let _ = http.await;
+    pool.close().await;
+    info!("Stopped.");
+    Ok(())
+}
+
+/// Daily: prune old rows, and check the certificate again (a long-running adapter must not
+/// drift into an expired certificate unannounced).
+async fn housekeeping(
+    pool: sqlx::SqlitePool,
+    cert: std::path::PathBuf,
+    province: schemas::ids::ProvinceCode,
+    days: u32,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match store::prune(&pool, days).await {
+            Ok(n) if n > 0 => info!(rows = n, "Old messages pruned."),
+            Ok(_) => {}
+            Err(e) => warn!(error = format!("{e:#}"), "Pruning failed."),
+        }
+        match identity::check(&cert, Some(province), Utc::now()) {
+            Ok(id) => warn_if_expiring(&id),
+            Err(e) => {
+                tracing::error!(error = %e, "The certificate is no longer usable: the broker will refuse this adapter.")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,562 @@
+//! A simulated provincial system (模拟省级学籍系统): its own records (schools and students
+//! generated from a seed, valid identifiers), talking to its adapter through the local API as
+//! a real provincial system would. It keeps the national index current, looks students of
+//! another province up, applies for transfers of other provinces' students, and answers what
+//! the hub asks of a province: verification (校验), reviews (核办) by reviewers who take their
+//! time and sometimes refuse, releasing a hold, exporting an archive and importing one, and
+//! committing a transfer-out — with configurable failures.
+//!
+//! It drives the demo, the end-to-end tests and load tests.
+
+pub mod data;
+mod province;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use schemas::ids::{IdDocument, ProvinceCode};
+use schemas::messages::{
+    Application, Attachment, Batch, Body, IndexUpsert, LookupKey, LookupRequest, StudentSummary, UpTo,
+};
+use schemas::{CaseId, Envelope, MessageId, Party, codec};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use tokio::sync::watch;
+
+/// How to run the simulated province.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Base URL of the adapter's local API, e.g. `http://127.0.0.1:8437`.
+    pub adapter: String,
+    /// The province's own database (SQLite), created on first run.
+    pub data: PathBuf,
+    pub province: ProvinceCode,
+    pub students: usize,
+    pub seed: u64,
+    /// Other provinces (and their student counts), generated from the same seed: whom to look
+    /// up and whose students to apply for.
+    pub peers: Vec<(ProvinceCode, usize)>,
+    /// Lookups of students of the first peer.
+    pub lookups: usize,
+    /// Transfers to apply for, of students of the peers (this province receives them).
+    pub transfers: usize,
+    /// Post-graduation enrollments to apply for, of the peers' last-year junior-high students
+    /// (most graduated, some not); the province first permits its schools.
+    pub enrollments: usize,
+    /// How long reviewers take, at least and at most.
+    pub review_delay: (Duration, Duration),
+    /// Share of review decisions that reject.
+    pub reject_rate: f64,
+    /// Share of archive requests this province fails to answer (the hub asks again).
+    pub export_failure_rate: f64,
+    /// Share of archive imports that fail with a reason (the hub delivers again).
+    pub import_failure_rate: f64,
+    /// How long the archive work takes (export, import, commit) before it answers.
+    pub archive_delay: Duration,
+}
+
+impl Options {
+    /// Defaults for a province that only keeps its index.
+    pub fn new(adapter: String, data: PathBuf, province: ProvinceCode) -> Self {
+        Options {
+            adapter,
+            data,
+            province,
+            students: 300,
+            seed: 2026,
+            peers: vec![],
+            lookups: 0,
+            transfers: 0,
+            enrollments: 0,
+            review_delay: (Duration::ZERO, Duration::ZERO),
+            reject_rate: 0.0,
+            export_failure_rate: 0.0,
+            import_failure_rate: 0.0,
+            archive_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The simulated provincial system.
+pub struct Simulator {
+    opts: Options,
+    me: Party,
+    db: SqlitePool,
+    http: reqwest::Client,
+    rng: Mutex<StdRng>,
+}
+
+impl Simulator {
+    /// Opens (or creates and fills) the province's database.
+    ///
+    /// # Errors
+    /// When the database cannot be created.
+    pub async fn open(opts: Options) -> Result<Simulator> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", opts.data.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let db = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        sqlx::migrate!("./sim-migrations").run(&db).await.context("Failed to migrate the province database")?;
+        let have: i64 = sqlx::query_scalar("SELECT count(*) FROM student").fetch_one(&db).await?;
+        if have == 0 {
+            let generated = data::generate(opts.province, opts.students, opts.seed);
+            let mut tx = db.begin().await?;
+            for s in &generated.schools {
+                sqlx::query("INSERT INTO school (code, name) VALUES (?, ?)")
+                    .bind(s.code.as_ref())
+                    .bind(&s.name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for s in &generated.students {
+                province::insert_student(&mut tx, s, None).await?;
+            }
+            tx.commit().await?;
+        }
+        let me = Party::Province(opts.province);
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let rng =
+            Mutex::new(StdRng::seed_from_u64(opts.seed ^ u64::from(opts.province.code().parse::<u8>().unwrap_or(0))));
+        Ok(Simulator { opts, me, db, http, rng })
+    }
+
+    /// Runs until `shutdown` turns true.
+    ///
+    /// # Errors
+    /// When the adapter refuses what the simulator sends (a bug on one side).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        self.sync_index().await?;
+        self.look_up_peers().await?;
+        self.plan_transfers().await?;
+        self.plan_enrollments().await?;
+        loop {
+            self.look_up_planned().await?;
+            self.drain_inbox().await?;
+            self.decide_due_reviews().await?;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    fn chance(&self, p: f64) -> bool {
+        p > 0.0 && self.rng.lock().expect("not poisoned").random_bool(p.min(1.0))
+    }
+
+    async fn event(&self, kind: &str, detail: &str) -> Result<()> {
+        sqlx::query("INSERT INTO event (at, kind, detail) VALUES (?, ?, ?)")
+            .bind(Utc::now().to_rfc3339())
+            .bind(kind)
+            .bind(detail)
+            .execute(&self.db)
+            .await?;
+        println!("[{}] {kind}: {detail}", self.me);
+        Ok(())
+    }
+
+    /// Sends `body` (about `case`, if any) through the adapter, retrying while the adapter is
+    /// unreachable.
+    async fn submit(&self, body: Body, case: Option<CaseId>) -> Result<MessageId> {
+        let mut env = Envelope::new(self.me, Party::Hub, body);
+        env.case_id = case;
+        let xml = codec::to_xml(&env);
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let sent = self
+                .http
+                .post(format!("{}/messages", self.opts.adapter))
+                .header("content-type", "application/xml")
+                .body(xml.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return Ok(env.message_id),
+                Ok(r) => bail!(
+                    "the adapter refused {}: {} {}",
+                    env.message_type(),
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                ),
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Sends every student whose record changed since the last sync, in batches of 500.
+    async fn sync_index(&self) -> Result<()> {
+        let rows: Vec<province::StudentRow> = sqlx::query_as(
+            "SELECT * FROM student WHERE (synced_at IS NULL OR synced_at < changed_at) AND transferred_out_case IS NULL
+             ORDER BY student_id",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        for chunk in rows.chunks(500) {
+            let students: Vec<StudentSummary> =
+                chunk.iter().map(province::StudentRow::summary).collect::<Result<_>>()?;
+            let batch = Batch::new(students).map_err(anyhow::Error::msg)?;
+            self.submit(Body::IndexUpsert(IndexUpsert { student: batch }), None).await?;
+            for r in chunk {
+                sqlx::query("UPDATE student SET synced_at = changed_at WHERE student_id = ?")
+                    .bind(&r.student_id)
+                    .execute(&self.db)
+                    .await?;
+            }
+            self.event("index.sync", &format!("{} students sent to the national index", chunk.len())).await?;
+        }
+        Ok(())
+    }
+
+    /// Looks up students of the first peer: most by their right name, some by a wrong one.
+    async fn look_up_peers(&self) -> Result<()> {
+        let Some(&(peer, count)) = self.opts.peers.first() else { return Ok(()) };
+        if self.opts.lookups == 0 {
+            return Ok(());
+        }
+        let generated = data::generate(peer, count, self.opts.seed);
+        for _ in 0..self.opts.lookups {
+            let (n, way) = {
+                let mut rng = self.rng.lock().expect("not poisoned");
+                (rng.random_range(0..generated.students.len()), rng.random_range(0..10))
+            };
+            let s = &generated.students[n];
+            let (name, key) = match way {
+                0 => ("无此人".parse().expect("name"), LookupKey::StudentId(s.student_id.clone())),
+                1 => match &s.id_document {
+                    IdDocument::Resident(r) => {
+                        (s.name.clone(), LookupKey::DocumentNumber(r.as_ref().parse().expect("number")))
+                    }
+                    _ => (s.name.clone(), LookupKey::StudentId(s.student_id.clone())),
+                },
+                _ => (s.name.clone(), LookupKey::StudentId(s.student_id.clone())),
+            };
+            self.submit(Body::LookupRequest(LookupRequest { name, key }), None).await?;
+        }
+        self.event("lookup.sent", &format!("{} lookups of students of province {}", self.opts.lookups, peer.code()))
+            .await
+    }
+
+    /// Plans transfers of the peers' students into this province's schools; each is looked up
+    /// first and applied for once the national index knows the student.
+    async fn plan_transfers(&self) -> Result<()> {
+        let planned: i64 = sqlx::query_scalar("SELECT count(*) FROM planned_transfer").fetch_one(&self.db).await?;
+        if self.opts.transfers == 0 || self.opts.peers.is_empty() || planned > 0 {
+            return Ok(());
+        }
+        let schools: Vec<String> =
+            sqlx::query_scalar("SELECT code FROM school ORDER BY code").fetch_all(&self.db).await?;
+        let peers: Vec<_> = self.opts.peers.iter().map(|&(p, n)| data::generate(p, n, self.opts.seed)).collect();
+        let available: usize = peers.iter().map(|p| p.students.len()).sum();
+        let mut chosen = std::collections::HashSet::new();
+        let now = Utc::now().to_rfc3339();
+        while chosen.len() < self.opts.transfers.min(available) {
+            let (peer, n, school) = {
+                let mut rng = self.rng.lock().expect("not poisoned");
+                let peer = &peers[chosen.len() % peers.len()];
+                (peer, rng.random_range(0..peer.students.len()), schools[rng.random_range(0..schools.len())].clone())
+            };
+            let s = &peer.students[n];
+            if !chosen.insert(s.student_id.clone()) {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO planned_transfer (student_id, name, school, grade, next_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(s.student_id.as_ref())
+            .bind(s.name.as_ref())
+            .bind(&school)
+            .bind(s.grade.as_ref())
+            .bind(&now)
+            .execute(&self.db)
+            .await?;
+        }
+        self.event("transfer.planned", &format!("{} transfers planned", chosen.len())).await
+    }
+
+    /// Permits this province's schools to enroll graduates of other provinces, and plans
+    /// enrollments of the peers' last-year junior-high students.
+    async fn plan_enrollments(&self) -> Result<()> {
+        let planned: i64 = sqlx::query_scalar("SELECT count(*) FROM planned_transfer WHERE business = 'ENROLLMENT'")
+            .fetch_one(&self.db)
+            .await?;
+        if self.opts.enrollments == 0 || self.opts.peers.is_empty() || planned > 0 {
+            return Ok(());
+        }
+        let schools: Vec<String> =
+            sqlx::query_scalar("SELECT code FROM school ORDER BY code").fetch_all(&self.db).await?;
+        let grant = schools.iter().map(|s| s.parse()).collect::<Result<Vec<_>, _>>()?;
+        self.submit(Body::EnrollmentPermit(schemas::messages::EnrollmentPermit { grant, revoke: vec![] }), None)
+            .await?;
+        // An equal share from each peer, so every graduation province takes part: mostly its
+        // junior-high graduates, a third still in their last year (the hub must refuse those).
+        let share = self.opts.enrollments.div_ceil(self.opts.peers.len());
+        let mut candidates: Vec<StudentSummary> = Vec::new();
+        for &(p, n) in &self.opts.peers {
+            let last_year =
+                data::generate(p, n, self.opts.seed).students.into_iter().filter(|s| s.grade.as_ref() == "23");
+            let (mut graduates, mut others): (Vec<_>, Vec<_>) =
+                last_year.partition(|s| s.status == schemas::messages::StudentStatus::JuniorGraduate);
+            {
+                let mut rng = self.rng.lock().expect("not poisoned");
+                graduates.shuffle(&mut *rng);
+                others.shuffle(&mut *rng);
+            }
+            let from_graduates = (share - share / 3).min(graduates.len());
+            candidates.extend(graduates.into_iter().take(from_graduates));
+            candidates.extend(others.into_iter().take(share - from_graduates));
+        }
+        let now = Utc::now().to_rfc3339();
+        let mut chosen = 0;
+        for s in candidates.iter().take(self.opts.enrollments) {
+            let school = {
+                let mut rng = self.rng.lock().expect("not poisoned");
+                schools[rng.random_range(0..schools.len())].clone()
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO planned_transfer (student_id, name, school, grade, next_at, business) VALUES (?, ?, ?, '31', ?, 'ENROLLMENT')
+                 ON CONFLICT (student_id) DO NOTHING",
+            )
+            .bind(s.student_id.as_ref())
+            .bind(s.name.as_ref())
+            .bind(&school)
+            .bind(&now)
+            .execute(&self.db)
+            .await?
+            .rows_affected();
+            chosen += inserted;
+        }
+        self.event("enrollment.planned", &format!("{chosen} enrollments planned; {} schools permitted", schools.len()))
+            .await
+    }
+
+    /// Looks up the planned students that are due (again).
+    async fn look_up_planned(&self) -> Result<()> {
+        let due: Vec<(String, String, i64)> = sqlx::query_as(
+            // Enrollments wait until the hub has confirmed the schools' permission.
+            "SELECT student_id, name, attempts FROM planned_transfer WHERE applied_at IS NULL AND attempts < 30 AND next_at <= ?
+               AND (business <> 'ENROLLMENT' OR EXISTS (SELECT 1 FROM event WHERE kind = 'enrollment.permitted'))
+             ORDER BY next_at LIMIT 100",
+        )
+        .bind(Utc::now().to_rfc3339())
+        .fetch_all(&self.db)
+        .await?;
+        for (id, name, attempts) in due {
+            let key = LookupKey::StudentId(id.parse()?);
+            self.submit(Body::LookupRequest(LookupRequest { name: name.parse()?, key }), None).await?;
+            let next = Utc::now() + chrono::Duration::seconds(2 + attempts.min(10));
+            sqlx::query("UPDATE planned_transfer SET attempts = attempts + 1, next_at = ? WHERE student_id = ?")
+                .bind(next.to_rfc3339())
+                .bind(&id)
+                .execute(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A lookup found a planned student: apply (whatever the lookup says of eligibility — the
+    /// hub and the other province decide, and their answers are part of the simulation).
+    async fn apply_if_planned(&self, found: &schemas::messages::LookupMatch) -> Result<()> {
+        let planned: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT school, grade, business FROM planned_transfer WHERE student_id = ? AND applied_at IS NULL",
+        )
+        .bind(found.student_id.as_ref())
+        .fetch_optional(&self.db)
+        .await?;
+        let Some((school, grade, business)) = planned else { return Ok(()) };
+        let enrollment = business == "ENROLLMENT";
+        let evidence = if enrollment {
+            Attachment::new(
+                "录取通知书.jpg".parse().expect("name"),
+                "image/jpeg".parse().expect("type"),
+                format!("JPEG admission letter of {}", found.student_id).into_bytes(),
+            )
+        } else {
+            Attachment::new(
+                "户籍迁移证明.pdf".parse().expect("name"),
+                "application/pdf".parse().expect("type"),
+                format!("%PDF-1.4 residence transfer of {}", found.student_id).into_bytes(),
+            )
+        };
+        let reason = if enrollment {
+            "已被本校录取(中考成绩附后)。"
+        } else {
+            "随父母工作调动迁居本省。"
+        };
+        let app = Application {
+            school: school.parse()?,
+            student_name: found.name.clone(),
+            student_id: found.student_id.clone(),
+            target_grade: grade.parse()?,
+            reason: reason.parse().expect("text"),
+            evidence: UpTo::new(vec![evidence]).map_err(anyhow::Error::msg)?,
+        };
+        let body = if enrollment { Body::EnrollmentApply(app) } else { Body::TransferApply(app) };
+        let id = self.submit(body, None).await?;
+        let now = Utc::now().to_rfc3339();
+        sqlx::query("UPDATE planned_transfer SET applied_at = ? WHERE student_id = ?")
+            .bind(&now)
+            .bind(found.student_id.as_ref())
+            .execute(&self.db)
+            .await?;
+        sqlx::query("INSERT INTO application (message_id, student_id, applied_at) VALUES (?, ?, ?)")
+            .bind(id.to_string())
+            .bind(found.student_id.as_ref())
+            .bind(&now)
+            .execute(&self.db)
+            .await?;
+        self.event(
+            "transfer.applied",
+            &format!("{} {} of province {}", found.name, found.student_id, found.province.code()),
+        )
+        .await
+    }
+
+    /// Takes the pending inbox messages (with their bodies), handles each, then acknowledges
+    /// them together.
+    async fn drain_inbox(&self) -> Result<usize> {
+        let Ok(r) = self.http.get(format!("{}/inbox?pending=true&limit=500&body=true", self.opts.adapter)).send().await
+        else {
+            return Ok(0); // the adapter is restarting
+        };
+        let entries: Vec<serde_json::Value> = r.json().await.unwrap_or_default();
+        let mut handled = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let id = e["message_id"].as_str().context("inbox entry without id")?;
+            let body = e["body"].as_str().unwrap_or_default();
+            match codec::from_xml(body.as_bytes(), schemas::DEFAULT_MAX_BYTES) {
+                Ok(env) => self.handle(env).await?,
+                Err(err) => self.event("unreadable", &format!("{id}: {err}")).await?,
+            }
+            handled.push(id.to_owned());
+        }
+        if !handled.is_empty() {
+            let acked = self
+                .http
+                .post(format!("{}/inbox/ack", self.opts.adapter))
+                .json(&serde_json::json!({ "ids": handled }))
+                .send()
+                .await?;
+            if !acked.status().is_success() {
+                bail!("could not acknowledge the inbox: {}", acked.status());
+            }
+        }
+        Ok(entries.len())
+    }
+
+    async fn handle(&self, env: Envelope) -> Result<()> {
+        let case = env.case_id;
+        match env.body {
+            Body::IndexResult(r) => {
+                self.event(
+                    "index.result",
+                    &format!("{} applied, {} stale, {} conflicting", r.applied, r.stale, r.conflicting),
+                )
+                .await
+            }
+            Body::LookupResult(r) => match r.student {
+                Some(m) => {
+                    self.apply_if_planned(&m).await?;
+                    let verdict = if m.transfer_eligible {
+                        "may transfer".to_owned()
+                    } else {
+                        format!(
+                            "may not transfer ({})",
+                            m.reason.iter().map(|c| c.code()).collect::<Vec<_>>().join(", ")
+                        )
+                    };
+                    let detail = format!(
+                        "{} {}: province {}, school {}, grade {}, {}, {verdict}",
+                        m.name,
+                        m.student_id,
+                        m.province.code(),
+                        m.school,
+                        m.grade.label_zh(),
+                        m.status.label_zh()
+                    );
+                    self.event("lookup.found", &detail).await
+                }
+                None => self.event("lookup.not-found", "no student with this name and identifier").await,
+            },
+            Body::Error(e) => {
+                if let Some(c) = env.correlation_id {
+                    // The refusal of an application of ours.
+                    sqlx::query("UPDATE application SET outcome = 'REFUSED', code = ?, closed_at = ? WHERE message_id = ? AND outcome IS NULL")
+                        .bind(e.code.code())
+                        .bind(Utc::now().to_rfc3339())
+                        .bind(c.to_string())
+                        .execute(&self.db)
+                        .await?;
+                }
+                self.event("error", &format!("{} {}: {}", e.code.code(), e.message_en, e.detail.unwrap_or_default()))
+                    .await
+            }
+            Body::CaseAccepted(_) => {
+                if let (Some(case), Some(app)) = (case, env.correlation_id) {
+                    sqlx::query("UPDATE application SET case_id = ? WHERE message_id = ?")
+                        .bind(case.to_string())
+                        .bind(app.to_string())
+                        .execute(&self.db)
+                        .await?;
+                }
+                Ok(())
+            }
+            Body::CaseStatus(_) => Ok(()),
+            Body::EnrollmentPermitted(p) => {
+                self.event(
+                    "enrollment.permitted",
+                    &format!("{} schools permitted, {} revoked, {} refused", p.granted, p.revoked, p.refused.len()),
+                )
+                .await
+            }
+            Body::CaseReminder(r) => {
+                self.event("case.reminder", &format!("{} {:?} due {}", r.step, r.kind, r.deadline)).await
+            }
+            Body::CaseClosed(c) => {
+                let case = case.context("case.closed without a case")?;
+                let outcome = serde_json::to_value(c.outcome)?.as_str().unwrap_or_default().to_owned();
+                sqlx::query("UPDATE application SET outcome = ?, code = ?, closed_at = ? WHERE case_id = ?")
+                    .bind(&outcome)
+                    .bind(c.code.map(|k| k.code()))
+                    .bind(Utc::now().to_rfc3339())
+                    .bind(case.to_string())
+                    .execute(&self.db)
+                    .await?;
+                let code = c.code.map(|k| format!(" {}", k.code())).unwrap_or_default();
+                self.event("case.closed", &format!("{case}: {outcome}{code}")).await
+            }
+            Body::VerifyRequest(r) => self.verify(case.context("verify.request without a case")?, &r).await,
+            Body::ReviewRequest(r) => self.queue_review(case.context("review.request without a case")?, &r).await,
+            Body::CaseRelease(_) => self.release(case.context("case.release without a case")?).await,
+            Body::ArchiveRequest(_) => self.export(case.context("archive.request without a case")?).await,
+            Body::ArchiveDeliver(d) => {
+                let case = case.context("archive.deliver without a case")?;
+                self.receive_archive(case, Some(&d), None).await
+            }
+            Body::ArchiveAttachment(a) => {
+                let case = case.context("archive.attachment without a case")?;
+                self.receive_archive(case, None, Some(&a)).await
+            }
+            Body::ArchiveCommit(_) => self.commit(case.context("archive.commit without a case")?).await,
+            other => self.event("ignored", &format!("{} (not for a provincial system)", other.message_type())).await,
+        }
+    }
+
+    /// Counts of events by kind, for tallies.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn tally(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT kind, count(*) FROM event GROUP BY kind ORDER BY kind").fetch_all(&self.db).await?)
+    }
+}

@@ -1,0 +1,371 @@
+//! The adapter's SQLite store: the outbox and the inbox. A submission is acknowledged to the
+//! provincial system only after its row is committed; an inbound message is acknowledged to the
+//! broker only after its row is committed. WAL with synchronous=FULL makes a commit durable.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+/// Opens (creating if needed) and migrates the store.
+///
+/// # Errors
+/// When the file cannot be opened or migrated.
+pub async fn open(path: &Path) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("Failed to open the store {}", path.display()))?;
+    sqlx::migrate!("./migrations").run(&pool).await.context("Failed to migrate the store")?;
+    Ok(pool)
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What happened to a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Newly queued.
+    Queued,
+    /// Already submitted with the same content: nothing changed.
+    AlreadyQueued,
+    /// The message id was used before for a different message.
+    Conflict,
+}
+
+/// Queues a submission, once.
+///
+/// # Errors
+/// Database errors.
+pub async fn submit(
+    pool: &SqlitePool,
+    message_id: &str,
+    message_type: &str,
+    case_id: Option<&str>,
+    digest: &[u8],
+    body: &[u8],
+) -> Result<Submitted> {
+    let t = now();
+    let inserted = sqlx::query(
+        "INSERT INTO outbox (message_id, message_type, case_id, digest, body, submitted_at, state, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(message_id)
+    .bind(message_type)
+    .bind(case_id)
+    .bind(digest)
+    .bind(body)
+    .bind(&t)
+    .bind(&t)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Submitted::Queued);
+    }
+    let existing: Vec<u8> =
+        sqlx::query_scalar("SELECT digest FROM outbox WHERE message_id = ?").bind(message_id).fetch_one(pool).await?;
+    Ok(if existing == digest { Submitted::AlreadyQueued } else { Submitted::Conflict })
+}
+
+/// A queued row to publish.
+#[derive(Debug, Clone, FromRow)]
+pub struct Queued {
+    pub seq: i64,
+    pub message_id: String,
+    pub message_type: String,
+    pub case_id: Option<String>,
+    pub body: Vec<u8>,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+}
+
+/// The oldest queued rows, in submission order.
+///
+/// # Errors
+/// Database errors.
+pub async fn queued(pool: &SqlitePool, limit: i64) -> Result<Vec<Queued>> {
+    Ok(sqlx::query_as(
+        "SELECT seq, message_id, message_type, case_id, body, attempts, next_attempt_at FROM outbox
+         WHERE state = 'queued' ORDER BY seq LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Marks rows confirmed by the broker.
+///
+/// # Errors
+/// Database errors.
+pub async fn confirm(pool: &SqlitePool, seqs: &[i64]) -> Result<()> {
+    let t = now();
+    let mut tx = pool.begin().await?;
+    for seq in seqs {
+        sqlx::query("UPDATE outbox SET state = 'confirmed', confirmed_at = ?, attempts = attempts + 1, last_error = NULL WHERE seq = ?")
+            .bind(&t)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records a failed attempt; the row waits until `retry_at`.
+///
+/// # Errors
+/// Database errors.
+pub async fn attempt_failed(pool: &SqlitePool, seq: i64, error: &str, retry_at: DateTime<Utc>) -> Result<()> {
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE seq = ?")
+        .bind(error)
+        .bind(retry_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .bind(seq)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A message received from the hub.
+#[derive(Debug, Clone)]
+pub struct Received<'a> {
+    pub message_id: &'a str,
+    pub message_type: &'a str,
+    pub case_id: Option<&'a str>,
+    pub correlation_id: Option<&'a str>,
+    pub body: &'a [u8],
+    pub parse_error: Option<&'a str>,
+}
+
+/// Stores an inbound message once (a redelivery changes nothing), and records it as the answer
+/// of the submission it replies to. Returns whether it was new.
+///
+/// # Errors
+/// Database errors.
+pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
+    let t = now();
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO inbox (message_id, message_type, case_id, correlation_id, body, parse_error, received_at, next_push_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(m.message_id)
+    .bind(m.message_type)
+    .bind(m.case_id)
+    .bind(m.correlation_id)
+    .bind(m.body)
+    .bind(m.parse_error)
+    .bind(&t)
+    .bind(&t)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted && let Some(c) = m.correlation_id {
+        sqlx::query("UPDATE outbox SET answered_by = COALESCE(answered_by, ?) WHERE message_id = ?")
+            .bind(m.message_id)
+            .bind(c)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// An inbox entry as the pull API lists it.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct InboxEntry {
+    pub seq: i64,
+    pub message_id: String,
+    pub message_type: String,
+    pub case_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub received_at: String,
+    pub acknowledged_at: Option<String>,
+    pub parse_error: Option<String>,
+}
+
+/// Inbox entries after `after` (a seq), oldest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn inbox_list(pool: &SqlitePool, after: i64, limit: i64, pending_only: bool) -> Result<Vec<InboxEntry>> {
+    Ok(sqlx::query_as(
+        "SELECT seq, message_id, message_type, case_id, correlation_id, received_at, acknowledged_at, parse_error
+         FROM inbox WHERE seq > ? AND (? = 0 OR acknowledged_at IS NULL) ORDER BY seq LIMIT ?",
+    )
+    .bind(after)
+    .bind(i64::from(pending_only))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One inbox message with its body.
+///
+/// # Errors
+/// Database errors.
+pub async fn inbox_get(pool: &SqlitePool, message_id: &str) -> Result<Option<(InboxEntry, Vec<u8>)>> {
+    let entry: Option<InboxEntry> = sqlx::query_as(
+        "SELECT seq, message_id, message_type, case_id, correlation_id, received_at, acknowledged_at, parse_error
+         FROM inbox WHERE message_id = ?",
+    )
+    .bind(message_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(entry) = entry else { return Ok(None) };
+    let body: Vec<u8> =
+        sqlx::query_scalar("SELECT body FROM inbox WHERE message_id = ?").bind(message_id).fetch_one(pool).await?;
+    Ok(Some((entry, body)))
+}
+
+/// Marks an inbox message taken by the provincial system; returns false if there is none.
+///
+/// # Errors
+/// Database errors.
+pub async fn inbox_ack(pool: &SqlitePool, message_id: &str) -> Result<bool> {
+    let n = sqlx::query("UPDATE inbox SET acknowledged_at = COALESCE(acknowledged_at, ?) WHERE message_id = ?")
+        .bind(now())
+        .bind(message_id)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// Marks many inbox messages taken, in one transaction; returns how many were found.
+///
+/// # Errors
+/// Database errors.
+pub async fn inbox_ack_many(pool: &SqlitePool, ids: &[String]) -> Result<u64> {
+    let t = now();
+    let mut tx = pool.begin().await?;
+    let mut n = 0;
+    for id in ids {
+        n += sqlx::query("UPDATE inbox SET acknowledged_at = COALESCE(acknowledged_at, ?) WHERE message_id = ?")
+            .bind(&t)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Unacknowledged messages due for a webhook push.
+///
+/// # Errors
+/// Database errors.
+pub async fn due_pushes(pool: &SqlitePool, limit: i64) -> Result<Vec<(String, Vec<u8>, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT message_id, body, push_attempts FROM inbox WHERE acknowledged_at IS NULL AND next_push_at <= ?
+         ORDER BY seq LIMIT ?",
+    )
+    .bind(now())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Records a failed push; the next one is at `retry_at`.
+///
+/// # Errors
+/// Database errors.
+pub async fn push_failed(pool: &SqlitePool, message_id: &str, error: &str, retry_at: DateTime<Utc>) -> Result<()> {
+    sqlx::query("UPDATE inbox SET push_attempts = push_attempts + 1, last_push_error = ?, next_push_at = ? WHERE message_id = ?")
+        .bind(error)
+        .bind(retry_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .bind(message_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The state of a submitted message.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct OutboxStatus {
+    pub message_id: String,
+    pub message_type: String,
+    pub case_id: Option<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub submitted_at: String,
+    pub confirmed_at: Option<String>,
+    pub answered_by: Option<String>,
+}
+
+/// # Errors
+/// Database errors.
+pub async fn outbox_status(pool: &SqlitePool, message_id: &str) -> Result<Option<OutboxStatus>> {
+    Ok(sqlx::query_as(
+        "SELECT message_id, message_type, case_id, state, attempts, last_error, submitted_at, confirmed_at, answered_by
+         FROM outbox WHERE message_id = ?",
+    )
+    .bind(message_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Depths of both directions.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Depths {
+    /// Submitted, not yet confirmed by the broker.
+    pub outbox_queued: i64,
+    /// Confirmed, no reply from the hub yet.
+    pub outbox_awaiting_reply: i64,
+    /// Received, not yet taken by the provincial system.
+    pub inbox_pending: i64,
+    pub inbox_total: i64,
+}
+
+/// # Errors
+/// Database errors.
+pub async fn depths(pool: &SqlitePool) -> Result<Depths> {
+    let (outbox_queued, outbox_awaiting_reply, inbox_pending, inbox_total): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM outbox WHERE state = 'queued'),
+                (SELECT count(*) FROM outbox WHERE state = 'confirmed' AND answered_by IS NULL),
+                (SELECT count(*) FROM inbox WHERE acknowledged_at IS NULL),
+                (SELECT count(*) FROM inbox)",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Depths { outbox_queued, outbox_awaiting_reply, inbox_pending, inbox_total })
+}
+
+/// Deletes confirmed-and-answered submissions and acknowledged inbox messages older than
+/// `days`; returns how many rows went.
+///
+/// # Errors
+/// Database errors.
+pub async fn prune(pool: &SqlitePool, days: u32) -> Result<u64> {
+    let cutoff =
+        (Utc::now() - chrono::Duration::days(i64::from(days))).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let a =
+        sqlx::query("DELETE FROM outbox WHERE state = 'confirmed' AND answered_by IS NOT NULL AND confirmed_at < ?")
+            .bind(&cutoff)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    let b = sqlx::query("DELETE FROM inbox WHERE acknowledged_at IS NOT NULL AND acknowledged_at < ?")
+        .bind(&cutoff)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(a + b)
+}
