@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Makes the services the demo and the tests need available on this machine, and writes their
+# coordinates to "$XJ_DEV_DIR/dev.env" (default /var/lib/xueji-dev/dev.env):
+#
+#   - a development exchange CA, a broker server certificate and the hub's client certificate
+#     (certs/dev-pki.sh, with the hub CLI);
+#   - a private RabbitMQ node "xueji@localhost" with a TLS listener on 127.0.0.1:5681 that
+#     offers EXTERNAL authentication only (the client certificate's CN is the user) and admits
+#     only the client certificates in its trust-store directory ($XJ_DEV_DIR/rabbitmq/trust),
+#     and the management API on 127.0.0.1:15681 for provisioning users and vhosts. It runs
+#     beside any RabbitMQ already on the machine and never touches it;
+#   - PostgreSQL: the running cluster is reused; when there is none it is installed and
+#     started. A login role "xueji" that may create databases is made for the tests.
+#
+# Works as root on a fresh Debian 12 machine (installs what is missing with apt-get) and on one
+# where the services already run. Idempotent: run it again and it reuses what is there.
+#
+# Fault tests need services of their own that they may stop and restart without disturbing
+# other tests; the same script makes them:
+#   node start|stop|restart|delete NAME AMQPS_PORT MGMT_PORT DIST_PORT   a RabbitMQ node like the main one
+#   pg start|stop|restart|delete NAME PORT                               a PostgreSQL instance (trust auth)
+#   purge                                                                remove what tests left behind
+# Usage: bash tests/services.sh [up|stop|purge|node …|pg …]
+set -euo pipefail
+
+XJ_DEV_DIR=${XJ_DEV_DIR:-/var/lib/xueji-dev}
+NODE=${XJ_RABBIT_NODE:-xueji@localhost}
+AMQPS_PORT=${XJ_AMQPS_PORT:-5681}
+MGMT_PORT=${XJ_MGMT_PORT:-15681}
+DIST_PORT=${XJ_DIST_PORT:-25681}
+PKI="$XJ_DEV_DIR/pki"
+NODE_DIR="$XJ_DEV_DIR/rabbitmq"
+
+say() { printf 'services: %s\n' "$*"; }
+die() { printf 'services: FAILED: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it installs packages and runs services as their own users)"
+
+apt_updated=
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]}"
+  if [ -z "$apt_updated" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || die "apt-get update failed"
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+# ---------------------------------------------------------------- development PKI
+ensure_pki() {
+  bash "$(dirname "$0")/../certs/dev-pki.sh" "$PKI" | sed 's/^/services: /'
+  [ "${PIPESTATUS[0]}" = 0 ] || die "the development PKI"
+}
+
+# ---------------------------------------------------------------- RabbitMQ (private node)
+ctl() { rabbitmqctl -q -n "$NODE" "$@"; }
+
+node_env() {
+  export RABBITMQ_NODENAME="$NODE" RABBITMQ_NODE_PORT="$AMQPS_PORT" RABBITMQ_DIST_PORT="$DIST_PORT"
+  export RABBITMQ_CONFIG_FILE="$NODE_DIR/rabbitmq.conf"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$NODE_DIR/enabled_plugins"
+  export RABBITMQ_MNESIA_BASE="$NODE_DIR/mnesia" RABBITMQ_LOG_BASE="$NODE_DIR/log"
+  export RABBITMQ_PID_FILE="$NODE_DIR/node.pid"
+}
+
+write_node_config() { # prints the config; the node is restarted when it changes
+  cat <<EOF
+# Written by tests/services.sh. TLS only, EXTERNAL only: a client is who its certificate says.
+listeners.tcp = none
+listeners.ssl.default = 127.0.0.1:$AMQPS_PORT
+# The anchor issues nothing: client certificates are admitted one by one by the trust store,
+# so a revoked certificate stays out even after its holder gets a new one.
+ssl_options.cacertfile = $NODE_DIR/tls/anchor.pem
+ssl_options.certfile = $NODE_DIR/tls/server.pem
+ssl_options.keyfile = $NODE_DIR/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+auth_mechanisms.1 = EXTERNAL
+ssl_cert_login_from = common_name
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $MGMT_PORT
+trust_store.directory = $NODE_DIR/trust
+trust_store.refresh_interval = 1
+# Connection listings refresh every second, so revocation finds fresh connections quickly.
+collect_statistics_interval = 1000
+EOF
+}
+
+wait_for_node() {
+  for _ in $(seq 1 120); do
+    ctl await_startup --timeout 60 >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  ctl await_startup --timeout 5 >/dev/null 2>&1 \
+    || die "RabbitMQ node $NODE did not start; see $NODE_DIR/log (a foreground start shows config errors: RABBITMQ_CONFIG_FILE=$NODE_DIR/rabbitmq.conf rabbitmq-server)"
+}
+
+ensure_rabbitmq() {
+  ensure_packages rabbitmq-server
+  mkdir -p "$NODE_DIR/tls" "$NODE_DIR/log" "$NODE_DIR/mnesia" "$NODE_DIR/trust"
+  local want
+  want=$(write_node_config)
+  local changed=
+  if [ ! -f "$NODE_DIR/rabbitmq.conf" ] || [ "$(cat "$NODE_DIR/rabbitmq.conf")" != "$want" ]; then
+    printf '%s\n' "$want" > "$NODE_DIR/rabbitmq.conf"
+    changed=1
+  fi
+  echo '[rabbitmq_auth_mechanism_ssl,rabbitmq_management,rabbitmq_trust_store].' > "$NODE_DIR/enabled_plugins"
+  for f in anchor.pem server.pem server.key; do
+    if ! cmp -s "$PKI/$f" "$NODE_DIR/tls/$f"; then
+      cp "$PKI/$f" "$NODE_DIR/tls/$f"
+      changed=1
+    fi
+  done
+  # The hub's own certificate is admitted from the start; the hub admits the others.
+  [ -f "$NODE_DIR/trust/hub.pem" ] && cmp -s "$PKI/hub.pem" "$NODE_DIR/trust/hub.pem" || cp "$PKI/hub.pem" "$NODE_DIR/trust/hub.pem"
+  chown -R rabbitmq:rabbitmq "$NODE_DIR"
+  chmod 750 "$NODE_DIR/tls"
+  chmod 755 "$NODE_DIR" "$NODE_DIR/trust"
+  chmod 640 "$NODE_DIR"/tls/*
+  chmod 644 "$NODE_DIR"/trust/*
+  # The node runs as user rabbitmq and must reach its files through every parent directory.
+  chmod o+x "$XJ_DEV_DIR"
+
+  node_env
+  if ctl status >/dev/null 2>&1; then
+    if [ -n "$changed" ]; then
+      say "RabbitMQ node $NODE: configuration or certificates changed, restarting"
+      ctl shutdown >/dev/null 2>&1 || true
+    else
+      say "RabbitMQ node $NODE: running, reused (amqps://localhost:$AMQPS_PORT)"
+      return 0
+    fi
+  fi
+  say "RabbitMQ node $NODE: starting (amqps 127.0.0.1:$AMQPS_PORT, management 127.0.0.1:$MGMT_PORT)"
+  rabbitmq-server -detached >/dev/null 2>&1 || die "rabbitmq-server -detached failed"
+  wait_for_node
+  say "RabbitMQ node $NODE: ready"
+}
+
+ensure_broker_users() {
+  local pwfile="$XJ_DEV_DIR/mgmt.password"
+  if [ ! -s "$pwfile" ]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$pwfile")
+  fi
+  local pw
+  pw=$(cat "$pwfile")
+  # The management API authenticates with a password; AMQP never does (EXTERNAL only), so
+  # this user cannot open an AMQP connection.
+  if ! curl -fsS -u "xueji-admin:$pw" "http://127.0.0.1:$MGMT_PORT/api/whoami" >/dev/null 2>&1; then
+    say "creating the management user xueji-admin"
+    ctl add_user xueji-admin "$pw" >/dev/null 2>&1 || ctl change_password xueji-admin "$pw" >/dev/null
+    ctl set_user_tags xueji-admin administrator >/dev/null
+    ctl set_permissions -p / xueji-admin '.*' '.*' '.*' >/dev/null
+    ctl delete_user guest >/dev/null 2>&1 || true
+  fi
+  local api="http://127.0.0.1:$MGMT_PORT/api"
+  # The hub logs in with its certificate (CN=hub): a user without a password.
+  curl -fsS -u "xueji-admin:$pw" -X PUT -H 'content-type: application/json' \
+    -d '{"password_hash":"","tags":""}' "$api/users/hub" >/dev/null || die "cannot create broker user hub"
+  curl -fsS -u "xueji-admin:$pw" -X PUT "$api/vhosts/xueji" >/dev/null || die "cannot create vhost xueji"
+  curl -fsS -u "xueji-admin:$pw" -X PUT -H 'content-type: application/json' \
+    -d '{"configure":".*","write":".*","read":".*"}' "$api/permissions/xueji/hub" >/dev/null \
+    || die "cannot grant the hub its permissions"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+ensure_postgres() {
+  if ! command -v pg_lsclusters >/dev/null 2>&1 || [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
+    ensure_packages postgresql
+  fi
+  local line
+  line=$(pg_lsclusters -h | head -n 1)
+  [ -n "$line" ] || die "no PostgreSQL cluster exists after installing postgresql"
+  read -r PG_VERSION PG_CLUSTER PG_PORT PG_STATUS _ <<<"$line"
+  if [ "$PG_STATUS" != online ]; then
+    say "PostgreSQL $PG_VERSION/$PG_CLUSTER: starting"
+    pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" start \
+      || die "pg_ctlcluster $PG_VERSION $PG_CLUSTER start failed"
+  else
+    say "PostgreSQL $PG_VERSION/$PG_CLUSTER on port $PG_PORT: running, reused"
+  fi
+  local pwfile="$XJ_DEV_DIR/pg.password"
+  if [ ! -s "$pwfile" ]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$pwfile")
+  fi
+  PG_PASSWORD=$(cat "$pwfile")
+  # Over the local socket as the postgres superuser (peer or trust auth, Debian's defaults).
+  runuser -u postgres -- psql -q -p "$PG_PORT" -v ON_ERROR_STOP=1 -d postgres >/dev/null <<SQL || die "cannot create the PostgreSQL role xueji"
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'xueji') THEN
+    CREATE ROLE xueji LOGIN CREATEDB;
+  END IF;
+END \$\$;
+ALTER ROLE xueji WITH LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+SQL
+  PGPASSWORD="$PG_PASSWORD" psql -q -h 127.0.0.1 -p "$PG_PORT" -U xueji -d postgres -c 'select 1' >/dev/null 2>&1 \
+    || die "role xueji cannot log in over TCP on 127.0.0.1:$PG_PORT (check pg_hba.conf allows password or trust for 127.0.0.1)"
+}
+
+write_env() {
+  local pw
+  pw=$(cat "$XJ_DEV_DIR/mgmt.password")
+  cat > "$XJ_DEV_DIR/dev.env" <<EOF
+# Written by tests/services.sh; source it to reach the development services.
+XJ_DEV_DIR=$XJ_DEV_DIR
+XJ_CA_CERT=$PKI/ca.pem
+XJ_CA_KEY=$PKI/ca.key
+XJ_HUB_CERT=$PKI/hub.pem
+XJ_HUB_KEY=$PKI/hub.key
+XJ_PKI_DIR=$PKI
+XJ_TRUST_DIR=$NODE_DIR/trust
+XJ_AMQPS_URL=amqps://localhost:$AMQPS_PORT
+XJ_RABBIT_NODE=$NODE
+XJ_MGMT_URL=http://127.0.0.1:$MGMT_PORT
+XJ_MGMT_USER=xueji-admin
+XJ_MGMT_PASSWORD=$pw
+XJ_PG_URL=postgres://xueji:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres
+EOF
+  chmod 600 "$XJ_DEV_DIR/dev.env"
+  say "coordinates written to $XJ_DEV_DIR/dev.env"
+}
+
+# ---------------------------------------------------------------- instances for fault tests
+node_command() { # start|stop|restart|delete NAME AMQPS MGMT DIST
+  local action=$1 name=$2
+  NODE="$name@localhost"
+  NODE_DIR="$XJ_DEV_DIR/nodes/$name"
+  if [ "$action" = start ]; then
+    AMQPS_PORT=${3:?AMQPS port} MGMT_PORT=${4:?management port} DIST_PORT=${5:?distribution port}
+    mkdir -p "$NODE_DIR"
+    echo "$AMQPS_PORT $MGMT_PORT $DIST_PORT" > "$NODE_DIR/ports"
+  elif [ -f "$NODE_DIR/ports" ]; then
+    read -r AMQPS_PORT MGMT_PORT DIST_PORT < "$NODE_DIR/ports"
+  fi
+  node_env
+  case "$action" in
+    start)
+      [ -s "$XJ_DEV_DIR/mgmt.password" ] || die "run 'services.sh up' first"
+      ensure_rabbitmq
+      ensure_broker_users ;;
+    stop) ctl shutdown >/dev/null 2>&1 || true; say "RabbitMQ node $NODE: stopped" ;;
+    restart)
+      ctl shutdown >/dev/null 2>&1 || true
+      rabbitmq-server -detached >/dev/null 2>&1 || die "rabbitmq-server -detached failed"
+      wait_for_node
+      say "RabbitMQ node $NODE: restarted" ;;
+    delete) ctl shutdown >/dev/null 2>&1 || true; rm -rf "$NODE_DIR"; say "RabbitMQ node $NODE: deleted" ;;
+    *) die "node: unknown action '$action'" ;;
+  esac
+}
+
+pg_command() { # start|stop|restart|delete NAME PORT
+  local action=$1 name=$2 port=${3:-0}
+  local dir="$XJ_DEV_DIR/pg/$name"
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  [ -x "$bin/pg_ctl" ] || die "PostgreSQL server binaries not found (package postgresql)"
+  local as_pg=(runuser -u postgres --)
+  case "$action" in
+    start)
+      if [ ! -f "$dir/PG_VERSION" ]; then
+        mkdir -p "$dir"
+        chown postgres:postgres "$dir"
+        chmod 700 "$dir"
+        "${as_pg[@]}" "$bin/initdb" -D "$dir" -A trust -U postgres >/dev/null || die "initdb $dir"
+      fi
+      "${as_pg[@]}" "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null || die "pg_ctl start $dir (see $dir/server.log)"
+      say "PostgreSQL $name on 127.0.0.1:$port: started" ;;
+    stop) "${as_pg[@]}" "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true; say "PostgreSQL $name: stopped" ;;
+    restart)
+      # Immediate: like a crash; the server recovers from its WAL on start, with the options
+      # it was started with (postmaster.opts).
+      "${as_pg[@]}" "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -m immediate -w restart >/dev/null \
+        || die "pg_ctl restart $dir (see $dir/server.log)"
+      say "PostgreSQL $name: restarted" ;;
+    delete)
+      "${as_pg[@]}" "$bin/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null 2>&1 || true
+      rm -rf "$dir"; say "PostgreSQL $name: deleted" ;;
+    *) die "pg: unknown action '$action'" ;;
+  esac
+}
+
+# Removes what tests left behind (databases, vhosts and instances named t + 12 hex digits).
+purge_test_leftovers() {
+  local n=0
+  for d in "$XJ_DEV_DIR"/nodes/t* "$XJ_DEV_DIR"/pg/t*; do
+    [ -d "$d" ] || continue
+    case "$d" in */nodes/*) node_command delete "$(basename "$d")" >/dev/null ;; *) pg_command delete "$(basename "$d")" >/dev/null ;; esac
+    n=$((n + 1))
+  done
+  if [ -s "$XJ_DEV_DIR/dev.env" ]; then
+    # shellcheck disable=SC1091
+    . "$XJ_DEV_DIR/dev.env"
+    for v in $(curl -fsS -u "$XJ_MGMT_USER:$XJ_MGMT_PASSWORD" "$XJ_MGMT_URL/api/vhosts?columns=name" | grep -o '"name":"t[0-9a-f]\{12\}"' | cut -d'"' -f4); do
+      curl -fsS -u "$XJ_MGMT_USER:$XJ_MGMT_PASSWORD" -X DELETE "$XJ_MGMT_URL/api/vhosts/$v" >/dev/null && n=$((n + 1))
+    done
+    for db in $(psql "$XJ_PG_URL" -tAc "SELECT datname FROM pg_database WHERE datname ~ '^t[0-9a-f]{12}$'"); do
+      psql "$XJ_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" && n=$((n + 1))
+    done
+  fi
+  # Certificates admitted by tests that did not finish (each test bed admits what it needs again).
+  for f in "$NODE_DIR"/trust/*.pem; do
+    [ -e "$f" ] || continue
+    rm -f "$f" && n=$((n + 1))
+  done
+  say "removed $n test leftovers"
+}
+
+stop_all() {
+  node_env
+  if ctl status >/dev/null 2>&1; then
+    ctl shutdown >/dev/null && say "RabbitMQ node $NODE: stopped"
+  else
+    say "RabbitMQ node $NODE: not running"
+  fi
+}
+
+case "${1:-up}" in
+  up)
+    ensure_packages openssl curl ca-certificates libxml2-utils
+    mkdir -p "$XJ_DEV_DIR"
+    ensure_pki
+    ensure_rabbitmq
+    ensure_broker_users
+    ensure_postgres
+    write_env
+    ;;
+  stop) stop_all ;;
+  purge) purge_test_leftovers ;;
+  node) shift; node_command "$@" ;;
+  pg) shift; pg_command "$@" ;;
+  *) die "unknown command '$1' (use: up | stop | purge | node … | pg …)" ;;
+esac
