@@ -37,8 +37,21 @@ async fn a_thousand_transfers_among_three_provinces_all_end_with_every_student_i
     let total: usize = TRANSFERS.iter().map(|(_, n)| n).sum();
     let db = w.bed.db().await;
 
-    // Every application answered: refused at once, or a case that has ended.
+    // Every application answered: refused at once, or a case that has ended. Progress is printed
+    // every half minute, so a run that does not end shows where its cases wait.
+    let last_report = std::sync::Mutex::new(std::time::Instant::now());
     e2e::eventually("every application answered and every case ended", Duration::from_secs(600), || async {
+        if last_report.lock().unwrap().elapsed() > Duration::from_secs(30) {
+            *last_report.lock().unwrap() = std::time::Instant::now();
+            let open: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT state, coalesce(waiting_party, '-'), count(*) FROM business_case
+                 WHERE closed_at IS NULL GROUP BY 1, 2 ORDER BY 3 DESC",
+            )
+            .fetch_all(&db)
+            .await
+            .unwrap_or_default();
+            println!("open cases by state and party: {open:?}");
+        }
         let (applied, refused, cases, open): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM inbox WHERE message_type = 'transfer.apply'),
                     (SELECT count(*) FROM inbox WHERE message_type = 'transfer.apply' AND outcome = 'refused'),
