@@ -412,6 +412,11 @@ impl World {
 
     /// The code a closed case carries (`case.closed`), from the initiator's adapter inbox.
     pub async fn closing_code(&self, from: &str, case: CaseId) -> Option<String> {
+        self.closing(from, case).await.code.map(|k| k.code().to_owned())
+    }
+
+    /// The `case.closed` a province received, from its adapter's inbox.
+    pub async fn closing(&self, from: &str, case: CaseId) -> schemas::messages::CaseClosed {
         let store = self.province(from).adapter.store().await;
         let body: Vec<u8> = eventually(&format!("case.closed of {case}"), Duration::from_secs(60), || {
             let store = store.clone();
@@ -426,7 +431,7 @@ impl World {
         })
         .await;
         match codec::from_xml(&body, schemas::DEFAULT_MAX_BYTES).expect("valid").body {
-            Body::CaseClosed(c) => c.code.map(|k| k.code().to_owned()),
+            Body::CaseClosed(c) => c,
             other => panic!("not case.closed: {other:?}"),
         }
     }

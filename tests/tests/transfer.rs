@@ -44,6 +44,35 @@ async fn a_transfer_completes_with_the_student_in_exactly_one_province() {
     assert_eq!(steps, expected, "four reviews in order");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejection_ends_the_case_releases_the_student_and_tells_the_applicant_why() {
+    // The out-province's school refuses every transfer it reviews.
+    let w =
+        World::new(WorldOptions { province_args: vec![("51", args(&["--reject-rate", "1"]))], ..Default::default() })
+            .await;
+    let s = w.student("51", ordinary);
+    let case = w.case_of(w.apply("37", &s).await).await;
+    w.until_state(case, &["REJECTED"], CASE_TIME).await;
+
+    let id = s.student_id.to_string();
+    assert_eq!(w.present_in(&id).await, vec!["51".to_owned()], "he stays where he was");
+    let wb = w.whereabouts(&id).await;
+    let out = wb.iter().find(|(p, ..)| p == "51").expect("the out-province keeps the record");
+    assert_eq!(out.1, None, "the out-province's hold is released");
+    let steps = w.decisions(case).await;
+    assert_eq!(
+        steps.last().map(|(s, p, d)| (s.as_str(), p.as_str(), d.as_str())),
+        Some(("OUT_SCHOOL", "51", "REJECT"))
+    );
+    assert_eq!(steps.len(), 3, "nothing is asked after the rejection");
+    let closed = w.closing("37", case).await;
+    let remark = closed.remark.map(|r| r.to_string()).unwrap_or_default();
+    assert!(remark.contains("OUT_SCHOOL") && remark.contains("不同意"), "the applicant is told why: {remark}");
+    // The student may apply again once the case has ended.
+    let again = w.apply("37", &s).await;
+    w.case_of(again).await;
+}
+
 fn slow_reviews() -> Vec<String> {
     ["--review-delay-min-ms", "60000", "--review-delay-max-ms", "60000"].map(String::from).to_vec()
 }

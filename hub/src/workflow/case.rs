@@ -76,6 +76,9 @@ pub enum Stage {
     Releasing {
         outcome: Outcome,
         code: Option<ErrorCode>,
+        /// What the initiator is told when the case closes: who rejected it and their opinion.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remark: Option<String>,
     },
     /// 等待调档: the package was requested from the out-province.
     ArchiveRequested,
@@ -452,7 +455,7 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
                     let effects = vec![release(&c, ReleaseReason::Rejected)];
                     enter_automated(
                         c,
-                        Stage::Releasing { outcome: Outcome::Refused, code: Some(code) },
+                        Stage::Releasing { outcome: Outcome::Refused, code: Some(code), remark: None },
                         now,
                         rules,
                         effects,
@@ -490,8 +493,15 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
             };
             match decision.decision {
                 Decision::Reject => {
+                    // The applicant learns why from the closing message itself, not only from the
+                    // case history.
+                    let remark = format!(
+                        "{} 不同意 / rejected by {} ({}): {}",
+                        expected, decision.unit, decision.reviewer, decision.opinion
+                    );
                     let effects = vec![Effect::Record(record), release(&c, ReleaseReason::Rejected)];
-                    enter_automated(c, Stage::Releasing { outcome: Outcome::Rejected, code: None }, now, rules, effects)
+                    let stage = Stage::Releasing { outcome: Outcome::Rejected, code: None, remark: Some(remark) };
+                    enter_automated(c, stage, now, rules, effects)
                 }
                 Decision::Approve if step + 1 < f.chain.len() => {
                     start_step(c, step + 1, now, rules, vec![Effect::Record(record)])
@@ -520,7 +530,8 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
         }
         (Stage::Reviewing { .. }, Event::CancelRequested { .. }) => {
             let effects = vec![release(&c, ReleaseReason::Cancelled)];
-            enter_automated(c, Stage::Releasing { outcome: Outcome::Cancelled, code: None }, now, rules, effects)
+            let stage = Stage::Releasing { outcome: Outcome::Cancelled, code: None, remark: None };
+            enter_automated(c, stage, now, rules, effects)
         }
         (Stage::Verifying, Event::CancelRequested { .. }) => Transition::Refused(
             ErrorCode::CancelRefused,
@@ -543,9 +554,10 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
         }
 
         // --- Release of the out-province's hold ---
-        (Stage::Releasing { outcome, code }, Event::Released { from }) if from == out => {
+        (Stage::Releasing { outcome, code, remark }, Event::Released { from }) if from == out => {
             let (outcome, code) = (*outcome, *code);
-            close(c, outcome, code, code.map(|k| k.zh()), now, vec![])
+            let remark = remark.clone().or_else(|| code.map(|k| k.zh().to_owned()));
+            close(c, outcome, code, remark.as_deref(), now, vec![])
         }
         (Stage::Releasing { .. }, Event::Released { from }) => not_your_step(case, from),
         (

@@ -170,7 +170,10 @@ fn an_ineligible_status_releases_the_hold_before_closing() {
         now(),
         &rules(),
     ));
-    assert_eq!(c.stage, Stage::Releasing { outcome: Outcome::Refused, code: Some(ErrorCode::StatusIneligible) });
+    assert_eq!(
+        c.stage,
+        Stage::Releasing { outcome: Outcome::Refused, code: Some(ErrorCode::StatusIneligible), remark: None }
+    );
     assert_eq!(sends(&effects, SC), vec![MessageType::CaseRelease]);
     let (c, effects) = changed(transition(&c, Event::Released { from: party(SC) }, now(), &rules()));
     assert_eq!(c.stage, Stage::Closed { outcome: Outcome::Refused, code: Some(ErrorCode::StatusIneligible) });
@@ -210,8 +213,17 @@ fn the_last_approval_requests_the_archive_and_a_rejection_releases() {
     let c = reviewing();
     let d = decision(c.facts.chain[0], Decision::Reject);
     let (c, effects) = changed(transition(&c, Event::Decided { from: party(SD), decision: &d }, now(), &rules()));
-    assert_eq!(c.stage, Stage::Releasing { outcome: Outcome::Rejected, code: None });
+    assert!(matches!(c.stage, Stage::Releasing { outcome: Outcome::Rejected, code: None, .. }));
     assert_eq!(sends(&effects, SC), vec![MessageType::CaseRelease]);
+    // Once released, the applicant is told who rejected and why in the closing message itself.
+    let (c, effects) = changed(transition(&c, Event::Released { from: party(SC) }, now(), &rules()));
+    assert_eq!(c.stage, Stage::Closed { outcome: Outcome::Rejected, code: None });
+    let closing = effects.iter().find_map(|e| match e {
+        Effect::Send { to, body: Body::CaseClosed(closed) } if *to == party(SD) => Some(closed.clone()),
+        _ => None,
+    });
+    let remark = closing.and_then(|c| c.remark).map(|r| r.to_string()).unwrap_or_default();
+    assert!(remark.contains("IN_SCHOOL") && remark.contains("意见") && remark.contains("某校"), "{remark}");
 }
 
 #[test]
