@@ -14,7 +14,9 @@ say() { printf 'pki: %s\n' "$*"; }
 die() { printf 'pki: FAILED: %s\n' "$*" >&2; exit 1; }
 
 if [ -z "${HUB:-}" ]; then
-  (cd "$here/.." && cargo build -q -p hub --bin hub) || die "building the hub CLI"
+  # All the workspace's binaries at once: the same feature set as tests/run.sh's build, so
+  # the dependencies are compiled once, not once per package.
+  (cd "$here/.." && cargo build -q --workspace --bins) || die "building the hub CLI"
   HUB="$here/../target/debug/hub"
 fi
 

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "demo.sh: cargo not found: install Rust 1.94 or newer (https://rustup.rs)" >&2; exit 1; }
 
-bash tests/services.sh up
 cargo build --release --quiet --workspace --bins
+# The development PKI is made with the hub binary just built.
+HUB="$PWD/target/release/hub" bash tests/services.sh up
 exec ./target/release/demo "$@"
