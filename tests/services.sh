@@ -17,7 +17,7 @@
 #
 # Fault tests need services of their own that they may stop and restart without disturbing
 # other tests; the same script makes them:
-#   node start|stop|restart|delete NAME AMQPS_PORT MGMT_PORT DIST_PORT   a RabbitMQ node like the main one
+#   node start|stop|restart|delete NAME [AMQPS MGMT DIST]                a RabbitMQ node like the main one (ports: first start)
 #   pg start|stop|restart|delete NAME PORT                               a PostgreSQL instance (trust auth)
 #   purge                                                                remove what tests left behind
 # Usage: bash tests/services.sh [up|stop|purge|node …|pg …]
@@ -230,16 +230,19 @@ EOF
 }
 
 # ---------------------------------------------------------------- instances for fault tests
-node_command() { # start|stop|restart|delete NAME AMQPS MGMT DIST
+node_command() { # start|stop|restart|delete NAME [AMQPS MGMT DIST]  (ports on the first start)
   local action=$1 name=$2
   NODE="$name@localhost"
   NODE_DIR="$XJ_DEV_DIR/nodes/$name"
-  if [ "$action" = start ]; then
-    AMQPS_PORT=${3:?AMQPS port} MGMT_PORT=${4:?management port} DIST_PORT=${5:?distribution port}
+  if [ "$action" = start ] && [ $# -ge 3 ]; then
+    AMQPS_PORT=$3 MGMT_PORT=${4:?management port} DIST_PORT=${5:?distribution port}
     mkdir -p "$NODE_DIR"
     echo "$AMQPS_PORT $MGMT_PORT $DIST_PORT" > "$NODE_DIR/ports"
   elif [ -f "$NODE_DIR/ports" ]; then
+    # A node started before (perhaps stopped since) keeps its ports.
     read -r AMQPS_PORT MGMT_PORT DIST_PORT < "$NODE_DIR/ports"
+  elif [ "$action" = start ]; then
+    die "node start $name: give its AMQPS, management and distribution ports on the first start"
   fi
   node_env
   case "$action" in
