@@ -26,9 +26,6 @@ use crate::config::Settings;
 use crate::failpoint;
 use crate::store;
 
-/// The exchange names the hub provisions.
-pub const HUB_INBOUND_EXCHANGE: &str = "hub.in";
-
 /// Capped exponential backoff with full jitter.
 pub fn backoff(max: Duration) -> impl Iterator<Item = Duration> {
     backon::ExponentialBuilder::default()
@@ -127,7 +124,7 @@ impl Link {
 
         let inbound = conn.create_channel().await?;
         inbound.basic_qos(b.prefetch, BasicQosOptions::default()).await?;
-        let queue = format!("prov.{}.in", self.me.province().expect("a province").code());
+        let queue = schemas::topology::province_queue(self.me.province().expect("a province"));
         let mut consumer = inbound
             .basic_consume(
                 queue.as_str().into(),
@@ -247,7 +244,10 @@ impl Link {
             for row in &rows {
                 let mut headers = FieldTable::default();
                 if let Some(case) = &row.case_id {
-                    headers.insert("x-case-id".into(), AMQPValue::LongString(LongString::from(case.as_str())));
+                    headers.insert(
+                        schemas::topology::CASE_ID_HEADER.into(),
+                        AMQPValue::LongString(LongString::from(case.as_str())),
+                    );
                 }
                 let props = BasicProperties::default()
                     .with_user_id(self.me.to_string().into())
@@ -259,7 +259,7 @@ impl Link {
                     .with_headers(headers);
                 let confirm = ch
                     .basic_publish(
-                        HUB_INBOUND_EXCHANGE.into(),
+                        schemas::topology::INBOUND_EXCHANGE.into(),
                         row.message_type.as_str().into(),
                         BasicPublishOptions { mandatory: true, ..Default::default() },
                         &row.body,

@@ -6,7 +6,8 @@
 //! - [`messages`]: the message families and the closed [`Body`] enum;
 //! - [`codec`]: XML (the wire format, under one versioned namespace) and JSON (the adapter's
 //!   local API), with the hostile-input guards;
-//! - [`error`]: the stable error catalogue.
+//! - [`error`]: the stable error catalogue;
+//! - [`topology`]: the broker names the hub and the adapters share.
 //!
 //! This crate does no I/O. The XSDs in `schemas/xsd/` describe the same documents; the test
 //! suite checks every example and every produced message against them with `xmllint`.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod ids;
 pub mod messages;
 pub mod samples;
+pub mod topology;
 
 pub use codec::{DEFAULT_MAX_BYTES, NAMESPACE, ParseError, SCHEMA_VERSION};
 pub use envelope::{CaseId, Envelope, MessageId, Party};

@@ -250,7 +250,9 @@ impl Simulator {
     /// Plans transfers of the peers' students into this province's schools; each is looked up
     /// first and applied for once the national index knows the student.
     async fn plan_transfers(&self) -> Result<()> {
-        let planned: i64 = sqlx::query_scalar("SELECT count(*) FROM planned_transfer").fetch_one(&self.db).await?;
+        let planned: i64 = sqlx::query_scalar("SELECT count(*) FROM planned_transfer WHERE business = 'TRANSFER'")
+            .fetch_one(&self.db)
+            .await?;
         if self.opts.transfers == 0 || self.opts.peers.is_empty() || planned > 0 {
             return Ok(());
         }
@@ -550,13 +552,5 @@ impl Simulator {
             Body::ArchiveCommit(_) => self.commit(case.context("archive.commit without a case")?).await,
             other => self.event("ignored", &format!("{} (not for a provincial system)", other.message_type())).await,
         }
-    }
-
-    /// Counts of events by kind, for tallies.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn tally(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT kind, count(*) FROM event GROUP BY kind ORDER BY kind").fetch_all(&self.db).await?)
     }
 }

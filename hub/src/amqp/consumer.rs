@@ -122,7 +122,7 @@ async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &He
 /// `x-case-id`, set by adapters) when there is one, else the message id.
 fn partition_key(d: &Delivery) -> u64 {
     let mut h = DefaultHasher::new();
-    let case = d.properties.headers().as_ref().and_then(|t| match t.inner().get("x-case-id") {
+    let case = d.properties.headers().as_ref().and_then(|t| match t.inner().get(schemas::topology::CASE_ID_HEADER) {
         Some(AMQPValue::LongString(s)) => Some(s.to_string()),
         _ => None,
     });

@@ -12,30 +12,8 @@ use schemas::ids::ProvinceCode;
 
 use crate::config::BrokerSettings;
 
-/// Names of the broker topology, the same in every vhost.
-pub mod names {
-    use schemas::ids::ProvinceCode;
-
-    /// Provinces publish here (topic; any routing key reaches the inbox). Their only write.
-    pub const INBOUND_EXCHANGE: &str = "hub.in";
-    /// The hub's inbox: a quorum queue with a delivery limit and a dead-letter exchange.
-    pub const INBOX_QUEUE: &str = "hub.inbox";
-    /// The hub publishes here (direct); the routing key is the recipient party (`prov-37`).
-    pub const OUTBOUND_EXCHANGE: &str = "hub.out";
-    /// Dead letters: the hub's own (with the reason in headers) and the broker's.
-    pub const DEAD_LETTER_EXCHANGE: &str = "hub.dlx";
-    pub const DEAD_LETTER_QUEUE: &str = "hub.dead";
-
-    /// The queue a province reads, and only it.
-    pub fn province_queue(p: ProvinceCode) -> String {
-        format!("prov.{}.in", p.code())
-    }
-
-    /// The routing key (and broker user) of a province.
-    pub fn province_user(p: ProvinceCode) -> String {
-        schemas::Party::Province(p).to_string()
-    }
-}
+/// Names of the broker topology, shared with the adapters.
+pub use schemas::topology as names;
 
 /// Connects as the hub: its certificate, EXTERNAL.
 ///
