@@ -133,6 +133,10 @@ fn partition_key(d: &Delivery) -> u64 {
     h.finish()
 }
 
+/// How many times a message whose handling fails (other than by an unavailable database) is
+/// tried before it goes to the dead letters.
+const HANDLER_ATTEMPTS: u32 = 3;
+
 async fn worker(
     ctx: Context,
     mut rx: mpsc::Receiver<Delivery>,
@@ -147,6 +151,7 @@ async fn worker(
         };
         let started = Instant::now();
         let mut delays = backoff();
+        let mut failures = 0;
         loop {
             // A panic while handling one message must not take the worker down with it: it
             // counts as a failure of that message, which is rejected to the dead letters.
@@ -177,9 +182,17 @@ async fn worker(
                     warn!(error = format!("{e:#}"), retry_in = ?delay, "Database unavailable; holding the delivery.");
                     tokio::time::sleep(delay).await;
                 }
+                Err(e) if failures + 1 < HANDLER_ATTEMPTS && !*shutdown.borrow() => {
+                    // Each attempt is a fresh transaction: what a concurrent message changed in
+                    // between (a race on the same student) is seen the next time.
+                    failures += 1;
+                    warn!(error = format!("{e:#}"), attempt = failures, "Processing failed; trying again.");
+                    tokio::time::sleep(Duration::from_millis(200) * failures).await;
+                }
                 Err(e) => {
                     error!(
                         error = format!("{e:#}"),
+                        attempts = failures + 1,
                         "Processing failed; delivery rejected to the dead-letter exchange."
                     );
                     metrics::counter!("hub_messages_dead_lettered_total", "code" => "E_INTERNAL").increment(1);

@@ -43,7 +43,8 @@ pub async fn insert(conn: &mut PgConnection, case: &Case, application_id: Uuid) 
     let r = sqlx::query(
         "INSERT INTO business_case (case_id, business, student_id, student_name, in_province, in_school, out_province,
             out_school, application_id, data, stage, state, waiting_party, waiting_step, since, deadline, attempts, last_error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         ON CONFLICT (student_id) WHERE closed_at IS NULL DO NOTHING",
     )
     .bind(case.id.uuid())
     .bind(serde_json::to_value(f.business).ok().and_then(|v| v.as_str().map(str::to_owned)))
@@ -65,8 +66,12 @@ pub async fn insert(conn: &mut PgConnection, case: &Case, application_id: Uuid) 
     .bind(&case.last_error)
     .execute(conn)
     .await;
+    // A concurrent application for the same student may have committed since the caller looked:
+    // the conflict is answered without an error, which would abort the whole transaction (and
+    // with it the refusal written to the outbox).
     match r {
-        Ok(_) => Ok(()),
+        Ok(done) if done.rows_affected() == 1 => Ok(()),
+        Ok(_) => Err(InsertError::StudentBusy),
         Err(sqlx::Error::Database(db)) if db.constraint() == Some("business_case_one_open_per_student") => {
             Err(InsertError::StudentBusy)
         }
