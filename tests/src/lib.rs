@@ -507,9 +507,20 @@ impl Drop for TestBed {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it right away).
+/// A free TCP port on 127.0.0.1 for a process a test starts (checked by binding and releasing it).
+///
+/// Chosen at random below the kernel's ephemeral range (32768–60999): a port the kernel hands out
+/// for "any port" may be handed out again to another test, or used by an outgoing connection, in
+/// the second before the started process binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    loop {
+        // The random bits of a v4 UUID: no extra dependency for one random number.
+        let n = u16::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..2].try_into().expect("two bytes"));
+        let port = 20_000 + n % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Publishes `body` with confirms, with `user_id` set as given; returns the broker's verdict or

@@ -50,7 +50,14 @@ async fn a_thousand_transfers_among_three_provinces_all_end_with_every_student_i
             .fetch_all(&db)
             .await
             .unwrap_or_default();
-            println!("open cases by state and party: {open:?}");
+            let answered: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT count(*), count(*) FILTER (WHERE outcome = 'refused') FROM inbox
+                 WHERE message_type = 'transfer.apply'",
+            )
+            .fetch_one(&db)
+            .await
+            .ok();
+            println!("applications (received, refused): {answered:?}; open cases by state and party: {open:?}");
         }
         let (applied, refused, cases, open): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM inbox WHERE message_type = 'transfer.apply'),
