@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use e2e::{
-    Options, Persistent, TestBed, collect, header, index_upsert, metric, next_message, publish, publish_raw, student,
+    Options, Persistent, TestBed, collect, eventually, header, index_upsert, metric, next_message, publish,
+    publish_raw, student,
 };
 use hub::amqp::names;
 use hub::failpoint;
@@ -382,4 +383,71 @@ async fn sigterm_finishes_in_flight_work_and_flushes_the_outbox() {
         N as usize,
         "{processed} before the stop, the rest after"
     );
+}
+
+/// Two applications for one student in concurrent transactions: the second waits for the first,
+/// is told the student is busy, and its transaction stays usable for the refusal it must write
+/// (an error there once aborted it and lost the application).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_case_for_the_same_student_is_refused_and_its_transaction_goes_on() {
+    use hub::store::cases::{InsertError, insert};
+    use hub::workflow::case::{Case, Facts, Stage};
+    use schemas::messages::{Business, MessageType as T};
+
+    let bed = TestBed::new().await;
+    let pool = bed.db().await;
+    hub::store::migrate(&pool).await.unwrap();
+    let Body::TransferApply(app) = schemas::samples::body(T::TransferApply) else { unreachable!() };
+    let case = |in_province: &str| Case {
+        id: schemas::CaseId::new_v7(),
+        facts: Facts {
+            business: Business::Transfer,
+            student_id: app.student_id.clone(),
+            student_name: app.student_name.clone(),
+            in_province: in_province.parse().unwrap(),
+            in_school: app.school.clone(),
+            out_province: "51".parse().unwrap(),
+            out_school: "5101000123".parse().unwrap(),
+            target_grade: app.target_grade,
+            reason: app.reason.clone(),
+            evidence: vec![],
+            held: None,
+            chain: vec![],
+        },
+        stage: Stage::Verifying,
+        since: chrono::Utc::now(),
+        attempts: 1,
+        last_error: None,
+    };
+
+    let mut first = pool.begin().await.unwrap();
+    insert(&mut first, &case("37"), uuid::Uuid::now_v7()).await.expect("the first case");
+    let second_case = case("44");
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            let outcome = insert(&mut tx, &second_case, uuid::Uuid::now_v7()).await;
+            // The refusal is written in the same transaction: it must still accept statements.
+            let usable = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut *tx).await.is_ok();
+            tx.commit().await.unwrap();
+            (outcome, usable)
+        }
+    });
+    // The second insert waits on the first one's uncommitted row before it can decide.
+    eventually("the second insert waits for the first", WAIT, || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    first.commit().await.unwrap();
+    let (outcome, usable) = second.await.unwrap();
+    assert!(matches!(outcome, Err(InsertError::StudentBusy)), "{outcome:?}");
+    assert!(usable, "the transaction survives the refusal");
+    assert_eq!(count(&bed, "SELECT count(*) FROM business_case").await, 1, "one open case for the student");
 }

@@ -72,9 +72,6 @@ pub async fn insert(conn: &mut PgConnection, case: &Case, application_id: Uuid) 
     match r {
         Ok(done) if done.rows_affected() == 1 => Ok(()),
         Ok(_) => Err(InsertError::StudentBusy),
-        Err(sqlx::Error::Database(db)) if db.constraint() == Some("business_case_one_open_per_student") => {
-            Err(InsertError::StudentBusy)
-        }
         Err(e) => Err(InsertError::Other(e)),
     }
 }
