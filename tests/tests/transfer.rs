@@ -267,12 +267,35 @@ async fn an_out_province_offline_during_a_review_delays_the_case_and_it_complete
     let s = w.student("51", ordinary);
     let case = w.case_of(w.apply("37", &s).await).await;
     w.until_waiting(case, "prov-51", Some("OUT_SCHOOL"), CASE_TIME).await;
-    w.go_dark("51"); // its reviewer's decision is due in three seconds
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The reviewer has the request (its decision is due in three seconds); then 51 goes dark and
+    // the decision falls due while nobody is there to send it.
+    let due = review_due(&w, "51", case).await;
+    w.go_dark("51");
+    e2e::eventually("the dark reviewer's decision falls due", CASE_TIME, || async {
+        (chrono::Utc::now() > due).then_some(())
+    })
+    .await;
     w.until_waiting(case, "prov-51", Some("OUT_SCHOOL"), CASE_TIME).await;
     w.come_back("51", &slow).await;
     w.until_state(case, &["COMPLETED"], CASE_TIME).await;
     assert_eq!(w.present_in(s.student_id.as_ref()).await, vec!["37".to_owned()]);
+}
+
+/// When a province's simulated reviewer will decide its pending review of `case`, once it has
+/// received the request.
+async fn review_due(w: &World, province: &str, case: schemas::CaseId) -> chrono::DateTime<chrono::Utc> {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&w.province(province).data).read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.expect("the simulated province's data");
+    let due: String = e2e::eventually("the reviewer received the request", CASE_TIME, || async {
+        sqlx::query_scalar("SELECT due_at FROM pending_review WHERE case_id = ?")
+            .bind(case.to_string())
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    chrono::DateTime::parse_from_rfc3339(&due).expect("an RFC 3339 time").with_timezone(&chrono::Utc)
 }
 
 #[tokio::test(flavor = "multi_thread")]
