@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Creates a DEVELOPMENT exchange PKI in DIR (default certs/dev, git-ignored) with the hub CLI
 # (`hub certs`, rcgen): the exchange CA, the broker's server certificate (localhost, rabbitmq,
-# 127.0.0.1), the hub's client certificate (CN=hub), and the broker's trust anchor — a CA that
-# issues nothing, so that the broker admits client certificates only through its trust store.
-# Reuses what is there and still valid for 30 days. Never use these in production: see
-# certs/README.md for what a production certificate holds.
+# 127.0.0.1) and the hub's client certificate (CN=hub). Reuses what is there and still valid
+# for 30 days. Never use these in production: there, every key is made where it is used and
+# the CA signs its request (certs/README.md).
 # Usage: bash certs/dev-pki.sh [DIR]      (HUB=path/to/hub to use a built binary)
 set -euo pipefail
 
@@ -34,17 +33,14 @@ if [ ! -f "$PKI/ca.key" ]; then
 fi
 if ! valid_for_a_month "$PKI/server.pem"; then
   say "issuing the broker server certificate"
+  rm -f "$PKI/server.pem" "$PKI/server.key" # expiring: replaced (issuing never overwrites)
   "$HUB" certs issue --ca "$PKI" --role server --name localhost --alt localhost --alt rabbitmq --alt 127.0.0.1 \
     --days 825 --out "$PKI" --stem server >/dev/null || die "server certificate"
 fi
 if ! valid_for_a_month "$PKI/hub.pem"; then
   say "issuing the hub's client certificate (CN=hub)"
+  rm -f "$PKI/hub.pem" "$PKI/hub.key"
   "$HUB" certs issue --ca "$PKI" --role hub --days 825 --out "$PKI" --stem hub >/dev/null || die "hub certificate"
 fi
-if [ ! -f "$PKI/anchor.pem" ]; then
-  say "creating the broker trust anchor (issues nothing; its key is discarded)"
-  tmp=$(mktemp -d)
-  "$HUB" certs init-ca --out "$tmp" --cn "Xueji broker anchor (issues nothing)" --days 3650 >/dev/null || die "anchor"
-  cp "$tmp/ca.pem" "$PKI/anchor.pem"
-  rm -rf "$tmp"
-fi
+# Left by an earlier set-up, in which the broker trusted a CA that issues nothing.
+rm -f "$PKI/anchor.pem"

@@ -5,10 +5,11 @@
 #   - a development exchange CA, a broker server certificate and the hub's client certificate
 #     (certs/dev-pki.sh, with the hub CLI);
 #   - a private RabbitMQ node "xueji@localhost" with a TLS listener on 127.0.0.1:5681 that
-#     offers EXTERNAL authentication only (the client certificate's CN is the user) and admits
-#     only the client certificates in its trust-store directory ($XJ_DEV_DIR/rabbitmq/trust),
-#     and the management API on 127.0.0.1:15681 for provisioning users and vhosts. It runs
-#     beside any RabbitMQ already on the machine and never touches it;
+#     offers EXTERNAL authentication only (the client certificate's CN is the user), admits only
+#     client certificates the development CA signed (verified by signature, no intermediates)
+#     and not on the CA's revocation list in $XJ_DEV_DIR/rabbitmq/crl (read at every
+#     handshake), and the management API on 127.0.0.1:15681 for provisioning users and vhosts.
+#     It runs beside any RabbitMQ already on the machine and never touches it;
 #   - PostgreSQL: the running cluster is reused; when there is none it is installed and
 #     started. A login role "xueji" that may create databases is made for the tests.
 #
@@ -53,6 +54,9 @@ ensure_packages() {
 }
 
 # ---------------------------------------------------------------- development PKI
+# The hub CLI, built by certs/dev-pki.sh (or given as HUB=…).
+HUB=${HUB:-"$(cd "$(dirname "$0")/.." && pwd)/target/debug/hub"}
+
 ensure_pki() {
   bash "$(dirname "$0")/../certs/dev-pki.sh" "$PKI" | sed 's/^/services: /'
   [ "${PIPESTATUS[0]}" = 0 ] || die "the development PKI"
@@ -64,33 +68,50 @@ ctl() { rabbitmqctl -q -n "$NODE" "$@"; }
 node_env() {
   export RABBITMQ_NODENAME="$NODE" RABBITMQ_NODE_PORT="$AMQPS_PORT" RABBITMQ_DIST_PORT="$DIST_PORT"
   export RABBITMQ_CONFIG_FILE="$NODE_DIR/rabbitmq.conf"
+  export RABBITMQ_ADVANCED_CONFIG_FILE="$NODE_DIR/advanced.config"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$NODE_DIR/enabled_plugins"
   export RABBITMQ_MNESIA_BASE="$NODE_DIR/mnesia" RABBITMQ_LOG_BASE="$NODE_DIR/log"
   export RABBITMQ_PID_FILE="$NODE_DIR/node.pid"
 }
 
-write_node_config() { # prints the config; the node is restarted when it changes
+write_node_config() { # prints rabbitmq.conf; the node is restarted when it changes
   cat <<EOF
 # Written by tests/services.sh. TLS only, EXTERNAL only: a client is who its certificate says.
+# The TLS options (the exchange CA, chain verification, the CRL) are in advanced.config:
+# rabbitmq.conf of RabbitMQ 3.10 cannot express a CRL cache.
 listeners.tcp = none
 listeners.ssl.default = 127.0.0.1:$AMQPS_PORT
-# The anchor issues nothing: client certificates are admitted one by one by the trust store,
-# so a revoked certificate stays out even after its holder gets a new one.
-ssl_options.cacertfile = $NODE_DIR/tls/anchor.pem
-ssl_options.certfile = $NODE_DIR/tls/server.pem
-ssl_options.keyfile = $NODE_DIR/tls/server.key
-ssl_options.verify = verify_peer
-ssl_options.fail_if_no_peer_cert = true
-ssl_options.versions.1 = tlsv1.3
-ssl_options.versions.2 = tlsv1.2
 auth_mechanisms.1 = EXTERNAL
 ssl_cert_login_from = common_name
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $MGMT_PORT
-trust_store.directory = $NODE_DIR/trust
-trust_store.refresh_interval = 1
 # Connection listings refresh every second, so revocation finds fresh connections quickly.
 collect_statistics_interval = 1000
+EOF
+}
+
+write_node_advanced_config() { # prints advanced.config
+  cat <<EOF
+%% Written by tests/services.sh (the same options as hub/deploy/advanced.config).
+%% A client certificate is accepted only if the exchange CA signed it directly (depth 0: no
+%% intermediate, no partial chain), and only if it is not on the CRL the exchange publishes in
+%% the crl directory, read at every handshake (ssl_crl_hash_dir). No list of admitted
+%% certificates widens this: identity is proven by signature, never by issuer name and serial.
+[
+  {rabbit, [
+    {ssl_options, [
+      {cacertfile, "$NODE_DIR/tls/ca.pem"},
+      {certfile, "$NODE_DIR/tls/server.pem"},
+      {keyfile, "$NODE_DIR/tls/server.key"},
+      {verify, verify_peer},
+      {fail_if_no_peer_cert, true},
+      {depth, 0},
+      {versions, ['tlsv1.3', 'tlsv1.2']},
+      {crl_check, peer},
+      {crl_cache, {ssl_crl_hash_dir, {internal, [{dir, "$NODE_DIR/crl"}]}}}
+    ]}
+  ]}
+].
 EOF
 }
 
@@ -105,28 +126,41 @@ wait_for_node() {
 
 ensure_rabbitmq() {
   ensure_packages rabbitmq-server
-  mkdir -p "$NODE_DIR/tls" "$NODE_DIR/log" "$NODE_DIR/mnesia" "$NODE_DIR/trust"
+  mkdir -p "$NODE_DIR/tls" "$NODE_DIR/log" "$NODE_DIR/mnesia" "$NODE_DIR/crl"
+  # Left from the trust-store set-up this replaces: certificates are no longer admitted one by one.
+  rm -rf "$NODE_DIR/trust"
+  local changed=
   local want
   want=$(write_node_config)
-  local changed=
   if [ ! -f "$NODE_DIR/rabbitmq.conf" ] || [ "$(cat "$NODE_DIR/rabbitmq.conf")" != "$want" ]; then
     printf '%s\n' "$want" > "$NODE_DIR/rabbitmq.conf"
     changed=1
   fi
-  echo '[rabbitmq_auth_mechanism_ssl,rabbitmq_management,rabbitmq_trust_store].' > "$NODE_DIR/enabled_plugins"
-  for f in anchor.pem server.pem server.key; do
+  want=$(write_node_advanced_config)
+  if [ ! -f "$NODE_DIR/advanced.config" ] || [ "$(cat "$NODE_DIR/advanced.config")" != "$want" ]; then
+    printf '%s\n' "$want" > "$NODE_DIR/advanced.config"
+    changed=1
+  fi
+  local plugins='[rabbitmq_auth_mechanism_ssl,rabbitmq_management].'
+  if [ "$(cat "$NODE_DIR/enabled_plugins" 2>/dev/null)" != "$plugins" ]; then
+    echo "$plugins" > "$NODE_DIR/enabled_plugins"
+    changed=1
+  fi
+  for f in ca.pem server.pem server.key; do
     if ! cmp -s "$PKI/$f" "$NODE_DIR/tls/$f"; then
       cp "$PKI/$f" "$NODE_DIR/tls/$f"
       changed=1
     fi
   done
-  # The hub's own certificate is admitted from the start; the hub admits the others.
-  [ -f "$NODE_DIR/trust/hub.pem" ] && cmp -s "$PKI/hub.pem" "$NODE_DIR/trust/hub.pem" || cp "$PKI/hub.pem" "$NODE_DIR/trust/hub.pem"
+  # The broker refuses every client until the CA's CRL is published (crl_check peer: no list,
+  # no admission). Publishing keeps what is listed already.
+  "$HUB" certs crl --ca "$PKI" --dir "$NODE_DIR/crl" >/dev/null || die "publishing the CRL in $NODE_DIR/crl"
   chown -R rabbitmq:rabbitmq "$NODE_DIR"
   chmod 750 "$NODE_DIR/tls"
-  chmod 755 "$NODE_DIR" "$NODE_DIR/trust"
+  chmod 755 "$NODE_DIR" "$NODE_DIR/crl"
   chmod 640 "$NODE_DIR"/tls/*
-  chmod 644 "$NODE_DIR"/trust/*
+  # The hub (root here) publishes revocations into crl/; the node (user rabbitmq) reads them.
+  find "$NODE_DIR/crl" -type f -exec chmod 644 {} +
   # The node runs as user rabbitmq and must reach its files through every parent directory.
   chmod o+x "$XJ_DEV_DIR"
 
@@ -217,7 +251,7 @@ XJ_CA_KEY=$PKI/ca.key
 XJ_HUB_CERT=$PKI/hub.pem
 XJ_HUB_KEY=$PKI/hub.key
 XJ_PKI_DIR=$PKI
-XJ_TRUST_DIR=$NODE_DIR/trust
+XJ_CRL_DIR=$NODE_DIR/crl
 XJ_AMQPS_URL=amqps://localhost:$AMQPS_PORT
 XJ_RABBIT_NODE=$NODE
 XJ_MGMT_URL=http://127.0.0.1:$MGMT_PORT
@@ -311,11 +345,6 @@ purge_test_leftovers() {
       psql "$XJ_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" && n=$((n + 1))
     done
   fi
-  # Certificates admitted by tests that did not finish (each test bed admits what it needs again).
-  for f in "$NODE_DIR"/trust/*.pem; do
-    [ -e "$f" ] || continue
-    rm -f "$f" && n=$((n + 1))
-  done
   say "removed $n test leftovers"
 }
 

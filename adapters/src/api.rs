@@ -34,6 +34,9 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // Submissions may be as large as a message may be (an archive attachment in base64); the
+    // framework's own 2 MB default would refuse a valid application with several evidence files.
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.max_bytes);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/status", get(status))
@@ -43,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/inbox/ack", post(inbox_ack_many))
         .route("/inbox/{id}", get(inbox_get))
         .route("/inbox/{id}/ack", post(inbox_ack))
+        .layer(body_limit)
+        .layer(axum::middleware::map_response(certs::serve::typed_errors))
         .with_state(state)
 }
 
@@ -300,6 +305,7 @@ async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
         "lastErrorAt": error_at,
         "outbox": { "queued": depths.outbox_queued, "awaitingReply": depths.outbox_awaiting_reply },
         "inbox": { "pending": depths.inbox_pending, "total": depths.inbox_total },
+        "refused": depths.refused,
         "certificate": {
             "serial": cert.serial,
             "notAfter": cert.not_after,

@@ -60,12 +60,95 @@ fn default_retention() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct Api {
     /// The local API; localhost by default: the provincial system runs beside the adapter.
+    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Mutual TLS for the local API: required when `listen` is not a loopback address, so that
+    /// only the provincial system's own clients (certificates its CA signed) reach the
+    /// province's students' data.
+    pub tls: Option<ApiTls>,
+    /// Connections and deadlines (`[api.limits]`).
+    #[serde(default = "default_api_limits")]
+    pub limits: ApiLimits,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8437".parse().expect("literal address")
 }
 
 impl Default for Api {
     fn default() -> Self {
-        Api { listen: "127.0.0.1:8437".parse().expect("literal address") }
+        Api { listen: default_listen(), tls: None, limits: default_api_limits() }
+    }
+}
+
+/// The local API's own TLS: its server certificate and the CA of its clients' certificates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA whose client certificates may call the API (the provincial system's).
+    pub client_ca: PathBuf,
+}
+
+/// What clients of the local API may hold.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiLimits {
+    /// Connections open at once; more are closed as they arrive.
+    #[serde(default = "default_api_connections")]
+    pub max_connections: usize,
+    /// With TLS: from accepting a connection to a completed handshake.
+    #[serde(default = "default_api_deadline")]
+    pub handshake_timeout_secs: f64,
+    /// For each request's head, and for a new connection's first request to begin.
+    #[serde(default = "default_api_deadline")]
+    pub header_timeout_secs: f64,
+    /// A connection that moves nothing for this long, with no request in progress, is closed.
+    #[serde(default = "default_api_idle")]
+    pub idle_timeout_secs: f64,
+}
+
+fn default_api_connections() -> usize {
+    256
+}
+fn default_api_deadline() -> f64 {
+    10.0
+}
+fn default_api_idle() -> f64 {
+    60.0
+}
+fn default_api_limits() -> ApiLimits {
+    ApiLimits {
+        max_connections: default_api_connections(),
+        handshake_timeout_secs: default_api_deadline(),
+        header_timeout_secs: default_api_deadline(),
+        idle_timeout_secs: default_api_idle(),
+    }
+}
+
+impl ApiLimits {
+    /// The limits as the server takes them.
+    ///
+    /// # Errors
+    /// A zero cap or a deadline that is not a positive number of seconds.
+    pub fn to_limits(&self) -> Result<certs::serve::Limits> {
+        let secs = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v < 86_400.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                bail!("api.limits.{name}: {v} is not a number of seconds between 0 and a day")
+            }
+        };
+        if self.max_connections == 0 {
+            bail!("api.limits.max_connections must be at least 1");
+        }
+        Ok(certs::serve::Limits {
+            max_connections: self.max_connections,
+            handshake_timeout: secs("handshake_timeout_secs", self.handshake_timeout_secs)?,
+            header_timeout: secs("header_timeout_secs", self.header_timeout_secs)?,
+            idle_timeout: secs("idle_timeout_secs", self.idle_timeout_secs)?,
+        })
     }
 }
 
@@ -168,6 +251,24 @@ impl Settings {
         if self.broker.prefetch == 0 {
             bail!("broker.prefetch must be at least 1");
         }
+        self.api.limits.to_limits()?;
+        match &self.api.tls {
+            None if !self.api.listen.ip().is_loopback() => bail!(
+                "api.listen {} is not a loopback address: the local API serves the province's student data, so off \
+                 loopback it requires mutual TLS ([api.tls] cert, key, client_ca)",
+                self.api.listen
+            ),
+            None => {}
+            Some(tls) => {
+                for (key, p) in
+                    [("api.tls.cert", &tls.cert), ("api.tls.key", &tls.key), ("api.tls.client_ca", &tls.client_ca)]
+                {
+                    if !p.is_file() {
+                        bail!("{key}: {} does not exist", p.display());
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -211,5 +312,19 @@ mod tests {
         s.storage.path = "/nonexistent/dir/a.db".into();
         assert!(format!("{:#}", s.validate().unwrap_err()).contains("storage.path"));
         assert!(toml::from_str::<Settings>(&format!("{}\nextra = 1", minimal())).is_err());
+    }
+
+    #[test]
+    fn the_local_api_leaves_loopback_only_with_mutual_tls() {
+        let mut s: Settings = toml::from_str(&minimal()).unwrap();
+        s.api.listen = "0.0.0.0:8437".parse().unwrap();
+        let err = format!("{:#}", s.validate().unwrap_err());
+        assert!(err.contains("mutual TLS"), "{err}");
+        s.api.tls =
+            Some(ApiTls { cert: "/etc/hosts".into(), key: "/etc/hosts".into(), client_ca: "/etc/hosts".into() });
+        s.validate().unwrap();
+        s.api.listen = "[::1]:8437".parse().unwrap();
+        s.api.tls = None;
+        s.validate().unwrap();
     }
 }

@@ -65,10 +65,12 @@ mod tests {
 
     use super::*;
 
+    /// Writes a new certificate into `dir` (each under a name of its own: nothing is overwritten).
     fn write(dir: &Path, profile: &Profile) -> std::path::PathBuf {
         let issued = Ca::create("T", 10).unwrap().issue(profile).unwrap();
-        issued.write(dir, "c").unwrap();
-        dir.join("c.pem")
+        let stem = issued.info.serial.clone();
+        issued.write(dir, &stem).unwrap();
+        dir.join(format!("{stem}.pem"))
     }
 
     #[test]

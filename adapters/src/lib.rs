@@ -10,8 +10,7 @@
 
 pub mod api;
 pub mod config;
-#[path = "../../hub/src/failpoint.rs"]
-pub mod failpoint;
+pub use certs::failpoint;
 pub mod identity;
 pub mod link;
 pub mod runner;

@@ -170,18 +170,29 @@ impl Link {
 
     /// Stores one delivery, then acknowledges it.
     async fn receive(&self, d: lapin::message::Delivery) -> Result<()> {
-        let from_hub = d.properties.user_id().as_ref().is_some_and(|u| u.as_str() == "hub");
-        let parsed = codec::from_xml(&d.data, self.settings.limits.max_message_bytes);
-        let fallback_id = || {
-            d.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_else(|| {
-                let digest: [u8; 32] = sha2::Sha256::digest(&d.data).into();
-                digest.iter().map(|b| format!("{b:02x}")).collect()
-            })
+        let user_id = d.properties.user_id().as_ref().map(|u| u.as_str().to_owned());
+        let sha256: String = {
+            let digest: [u8; 32] = sha2::Sha256::digest(&d.data).into();
+            digest.iter().map(|b| format!("{b:02x}")).collect()
         };
+        let fallback_id =
+            || d.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_else(|| sha256.clone());
+        if user_id.as_deref() != Some(Party::Hub.to_string().as_str()) {
+            // The broker checked user_id against the sender's login: this is not the hub's
+            // message, whatever it says. Kept aside unparsed; nothing of it reaches the
+            // provincial system, and the log names no content.
+            let id = fallback_id();
+            let reason = format!("not from the hub: user_id {}", user_id.as_deref().unwrap_or("(none)"));
+            warn!(message_id = %id, user_id = user_id.as_deref().unwrap_or("(none)"), size = d.data.len(), "Message not from the hub refused.");
+            store::refuse(&self.pool, &id, user_id.as_deref(), &reason, &d.data, &sha256).await?;
+            d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a refused message")?;
+            return Ok(());
+        }
+        let parsed = codec::from_xml(&d.data, self.settings.limits.max_message_bytes);
         // Nothing is dropped: what cannot be read is kept, with the reason, for the provincial
         // system and the operators to see.
         let (id, kind, case, corr, error) = match &parsed {
-            Ok(env) if from_hub && env.sender == Party::Hub && env.recipient == self.me => (
+            Ok(env) if env.sender == Party::Hub && env.recipient == self.me => (
                 env.message_id.to_string(),
                 env.message_type().as_str().to_owned(),
                 env.case_id.map(|c| c.to_string()),
@@ -193,13 +204,7 @@ impl Link {
                 "unreadable".to_owned(),
                 None,
                 None,
-                Some(format!(
-                    "not from the hub to {}: sender {} (user {:?}), recipient {}",
-                    self.me,
-                    env.sender,
-                    d.properties.user_id(),
-                    env.recipient
-                )),
+                Some(format!("the hub sent an envelope from {} to {}; this is {}", env.sender, env.recipient, self.me)),
             ),
             Err(e) => {
                 (fallback_id(), "unreadable".to_owned(), None, None, Some(format!("{} {}", e.code.code(), e.detail)))

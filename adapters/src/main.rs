@@ -19,6 +19,20 @@ enum Command {
         #[arg(long, env = "ADAPTER_CONFIG")]
         config: PathBuf,
     },
+    /// Make this province's key and certificate signing request here, beside the adapter: the
+    /// key (owner-only) never leaves this machine; send the request (.csr) to the exchange
+    /// operator, who signs it (`hub certs sign`) and returns the certificate.
+    Request {
+        /// GB/T 2260 code of this province.
+        #[arg(long)]
+        province: String,
+        /// Directory for the key and the request (e.g. where `broker.key` points).
+        #[arg(long)]
+        out: PathBuf,
+        /// File name stem; default prov-NN.
+        #[arg(long)]
+        stem: Option<String>,
+    },
     /// Check the configuration and the certificate, print the identity, and exit.
     Check {
         #[arg(long, env = "ADAPTER_CONFIG")]
@@ -103,6 +117,19 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run { config } => {
             let settings = adapters::config::Settings::load(&config)?;
             runtime.block_on(adapters::runner::run(settings))
+        }
+        Command::Request { province, out, stem } => {
+            let province = schemas::ids::ProvinceCode::parse(&province)?;
+            let role = certs::Role::Province(province);
+            let stem = stem.unwrap_or_else(|| role.common_name());
+            let (key, csr) = certs::KeyRequest::generate(&role, &[])?.write(&out, &stem)?;
+            println!(
+                "Key {} (owner-only: it stays here) and request {} made for {}; send the request to the exchange operator.",
+                key.display(),
+                csr.display(),
+                role.common_name()
+            );
+            Ok(())
         }
         Command::Check { config } => {
             let settings = adapters::config::Settings::load(&config)?;

@@ -23,6 +23,11 @@ use crate::{store, webhook};
 /// An unusable certificate or a configuration claiming another province.
 pub fn check_identity(settings: &Settings) -> Result<Identity> {
     let id = identity::check(&settings.broker.cert, settings.claimed_province()?, Utc::now())?;
+    for key in std::iter::once(&settings.broker.key).chain(settings.api.tls.as_ref().map(|t| &t.key)) {
+        if let Some(why) = certs::files::key_exposure(key) {
+            warn!("{why}");
+        }
+    }
     info!(province = id.province.code(), serial = %id.cert.serial, not_after = %id.cert.not_after, "Identity from the certificate.");
     warn_if_expiring(&id);
     Ok(id)
@@ -65,10 +70,15 @@ pub async fn run(settings: Settings) -> Result<()> {
         stop_rx.clone(),
     ));
 
+    let limits = settings.api.limits.to_limits()?;
+    let tls = match &settings.api.tls {
+        Some(t) => Some(Arc::new(certs::serve::tls_config(&t.cert, &t.key, &t.client_ca)?)),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(settings.api.listen)
         .await
         .with_context(|| format!("Failed to bind the local API on {}", settings.api.listen))?;
-    info!(address = %listener.local_addr()?, "Local API listening.");
+    certs::serve::announce("Local API", &listener, tls.is_some(), &limits);
     let app = api::router(AppState {
         pool: pool.clone(),
         me,
@@ -76,14 +86,14 @@ pub async fn run(settings: Settings) -> Result<()> {
         link: state,
         max_bytes: settings.limits.max_message_bytes,
     });
-    let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await;
-    });
+    let http = tokio::spawn(certs::serve::serve(
+        listener,
+        tls,
+        app,
+        limits,
+        Arc::new(certs::serve::Gauges::default()),
+        stop_rx.clone(),
+    ));
 
     wait_for_signal().await;
     info!("Stopping.");

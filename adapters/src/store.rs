@@ -186,6 +186,34 @@ pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
     Ok(inserted)
 }
 
+/// Keeps a message that did not come from the hub aside (bounded), once.
+///
+/// # Errors
+/// Database errors.
+pub async fn refuse(
+    pool: &SqlitePool,
+    message_id: &str,
+    user_id: Option<&str>,
+    reason: &str,
+    body: &[u8],
+    sha256: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO refused (message_id, user_id, reason, size, sha256, head, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(message_id)
+    .bind(user_id)
+    .bind(reason)
+    .bind(i64::try_from(body.len()).unwrap_or(i64::MAX))
+    .bind(sha256)
+    .bind(&body[..body.len().min(64 * 1024)])
+    .bind(now())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// An inbox entry as the pull API lists it.
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct InboxEntry {
@@ -332,20 +360,24 @@ pub struct Depths {
     /// Received, not yet taken by the provincial system.
     pub inbox_pending: i64,
     pub inbox_total: i64,
+    /// Found in the queue but not from the hub: kept aside, never handed over.
+    pub refused: i64,
 }
 
 /// # Errors
 /// Database errors.
 pub async fn depths(pool: &SqlitePool) -> Result<Depths> {
-    let (outbox_queued, outbox_awaiting_reply, inbox_pending, inbox_total): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM outbox WHERE state = 'queued'),
-                (SELECT count(*) FROM outbox WHERE state = 'confirmed' AND answered_by IS NULL),
-                (SELECT count(*) FROM inbox WHERE acknowledged_at IS NULL),
-                (SELECT count(*) FROM inbox)",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(Depths { outbox_queued, outbox_awaiting_reply, inbox_pending, inbox_total })
+    let (outbox_queued, outbox_awaiting_reply, inbox_pending, inbox_total, refused): (i64, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox WHERE state = 'queued'),
+                    (SELECT count(*) FROM outbox WHERE state = 'confirmed' AND answered_by IS NULL),
+                    (SELECT count(*) FROM inbox WHERE acknowledged_at IS NULL),
+                    (SELECT count(*) FROM inbox),
+                    (SELECT count(*) FROM refused)",
+        )
+        .fetch_one(pool)
+        .await?;
+    Ok(Depths { outbox_queued, outbox_awaiting_reply, inbox_pending, inbox_total, refused })
 }
 
 /// Deletes confirmed-and-answered submissions and acknowledged inbox messages older than
@@ -367,5 +399,6 @@ pub async fn prune(pool: &SqlitePool, days: u32) -> Result<u64> {
         .execute(pool)
         .await?
         .rows_affected();
-    Ok(a + b)
+    let c = sqlx::query("DELETE FROM refused WHERE received_at < ?").bind(&cutoff).execute(pool).await?.rows_affected();
+    Ok(a + b + c)
 }

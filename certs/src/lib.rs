@@ -12,14 +12,22 @@
 //! | broker (server) | `O=Xueji Exchange, OU=server, CN=<host>`, SAN: host names / IPs | — |
 //!
 //! Client certificates carry the `clientAuth` extended key usage, server certificates
-//! `serverAuth`. This crate issues them ([`Ca`]) and reads them ([`CertInfo::parse`]); trust
-//! decisions on the wire are rustls' and the broker's.
+//! `serverAuth`; every leaf is `CA:FALSE` and valid at most [`MAX_LEAF_DAYS`]. Keys are made
+//! where they are used ([`KeyRequest`]: a key and a certificate signing request); the CA signs
+//! the request ([`Ca::sign_request`]) and publishes what it revoked ([`crl`]). This crate issues
+//! and reads certificates ([`CertInfo::parse_pem`]); trust decisions on the wire are rustls'
+//! and the broker's, by signature.
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod crl;
+pub mod failpoint;
+pub mod files;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 use rcgen::{
@@ -35,6 +43,9 @@ pub const ORGANIZATION: &str = "Xueji Exchange";
 
 /// Warn this many days before a certificate expires.
 pub const EXPIRY_WARNING_DAYS: i64 = 60;
+
+/// The longest validity of any certificate but the CA's (certs/README.md).
+pub const MAX_LEAF_DAYS: i64 = 825;
 
 /// The role a certificate gives its holder, carried in the subject's OU.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,11 +140,15 @@ pub enum CertError {
     Io { path: String, source: std::io::Error },
     #[error("the certificate was not issued by this CA")]
     WrongIssuer,
+    #[error("{0} exists already; refusing to overwrite it")]
+    Exists(String),
+    #[error("validity: {0}")]
+    Validity(String),
+    #[error("certificate request: {0}")]
+    Request(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
-    move |source| CertError::Io { path: path.display().to_string(), source }
-}
+use files::{io, write_private, write_public};
 
 /// What a certificate says, read with x509-parser.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,11 +251,11 @@ fn sha2_digest(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn pem_block(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
@@ -264,22 +279,128 @@ impl Issued {
     /// Writes `<dir>/<stem>.pem` and `<dir>/<stem>.key` (the key readable by the owner only).
     ///
     /// # Errors
-    /// When a file cannot be written.
+    /// When a file exists already ([`CertError::Exists`]: nothing is overwritten) or cannot be
+    /// written.
     pub fn write(&self, dir: &Path, stem: &str) -> Result<(), CertError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let cert = dir.join(format!("{stem}.pem"));
         let key = dir.join(format!("{stem}.key"));
-        std::fs::write(&cert, &self.cert_pem).map_err(io(&cert))?;
-        write_private(&key, &self.key_pem)
+        for path in [&cert, &key] {
+            if path.exists() {
+                return Err(CertError::Exists(path.display().to_string()));
+            }
+        }
+        write_private(&key, &self.key_pem)?;
+        write_public(&cert, &self.cert_pem)
     }
 }
 
-fn write_private(path: &Path, content: &str) -> Result<(), CertError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
-    f.write_all(content.as_bytes()).map_err(io(path))
+/// A key made where it will be used, and the certificate signing request (证书申请) that
+/// carries its public half to the CA. The key never leaves the directory it is written to.
+pub struct KeyRequest {
+    pub key_pem: String,
+    pub csr_pem: String,
+}
+
+impl KeyRequest {
+    /// A fresh ECDSA P-256 key and a request for `role`'s subject (and, for a server, its
+    /// alternative names).
+    ///
+    /// # Errors
+    /// When generation or signing fails.
+    pub fn generate(role: &Role, alt_names: &[String]) -> Result<KeyRequest, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(ORGANIZATION, role.unit(), &role.common_name());
+        params.subject_alt_names = alt_names.iter().map(|a| san(a)).collect::<Result<_, _>>()?;
+        let csr = params.serialize_request(&key)?;
+        Ok(KeyRequest { key_pem: key.serialize_pem(), csr_pem: csr.pem()? })
+    }
+
+    /// Writes `<dir>/<stem>.key` (owner-only) and `<dir>/<stem>.csr`, refusing to replace either.
+    ///
+    /// # Errors
+    /// [`CertError::Exists`], or an I/O error.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), CertError> {
+        let key = dir.join(format!("{stem}.key"));
+        let csr = dir.join(format!("{stem}.csr"));
+        for path in [&key, &csr] {
+            if path.exists() {
+                return Err(CertError::Exists(path.display().to_string()));
+            }
+        }
+        write_private(&key, &self.key_pem)?;
+        write_public(&csr, &self.csr_pem)?;
+        Ok((key, csr))
+    }
+}
+
+/// What a certificate signing request asks for, read and checked (its self-signature proves
+/// the requester holds the key).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub role: Role,
+    /// The alternative names it asks for (servers).
+    pub alt_names: Vec<String>,
+    spki_der: Vec<u8>,
+}
+
+impl Request {
+    /// Parses a PEM request and checks its signature and subject.
+    ///
+    /// # Errors
+    /// Not a request, a bad signature, or a subject that is not an exchange identity.
+    pub fn parse_pem(pem: &[u8]) -> Result<Request, CertError> {
+        use x509_parser::certification_request::X509CertificationRequest;
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| CertError::Pem(e.to_string()))?;
+        if block.label != "CERTIFICATE REQUEST" && block.label != "NEW CERTIFICATE REQUEST" {
+            return Err(CertError::Pem(format!("a {} block, not a CERTIFICATE REQUEST", block.label)));
+        }
+        let (_, csr) = X509CertificationRequest::from_der(&block.contents)
+            .map_err(|e| CertError::Request(format!("cannot parse: {e}")))?;
+        csr.verify_signature().map_err(|_| CertError::Request("its signature does not verify".into()))?;
+        let info = &csr.certification_request_info;
+        let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+            it.next().and_then(|a| a.as_str().ok()).map(str::to_owned)
+        };
+        let cn = first(&mut info.subject.iter_common_name())
+            .ok_or_else(|| CertError::Subject("the request has no common name".into()))?;
+        let ou = first(&mut info.subject.iter_organizational_unit())
+            .ok_or_else(|| CertError::Subject("the request has no organizational unit (role)".into()))?;
+        let org = first(&mut info.subject.iter_organization());
+        if org.as_deref() != Some(ORGANIZATION) {
+            return Err(CertError::Subject(format!("O={org:?}, expected O={ORGANIZATION}")));
+        }
+        let role = Role::from_subject(&ou, &cn)?;
+        let mut alt_names = Vec::new();
+        if let Some(exts) = csr.requested_extensions() {
+            for ext in exts {
+                if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
+                    for n in &san.general_names {
+                        match n {
+                            x509_parser::extensions::GeneralName::DNSName(d) => alt_names.push((*d).to_owned()),
+                            x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
+                                4 => alt_names
+                                    .push(IpAddr::from(<[u8; 4]>::try_from(*ip).expect("four bytes")).to_string()),
+                                16 => alt_names
+                                    .push(IpAddr::from(<[u8; 16]>::try_from(*ip).expect("sixteen bytes")).to_string()),
+                                _ => return Err(CertError::Request("a malformed IP address".into())),
+                            },
+                            other => return Err(CertError::Request(format!("unsupported alternative name {other}"))),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Request { role, alt_names, spki_der: info.subject_pki.raw.to_vec() })
+    }
+
+    /// Reads a PEM request file.
+    ///
+    /// # Errors
+    /// As [`Request::parse_pem`], or the file cannot be read.
+    pub fn read(path: &Path) -> Result<Request, CertError> {
+        Self::parse_pem(&std::fs::read(path).map_err(io(path))?)
+    }
 }
 
 /// What to issue.
@@ -335,60 +456,125 @@ impl Ca {
     /// Loads `<dir>/ca.pem` and `<dir>/ca.key`.
     ///
     /// # Errors
-    /// Missing or unreadable files.
+    /// Missing or unreadable files, or a key that is not the certificate's.
     pub fn load(dir: &Path) -> Result<Ca, CertError> {
-        let cert_path = dir.join("ca.pem");
-        let key_path = dir.join("ca.key");
-        let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
-        let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        Self::from_files(&dir.join("ca.pem"), &dir.join("ca.key"))
+    }
+
+    /// Loads a CA certificate and its key, checking that they belong together.
+    ///
+    /// # Errors
+    /// Missing or unreadable files, or a key that is not the certificate's.
+    pub fn from_files(cert_path: &Path, key_path: &Path) -> Result<Ca, CertError> {
+        let cert_pem = std::fs::read_to_string(cert_path).map_err(io(cert_path))?;
+        let key_pem = std::fs::read_to_string(key_path).map_err(io(key_path))?;
         let key = KeyPair::from_pem(&key_pem)?;
         let (_, block) =
             x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| CertError::Pem(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(&block.contents).map_err(|e| CertError::Parse(e.to_string()))?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(CertError::Subject(format!(
+                "{} is not the key of the CA certificate {}",
+                key_path.display(),
+                cert_path.display()
+            )));
+        }
         Ok(Ca { cert_pem, key, info_der: block.contents })
     }
 
-    /// Writes `<dir>/ca.pem` and `<dir>/ca.key` (owner-only).
+    /// Writes `<dir>/ca.pem` and `<dir>/ca.key` (owner-only), refusing to replace either.
     ///
     /// # Errors
-    /// When a file cannot be written.
+    /// [`CertError::Exists`], or when a file cannot be written.
     pub fn write(&self, dir: &Path) -> Result<(), CertError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let cert = dir.join("ca.pem");
-        std::fs::write(&cert, &self.cert_pem).map_err(io(&cert))?;
-        write_private(&dir.join("ca.key"), &self.key.serialize_pem())
+        let key = dir.join("ca.key");
+        for path in [&cert, &key] {
+            if path.exists() {
+                return Err(CertError::Exists(path.display().to_string()));
+            }
+        }
+        write_private(&key, &self.key.serialize_pem())?;
+        write_public(&cert, &self.cert_pem)
     }
 
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
 
-    /// Issues a certificate for `profile` with a fresh key pair.
-    ///
-    /// # Errors
-    /// When generation or signing fails.
-    pub fn issue(&self, profile: &Profile) -> Result<Issued, CertError> {
-        let key = KeyPair::generate()?;
+    /// The DER encoding of the CA certificate.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.info_der
+    }
+
+    pub(crate) fn key(&self) -> &KeyPair {
+        &self.key
+    }
+
+    /// The parameters of every leaf: the profile's subject and validity (at most
+    /// [`MAX_LEAF_DAYS`]), `CA:FALSE`, `digitalSignature`, the role's extended key usage.
+    fn leaf_params(profile: &Profile) -> Result<CertificateParams, CertError> {
+        if profile.not_after <= profile.not_before {
+            return Err(CertError::Validity("it ends before it begins".into()));
+        }
+        let days = (profile.not_after - profile.not_before).num_days();
+        if days > MAX_LEAF_DAYS {
+            return Err(CertError::Validity(format!("{days} days; at most {MAX_LEAF_DAYS} (certs/README.md)")));
+        }
         let mut params = CertificateParams::default();
         params.distinguished_name = name(ORGANIZATION, profile.role.unit(), &profile.role.common_name());
         params.not_before = to_time(profile.not_before);
         params.not_after = to_time(profile.not_after);
         params.serial_number = Some(random_serial());
+        params.is_ca = IsCa::ExplicitNoCa;
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = match profile.role {
             Role::Server(_) => vec![ExtendedKeyUsagePurpose::ServerAuth],
             _ => vec![ExtendedKeyUsagePurpose::ClientAuth],
         };
-        for alt in &profile.alt_names {
-            params.subject_alt_names.push(match alt.parse::<IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(alt.clone().try_into()?),
-            });
-        }
+        params.subject_alt_names = profile.alt_names.iter().map(|a| san(a)).collect::<Result<_, _>>()?;
+        Ok(params)
+    }
+
+    /// Issues a certificate for `profile` with a fresh key pair made here. For development and
+    /// tests: in production the key is made where it is used and [`Ca::sign_request`] signs it.
+    ///
+    /// # Errors
+    /// A validity over [`MAX_LEAF_DAYS`], or a generation or signing failure.
+    pub fn issue(&self, profile: &Profile) -> Result<Issued, CertError> {
+        let params = Self::leaf_params(profile)?;
+        let key = KeyPair::generate()?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let cert = params.signed_by(&key, &issuer)?;
         let info = CertInfo::parse_der(cert.der())?;
         Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), info })
+    }
+
+    /// Signs a certificate signing request: the certificate carries the request's public key,
+    /// and the subject and validity of `profile`, whose role must be the one the request names.
+    /// Nothing else of the request is taken over (requested extensions are ignored).
+    ///
+    /// # Errors
+    /// A request for another identity than `profile`'s, a validity over [`MAX_LEAF_DAYS`], or
+    /// a signing failure.
+    pub fn sign_request(&self, request: &Request, profile: &Profile) -> Result<(String, CertInfo), CertError> {
+        if request.role != profile.role {
+            return Err(CertError::Request(format!(
+                "it asks for {} ({}), not {} ({})",
+                request.role.common_name(),
+                request.role.unit(),
+                profile.role.common_name(),
+                profile.role.unit()
+            )));
+        }
+        let params = Self::leaf_params(profile)?;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(&request.spki_der)
+            .map_err(|e| CertError::Request(format!("unsupported public key: {e}")))?;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        let cert = params.signed_by(&public_key, &issuer)?;
+        let info = CertInfo::parse_der(cert.der())?;
+        Ok((cert.pem(), info))
     }
 
     /// Checks that `cert` was signed by this CA.
@@ -398,6 +584,15 @@ impl Ca {
     pub fn verify(&self, cert: &CertInfo) -> Result<(), CertError> {
         verify_der(cert, &self.info_der)
     }
+}
+
+/// The DER of the first certificate in a PEM document.
+///
+/// # Errors
+/// Not PEM.
+pub fn der_of_pem(pem: &[u8]) -> Result<Vec<u8>, CertError> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| CertError::Pem(e.to_string()))?;
+    Ok(block.contents)
 }
 
 /// Checks that `cert` was signed by the CA certificate `ca_pem` (one link; trust decisions on
@@ -416,6 +611,13 @@ fn verify_der(cert: &CertInfo, ca_der: &[u8]) -> Result<(), CertError> {
     leaf.verify_signature(Some(ca.public_key())).map_err(|_| CertError::WrongIssuer)
 }
 
+fn san(alt: &str) -> Result<SanType, CertError> {
+    Ok(match alt.parse::<IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(alt.to_owned().try_into()?),
+    })
+}
+
 fn name(org: &str, unit: &str, cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, org);
@@ -424,7 +626,7 @@ fn name(org: &str, unit: &str, cn: &str) -> DistinguishedName {
     dn
 }
 
-fn to_time(t: DateTime<Utc>) -> time::OffsetDateTime {
+pub(crate) fn to_time(t: DateTime<Utc>) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(t.timestamp()).expect("timestamps of certificates are in range")
 }
 
@@ -499,6 +701,63 @@ mod tests {
         ca.verify(&issued.info).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(dir.join("ca.key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(matches!(ca.write(&dir), Err(CertError::Exists(_))), "a CA is never overwritten");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn basic_constraints(der: &[u8]) -> Option<bool> {
+        let (_, cert) = X509Certificate::from_der(der).unwrap();
+        cert.basic_constraints().unwrap().map(|bc| bc.value.ca)
+    }
+
+    #[test]
+    fn every_leaf_is_not_a_ca_and_lives_at_most_825_days() {
+        let ca = ca();
+        let issued = ca.issue(&Profile::new(Role::Hub, MAX_LEAF_DAYS)).unwrap();
+        assert_eq!(basic_constraints(&issued.info.der), Some(false), "CA:FALSE present");
+        assert!(matches!(ca.issue(&Profile::new(Role::Hub, MAX_LEAF_DAYS + 1)), Err(CertError::Validity(_))));
+        assert!(matches!(ca.issue(&Profile::new(Role::Hub, 5000)), Err(CertError::Validity(_))));
+    }
+
+    #[test]
+    fn a_request_made_beside_its_key_is_signed_for_its_own_identity_only() {
+        let ca = ca();
+        let p = ProvinceCode::parse("37").unwrap();
+        let made = KeyRequest::generate(&Role::Province(p), &[]).unwrap();
+        let request = Request::parse_pem(made.csr_pem.as_bytes()).unwrap();
+        assert_eq!(request.role, Role::Province(p));
+        let (pem, info) = ca.sign_request(&request, &Profile::new(Role::Province(p), 365)).unwrap();
+        ca.verify(&info).unwrap();
+        assert_eq!(basic_constraints(&info.der), Some(false));
+        // The certificate carries the requester's key: it pairs with the key that never left.
+        let key = KeyPair::from_pem(&made.key_pem).unwrap();
+        let (_, cert) = X509Certificate::from_der(&info.der).unwrap();
+        assert_eq!(cert.public_key().subject_public_key.data.as_ref(), key.public_key_raw());
+        assert!(pem.contains("BEGIN CERTIFICATE"));
+        // A request is signed only for the identity it names.
+        let other = ProvinceCode::parse("44").unwrap();
+        assert!(matches!(
+            ca.sign_request(&request, &Profile::new(Role::Province(other), 365)),
+            Err(CertError::Request(_))
+        ));
+        assert!(matches!(ca.sign_request(&request, &Profile::new(Role::Hub, 365)), Err(CertError::Request(_))));
+        // A tampered request does not verify.
+        let mut der = x509_parser::pem::parse_x509_pem(made.csr_pem.as_bytes()).unwrap().1.contents;
+        let at = der.len() - 3;
+        der[at] ^= 0x01;
+        assert!(Request::parse_pem(pem_block("CERTIFICATE REQUEST", &der).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_server_request_keeps_its_alternative_names() {
+        let ca = ca();
+        let role = Role::Server("broker.example".into());
+        let alts = vec!["broker.example".to_owned(), "127.0.0.1".to_owned()];
+        let made = KeyRequest::generate(&role, &alts).unwrap();
+        let request = Request::parse_pem(made.csr_pem.as_bytes()).unwrap();
+        assert_eq!(request.alt_names, alts);
+        let mut profile = Profile::new(role, 90);
+        profile.alt_names = request.alt_names.clone();
+        ca.sign_request(&request, &profile).unwrap();
     }
 }

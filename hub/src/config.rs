@@ -21,6 +21,9 @@ pub struct Settings {
     pub ops: Option<OpsSettings>,
     #[serde(default)]
     pub limits: Limits,
+    /// How long what the hub keeps is kept.
+    #[serde(default)]
+    pub retention: Retention,
     #[serde(default)]
     pub rules: Rules,
     #[serde(default)]
@@ -215,9 +218,6 @@ pub struct BrokerAdmin {
     /// The password, or a file holding it.
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
-    /// The broker's trust-store directory (rabbitmq_trust_store, file provider): the client
-    /// certificates admitted at TLS. Registering a certificate adds it; revoking removes it.
-    pub trust_dir: PathBuf,
     /// The broker's `collect_statistics_interval` in milliseconds: how stale its connection
     /// listings can be. Revocation keeps closing connections for three such periods.
     #[serde(default = "default_statistics_interval")]
@@ -254,14 +254,132 @@ pub struct OpsSettings {
     pub key: PathBuf,
     /// The CA that issues operators' certificates (the exchange CA).
     pub client_ca: PathBuf,
+    /// What clients may hold: connections, and the deadlines that free them (`[ops.limits]`).
+    #[serde(default)]
+    pub limits: ServerLimits,
 }
 
-/// The exchange PKI, for admitting certificates.
+/// Connection limits of an HTTP server (`max_connections`, `handshake_timeout_secs`,
+/// `header_timeout_secs`, `idle_timeout_secs`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLimits {
+    /// Connections open at once; more are closed as they arrive.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// From accepting a connection to a completed TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: f64,
+    /// For each request's head, and for a new connection's first request to begin.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: f64,
+    /// A connection that moves nothing for this long, with no request in progress, is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: f64,
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_handshake_timeout() -> f64 {
+    10.0
+}
+fn default_header_timeout() -> f64 {
+    10.0
+}
+fn default_idle_timeout() -> f64 {
+    60.0
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: default_max_connections(),
+            handshake_timeout_secs: default_handshake_timeout(),
+            header_timeout_secs: default_header_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+        }
+    }
+}
+
+impl ServerLimits {
+    /// The limits as the server takes them.
+    ///
+    /// # Errors
+    /// A zero cap or a deadline that is not a positive number of seconds.
+    pub fn to_limits(&self, what: &str) -> Result<certs::serve::Limits> {
+        let secs = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v < 86_400.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                bail!("{what} {name}: {v} is not a number of seconds between 0 and a day")
+            }
+        };
+        if self.max_connections == 0 {
+            bail!("{what} max_connections must be at least 1");
+        }
+        Ok(certs::serve::Limits {
+            max_connections: self.max_connections,
+            handshake_timeout: secs("handshake_timeout_secs", self.handshake_timeout_secs)?,
+            header_timeout: secs("header_timeout_secs", self.header_timeout_secs)?,
+            idle_timeout: secs("idle_timeout_secs", self.idle_timeout_secs)?,
+        })
+    }
+}
+
+/// The exchange PKI: which CA admits certificates, and where its revocations are published.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PkiSettings {
     /// The exchange CA certificate: every registered client certificate must be signed by it.
     pub ca: PathBuf,
+    /// The CA's private key, for signing the revocation list. Only where revocations are made
+    /// (the operator's machine, with `hub certs revoke`); `--ca DIR` gives it too.
+    pub ca_key: Option<PathBuf>,
+    /// The directory the broker reads the CRL from at every handshake (`crl_cache` of its TLS
+    /// options): `hub certs revoke` and `hub certs crl` publish there.
+    pub crl_dir: Option<PathBuf>,
+}
+
+/// How long the hub keeps what it keeps; a pruning pass runs every `prune_interval_secs`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Outbox rows already published (the copy the relay sent).
+    #[serde(default = "default_outbox_retention")]
+    pub outbox_published_secs: u64,
+    /// Dead letters (their bounded copy, reason and sender).
+    #[serde(default = "default_dead_letter_retention")]
+    pub dead_letter_secs: u64,
+    /// Inbox entries (deduplication and the message trace). Longer than any redelivery.
+    #[serde(default = "default_inbox_retention")]
+    pub inbox_secs: u64,
+    #[serde(default = "default_prune_interval")]
+    pub prune_interval_secs: u64,
+}
+
+fn default_outbox_retention() -> u64 {
+    7 * 86_400
+}
+fn default_dead_letter_retention() -> u64 {
+    30 * 86_400
+}
+fn default_inbox_retention() -> u64 {
+    90 * 86_400
+}
+fn default_prune_interval() -> u64 {
+    3600
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            outbox_published_secs: default_outbox_retention(),
+            dead_letter_secs: default_dead_letter_retention(),
+            inbox_secs: default_inbox_retention(),
+            prune_interval_secs: default_prune_interval(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +404,21 @@ pub struct Limits {
     /// Messages processed at once by one hub process.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Of a dead letter, this many bytes are kept; beyond it, the SHA-256 and the size.
+    #[serde(default = "default_dead_letter_body")]
+    pub dead_letter_body_bytes: usize,
+    /// Dead letters recorded per sender and minute; more are counted, not kept, so that one
+    /// province cannot fill the hub's disk.
+    #[serde(default = "default_poison_per_minute")]
+    pub poison_per_minute: u32,
+}
+
+fn default_dead_letter_body() -> usize {
+    64 * 1024
+}
+
+fn default_poison_per_minute() -> u32 {
+    60
 }
 
 fn default_max_bytes() -> usize {
@@ -298,7 +431,12 @@ fn default_workers() -> usize {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_message_bytes: default_max_bytes(), workers: default_workers() }
+        Limits {
+            max_message_bytes: default_max_bytes(),
+            workers: default_workers(),
+            dead_letter_body_bytes: default_dead_letter_body(),
+            poison_per_minute: default_poison_per_minute(),
+        }
     }
 }
 
@@ -383,6 +521,10 @@ impl Settings {
                     bail!("ops: {} does not exist", p.display());
                 }
             }
+            ops.limits.to_limits("[ops]")?;
+        }
+        if self.retention.prune_interval_secs == 0 {
+            bail!("retention.prune_interval_secs must be at least 1");
         }
         check_transfer_statuses("[rules] transfer_statuses", &self.rules.transfer_statuses)?;
         for (code, rules) in &self.provinces {

@@ -13,11 +13,15 @@
 pub mod amqp;
 pub mod api;
 pub mod broker_admin;
+pub mod cli;
 pub mod config;
-pub mod failpoint;
+pub use certs::failpoint;
 pub mod handlers;
+pub mod health;
+pub mod housekeeping;
 pub mod provision;
 pub mod relay;
+pub mod retry;
 pub mod rules;
 pub mod scheduler;
 pub mod schools;

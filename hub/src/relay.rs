@@ -14,11 +14,11 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::amqp::consumer::backoff;
 use crate::amqp::publisher::{self, Published, Publisher};
 use crate::amqp::{self, declare_core};
+use crate::health::Health;
+use crate::retry::backoff;
 use crate::service::Context;
-use crate::startup::Health;
 use crate::store::outbox;
 
 /// Key of the relay's advisory lock.

@@ -14,13 +14,13 @@ use schemas::messages::{Body, ErrorReport};
 use schemas::{CaseId, Envelope, ErrorCode, MessageId, MessageType, Party};
 use sha2::Digest;
 use sqlx::{PgConnection, PgPool};
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, debug, error, warn};
 use uuid::Uuid;
 
 use crate::amqp::names;
 use crate::config::Settings;
 use crate::handlers;
-use crate::store::{self, inbox, outbox};
+use crate::store::{self, dead_letters, inbox, outbox};
 
 /// Namespace of the hub's derived message ids.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a9e_4b7d_4c1a_9e3f_58d2_0b6a_7c41);
@@ -62,6 +62,8 @@ pub enum Handled {
     Duplicate,
     /// Unusable: dead-lettered with its reason, the sender (when known) told.
     Poison(ErrorCode),
+    /// Unusable, and over its sender's poison rate: counted, not kept, not answered.
+    Suppressed(ErrorCode),
 }
 
 /// A message a handler wants sent, addressed; the service gives it its id and envelope.
@@ -87,6 +89,7 @@ struct Poison {
     reply_to: Option<Party>,
     offending: Option<MessageId>,
     case_id: Option<CaseId>,
+    message_type: Option<&'static str>,
 }
 
 /// Processes one delivery. `Err` means a transient failure (database unreachable, lost race):
@@ -106,6 +109,7 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
             reply_to: None,
             offending: None,
             case_id: None,
+            message_type: None,
         };
         return dead_letter(ctx, &msg, "unknown", fallback_id(&msg, &digest), &digest, poison, now).await;
     };
@@ -114,7 +118,14 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
         Ok(e) => e,
         Err(ParseError { code, detail, message_id }) => {
             let id = message_id.map_or_else(|| fallback_id(&msg, &digest), |m| m.uuid());
-            let poison = Poison { code, detail, reply_to: Some(sender), offending: message_id, case_id: None };
+            let poison = Poison {
+                code,
+                detail,
+                reply_to: Some(sender),
+                offending: message_id,
+                case_id: None,
+                message_type: None,
+            };
             return dead_letter(ctx, &msg, &sender.to_string(), id, &digest, poison, now).await;
         }
     };
@@ -127,6 +138,7 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
             reply_to: Some(sender),
             offending: Some(envelope.message_id),
             case_id: envelope.case_id,
+            message_type: Some(envelope.message_type().as_str()),
         };
         dead_letter(ctx, &msg, &key, envelope.message_id.uuid(), &digest, poison, now)
     };
@@ -191,8 +203,9 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
     .await
 }
 
-/// Records a poison message, answers its sender when known, and sends a copy with the reason
-/// in its headers to the dead-letter exchange — all through the outbox, in one transaction.
+/// Records a poison message once, bounded, and answers its sender when known — in one
+/// transaction. Over the sender's rate (`[limits] poison_per_minute`) the message is only
+/// counted: no body, no reply, one log line a minute, so a flood costs constant space.
 async fn dead_letter(
     ctx: &Context,
     msg: &Inbound<'_>,
@@ -202,8 +215,22 @@ async fn dead_letter(
     poison: Poison,
     now: DateTime<Utc>,
 ) -> Result<Handled> {
-    warn!(code = poison.code.code(), sender = sender_key, %message_id, detail = %poison.detail, "Message dead-lettered.");
     let mut tx = ctx.pool.begin().await?;
+    let limit = i64::from(ctx.settings.limits.poison_per_minute);
+    if dead_letters::recent(&mut tx, sender_key).await? >= limit {
+        let n = dead_letters::suppress(&mut tx, sender_key, poison.code.code(), msg.body.len()).await?;
+        tx.commit().await?;
+        if n == 1 {
+            warn!(
+                sender = sender_key,
+                code = poison.code.code(),
+                limit,
+                "Poison over the sender's rate: counted, not kept, for the rest of this minute."
+            );
+        }
+        return Ok(Handled::Suppressed(poison.code));
+    }
+    warn!(code = poison.code.code(), sender = sender_key, %message_id, detail = %poison.detail, "Message dead-lettered.");
     let case_id = poison.case_id.map(|c| c.uuid());
     let claim =
         inbox::claim(&mut tx, sender_key, message_id, "unknown", case_id, digest, inbox::Outcome::Poison).await?;
@@ -223,30 +250,81 @@ async fn dead_letter(
         };
         enqueue(&mut tx, &reply).await?;
     }
-    let headers = serde_json::json!({
-        "x-xj-code": poison.code.code(),
-        "x-xj-reason": poison.detail.chars().take(1000).collect::<String>(),
-        "x-xj-sender": msg.user_id.unwrap_or(""),
-        "x-xj-message-id": message_id.to_string(),
-        "x-xj-dead-lettered-at": now.to_rfc3339(),
-    });
-    outbox::enqueue(
+    dead_letters::record(
         &mut tx,
-        &outbox::NewMessage {
-            message_id: derive_id(sender_key, message_id, digest, u32::MAX).uuid(),
-            exchange: names::DEAD_LETTER_EXCHANGE.to_owned(),
-            routing_key: poison.code.code().to_owned(),
-            message_type: "dead-letter".to_owned(),
-            recipient: "dead-letter".to_owned(),
-            case_id: poison.case_id.map(|c| c.uuid()),
-            correlation_id: Some(message_id.to_string()),
-            headers,
-            body: msg.body.to_vec(),
+        &dead_letters::NewDeadLetter {
+            sender: sender_key,
+            message_id,
+            message_type: poison.message_type,
+            case_id,
+            code: poison.code.code(),
+            reason: &poison.detail,
+            body: msg.body,
+            sha256: digest,
+            keep: ctx.settings.limits.dead_letter_body_bytes,
+            source: dead_letters::Source::Hub,
         },
     )
     .await?;
     tx.commit().await?;
     Ok(Handled::Poison(poison.code))
+}
+
+/// A message whose handling failed for good (after retries): recorded as a dead letter with
+/// `E_INTERNAL` and the error, its sender told, so that it is neither lost nor redelivered in a
+/// loop. `Err` when even that cannot be written (the caller then leaves it to the broker's
+/// dead-lettering).
+///
+/// # Errors
+/// Database errors.
+pub async fn give_up(ctx: &Context, msg: Inbound<'_>, error: &str) -> Result<Handled> {
+    let digest: [u8; 32] = sha2::Sha256::digest(msg.body).into();
+    let now = Utc::now().trunc_subsecs(3);
+    let sender = msg.user_id.and_then(|u| Party::parse(u).ok()).filter(|p| p.province().is_some());
+    let envelope = codec::from_xml(msg.body, ctx.settings.limits.max_message_bytes).ok();
+    let key = sender.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+    let id = envelope.as_ref().map_or_else(|| fallback_id(&msg, &digest), |e| e.message_id.uuid());
+    let poison = Poison {
+        code: ErrorCode::Internal,
+        detail: format!("processing failed repeatedly: {error}"),
+        reply_to: sender,
+        offending: envelope.as_ref().map(|e| e.message_id),
+        case_id: envelope.as_ref().and_then(|e| e.case_id),
+        message_type: envelope.as_ref().map(|e| e.message_type().as_str()),
+    };
+    // A message whose first attempt was recorded as processed is not a dead letter; the inbox
+    // claim inside `dead_letter` finds it and changes nothing.
+    dead_letter(ctx, &msg, &key, id, &digest, poison, now).await
+}
+
+/// Records what the broker dead-lettered (e.g. a message delivered more often than the
+/// delivery limit, because the hub crashed while handling it), bounded, like any dead letter.
+///
+/// # Errors
+/// Database errors.
+pub async fn record_broker_dead_letter(ctx: &Context, msg: Inbound<'_>, reason: &str) -> Result<()> {
+    let digest: [u8; 32] = sha2::Sha256::digest(msg.body).into();
+    let sender = msg.user_id.unwrap_or("unknown");
+    let id = fallback_id(&msg, &digest);
+    error!(sender, message_id = %id, %reason, "The broker dead-lettered a message.");
+    let mut conn = ctx.pool.acquire().await?;
+    dead_letters::record(
+        &mut conn,
+        &dead_letters::NewDeadLetter {
+            sender,
+            message_id: id,
+            message_type: None,
+            case_id: None,
+            code: ErrorCode::Internal.code(),
+            reason,
+            body: msg.body,
+            sha256: &digest,
+            keep: ctx.settings.limits.dead_letter_body_bytes,
+            source: dead_letters::Source::Broker,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// The bytes every id derived from one inbound message starts from.

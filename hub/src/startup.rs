@@ -3,7 +3,6 @@
 //! consuming, lets in-flight messages finish, flushes the outbox, and exits.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -11,24 +10,24 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::amqp::consumer::{self, backoff};
+use crate::amqp::consumer;
 use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::health::Health;
+use crate::retry::{backoff, panic_text};
 use crate::service::Context;
-use crate::{relay, scheduler, store};
-
-/// What readiness reports.
-#[derive(Debug, Default)]
-pub struct Health {
-    pub consuming: AtomicBool,
-    pub relaying: AtomicBool,
-}
+use crate::{housekeeping, relay, scheduler, store};
 
 /// Runs the hub until SIGTERM or SIGINT.
 ///
 /// # Errors
 /// When the HTTP port cannot be bound or the migrations fail.
 pub async fn run(settings: Settings) -> Result<()> {
+    for key in std::iter::once(&settings.broker.key).chain(settings.ops.as_ref().map(|o| &o.key)) {
+        if let Some(why) = certs::files::key_exposure(key) {
+            warn!("{why}");
+        }
+    }
     let pool = store::pool(&settings.database)?;
     wait_for_database(&pool).await;
     store::migrate(&pool).await?;
@@ -71,17 +70,32 @@ pub async fn run(settings: Settings) -> Result<()> {
     });
     let ops = match &ctx.settings.ops {
         Some(o) => {
-            let config = api::tls::server_config(&o.cert, &o.key, &o.client_ca)?;
+            let config = certs::serve::tls_config(&o.cert, &o.key, &o.client_ca)?;
+            let limits = o.limits.to_limits("[ops]")?;
             let listener = tokio::net::TcpListener::bind(o.listen)
                 .await
                 .with_context(|| format!("Failed to bind {}", o.listen))?;
-            Some(tokio::spawn(api::tls::serve(listener, config, api::ops::router(ctx.clone()), stop_rx.clone())))
+            certs::serve::announce("Operator API (HTTPS, client certificates)", &listener, true, &limits);
+            Some(tokio::spawn(certs::serve::serve(
+                listener,
+                Some(Arc::new(config)),
+                api::ops::router(ctx.clone()),
+                limits,
+                Arc::new(certs::serve::Gauges::default()),
+                stop_rx.clone(),
+            )))
         }
         None => None,
     };
     let scheduler = tokio::spawn({
         let (ctx, stop) = (ctx.clone(), stop_rx.clone());
         async move { supervise("scheduler", stop.clone(), || scheduler::run(ctx.clone(), stop.clone())).await }
+    });
+    let housekeeping = tokio::spawn({
+        let (pool, retention, stop) = (pool.clone(), ctx.settings.retention, stop_rx.clone());
+        async move {
+            supervise("housekeeping", stop.clone(), || housekeeping::run(pool.clone(), retention, stop.clone())).await
+        }
     });
 
     wait_for_signal().await;
@@ -90,7 +104,13 @@ pub async fn run(settings: Settings) -> Result<()> {
     if let Some(o) = ops {
         let _ = o.await;
     }
-    for (name, task) in [("consumer", consumer), ("relay", relay), ("scheduler", scheduler), ("http", http)] {
+    for (name, task) in [
+        ("consumer", consumer),
+        ("relay", relay),
+        ("scheduler", scheduler),
+        ("housekeeping", housekeeping),
+        ("http", http),
+    ] {
         if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
             warn!(task = name, "Did not stop within 30 s.");
         }
@@ -111,7 +131,7 @@ where
         match tokio::spawn(start()).await {
             Ok(()) => return,
             Err(e) if e.is_panic() => {
-                let text = consumer::panic_text(&*e.into_panic());
+                let text = panic_text(&*e.into_panic());
                 tracing::error!(task = name, panic = %text, "Task panicked; restarting it.");
                 if *stop.borrow() {
                     return;

@@ -222,8 +222,17 @@ struct Scan {
     normalized: String,
 }
 
-/// One pass over the whole document with a namespace-aware reader; see the module docs.
+/// One pass over the whole document with a namespace-aware reader; see the module docs. A
+/// refusal carries the message id when it was read before the fault.
 fn scan(text: &str) -> Result<Scan, ParseError> {
+    let mut out = Scan { schema_version: None, message_id: None, normalized: String::new() };
+    match scan_into(text, &mut out) {
+        Ok(()) => Ok(out),
+        Err(e) => Err(ParseError { message_id: e.message_id.or(out.message_id), ..e }),
+    }
+}
+
+fn scan_into(text: &str, out: &mut Scan) -> Result<(), ParseError> {
     let malformed = |detail: String| ParseError::new(ErrorCode::Malformed, detail);
     let mut reader = NsReader::from_str(text);
     reader.config_mut().check_end_names = true;
@@ -233,7 +242,6 @@ fn scan(text: &str) -> Result<Scan, ParseError> {
     let mut seen_any = false;
     // Text of the envelope's direct children we want early: (local name, text so far).
     let mut capture: Option<(String, String)> = None;
-    let mut out = Scan { schema_version: None, message_id: None, normalized: String::new() };
     let mut writer = Writer::new(Vec::with_capacity(text.len()));
     let write = |writer: &mut Writer<Vec<u8>>, event: Event<'_>| {
         writer.write_event(event).expect("writing to a Vec cannot fail");
@@ -321,7 +329,7 @@ fn scan(text: &str) -> Result<Scan, ParseError> {
                 if depth == 1 && matches!(local, "schemaVersion" | "messageId") {
                     capture = Some((local.to_owned(), String::new()));
                     if is_empty {
-                        finish_capture(&mut capture, &mut out);
+                        finish_capture(&mut capture, out);
                     }
                 }
                 if is_empty {
@@ -340,7 +348,7 @@ fn scan(text: &str) -> Result<Scan, ParseError> {
                 write(&mut writer, Event::End(BytesEnd::new(AsRef::<str>::as_ref(&local).to_owned())));
                 depth -= 1;
                 if depth == 1 {
-                    finish_capture(&mut capture, &mut out);
+                    finish_capture(&mut capture, out);
                 }
                 if depth == 0 {
                     root_done = true;
@@ -373,10 +381,10 @@ fn scan(text: &str) -> Result<Scan, ParseError> {
     }
     if !root_done {
         let why = if seen_any { "document ends before the root element is closed" } else { "no root element" };
-        return Err(ParseError { message_id: out.message_id, ..malformed(why.into()) });
+        return Err(malformed(why.into()));
     }
     out.normalized = String::from_utf8(writer.into_inner()).expect("written from UTF-8 input");
-    Ok(out)
+    Ok(())
 }
 
 fn finish_capture(capture: &mut Option<(String, String)>, out: &mut Scan) {
@@ -405,6 +413,25 @@ mod tests {
             let json = to_json(&env);
             assert_eq!(from_json(json.as_bytes(), DEFAULT_MAX_BYTES).unwrap(), env, "{t}");
         }
+    }
+
+    #[test]
+    fn a_document_refused_mid_way_names_the_message_id_read_before() {
+        let env = samples::envelope(MessageType::LookupRequest);
+        let xml = to_xml(&env);
+        // Truncated inside the body, after the envelope's messageId.
+        let cut = xml.find("<body>").unwrap() + 20;
+        let err = from_xml(&xml.as_bytes()[..cut], DEFAULT_MAX_BYTES).unwrap_err();
+        assert_eq!((err.code, err.message_id), (ErrorCode::Malformed, Some(env.message_id)));
+        // Nested too deep inside the body.
+        let deep = format!("{}{}", "<x>".repeat(MAX_DEPTH + 2), "</x>".repeat(MAX_DEPTH + 2));
+        let xml2 = xml.replace("<body>", &format!("<body>{deep}"));
+        let err = from_xml(xml2.as_bytes(), DEFAULT_MAX_BYTES).unwrap_err();
+        assert_eq!((err.code, err.message_id), (ErrorCode::Schema, Some(env.message_id)));
+        // A broken tag after the id.
+        let xml3 = xml.replace("<body>", "<body><<");
+        let err = from_xml(xml3.as_bytes(), DEFAULT_MAX_BYTES).unwrap_err();
+        assert_eq!((err.code, err.message_id), (ErrorCode::Malformed, Some(env.message_id)));
     }
 
     #[test]

@@ -63,6 +63,9 @@ error_codes! {
     Unexpected = "E_UNEXPECTED", "不接受该类型报文", "message type not accepted from this sender";
     /// The sender holds no registered, unrevoked certificate.
     Revoked = "E_REVOKED", "发送方证书已吊销或未登记", "the sender's certificate is revoked or not registered";
+    /// The hub tried and failed to process the message (a fault of the hub, not of the sender);
+    /// it is kept in the dead letters for operators to inspect and replay.
+    Internal = "E_INTERNAL", "枢纽处理该报文失败,已转入死信待运维处理", "the hub failed to process this message; it is held for operators";
 
     // --- Business refusals: answered, never dead-lettered. ---
     /// 转出省份校验错误: no student with this name and national student ID.
@@ -109,6 +112,8 @@ error_codes! {
     Unavailable = "E_UNAVAILABLE", "服务暂不可用,请稍后重试", "temporarily unavailable; retry";
     /// The caller's certificate does not allow this (role, registration, revocation).
     Forbidden = "E_FORBIDDEN", "无权执行该操作", "not allowed for this certificate";
+    /// No such resource (an unknown path of an HTTP API).
+    NotFound = "E_NOT_FOUND", "请求的资源不存在", "no such resource";
 }
 
 #[cfg(test)]

@@ -24,7 +24,8 @@ use schemas::ids::ProvinceCode;
 pub struct DevEnv {
     pub ca_cert: PathBuf,
     pub pki_dir: PathBuf,
-    pub trust_dir: PathBuf,
+    /// Where the broker reads the CA's revocation list.
+    pub crl_dir: PathBuf,
     pub hub_cert: PathBuf,
     pub hub_key: PathBuf,
     pub amqps_url: String,
@@ -56,7 +57,7 @@ impl DevEnv {
         Ok(DevEnv {
             ca_cert: get("XJ_CA_CERT")?.into(),
             pki_dir: get("XJ_PKI_DIR")?.into(),
-            trust_dir: get("XJ_TRUST_DIR")?.into(),
+            crl_dir: get("XJ_CRL_DIR")?.into(),
             hub_cert: get("XJ_HUB_CERT")?.into(),
             hub_key: get("XJ_HUB_KEY")?.into(),
             amqps_url: get("XJ_AMQPS_URL")?,
@@ -141,6 +142,8 @@ pub struct Options {
     pub max_message_bytes: Option<usize>,
     /// More hub settings (TOML tables such as `[cases]` or `[provinces."37"]`).
     pub extra_toml: String,
+    /// More keys of the hub's `[limits]` table (one `key = value` per line).
+    pub extra_limits: String,
 }
 
 /// Runs `tests/services.sh` with arguments (for dedicated instances).
@@ -189,8 +192,7 @@ impl TestBed {
             });
             env.amqps_url = format!("amqps://localhost:{a}");
             env.mgmt_url = format!("http://127.0.0.1:{m}");
-            env.trust_dir =
-                env.trust_dir.parent().and_then(Path::parent).expect("dev dir").join(format!("nodes/{id}/trust"));
+            env.crl_dir = env.crl_dir.parent().and_then(Path::parent).expect("dev dir").join(format!("nodes/{id}/crl"));
         }
         if options.dedicated_database {
             let port = free_port();
@@ -226,11 +228,12 @@ delivery_limit = 5
 url = "{mgmt}"
 user = "{mgmt_user}"
 password = "{mgmt_password}"
-trust_dir = "{trust}"
 statistics_interval_ms = 1000
 
 [pki]
 ca = "{ca}"
+ca_key = "{ca_key}"
+crl_dir = "{crl}"
 
 [http]
 listen = "127.0.0.1:{port}"
@@ -238,7 +241,9 @@ listen = "127.0.0.1:{port}"
 [limits]
 workers = 8
 max_message_bytes = {max_bytes}
+{extra_limits}
 "#,
+            extra_limits = options.extra_limits,
             max_bytes = options.max_message_bytes.unwrap_or(schemas::DEFAULT_MAX_BYTES),
             amqps = env.amqps_url,
             ca = env.ca_cert.display(),
@@ -247,7 +252,8 @@ max_message_bytes = {max_bytes}
             mgmt = env.mgmt_url,
             mgmt_user = env.mgmt_user,
             mgmt_password = env.mgmt_password,
-            trust = env.trust_dir.display(),
+            ca_key = env.pki_dir.join("ca.key").display(),
+            crl = env.crl_dir.display(),
         );
         // The operator API: the hub's server certificate, operators' certificates from the CA.
         let ca = Ca::load(&env.pki_dir).expect("development CA");
@@ -324,8 +330,8 @@ max_message_bytes = {max_bytes}
         creds
     }
 
-    /// Connects as a province (or anyone), retrying while the broker's trust store has not yet
-    /// picked up a newly admitted certificate.
+    /// Connects as a province (or anyone), retrying while the broker settles (a just-admitted
+    /// province's user and permissions).
     pub async fn connect(&self, creds: &Creds) -> Connection {
         let mut last = None;
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -467,9 +473,6 @@ impl Drop for TestBed {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for serial in self.admitted.lock().unwrap().drain(..) {
-            let _ = std::fs::remove_file(self.env.trust_dir.join(format!("{serial}.pem")));
-        }
         if std::env::var_os("XJ_KEEP").is_some() || std::thread::panicking() {
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir")).keep();
             eprintln!(
@@ -574,6 +577,53 @@ pub async fn next_envelope(conn: &Connection, province: &str, timeout: Duration)
     let p = ProvinceCode::parse(province).expect("province code");
     let m = next_message(conn, &hub::amqp::names::province_queue(p), timeout).await?;
     Some(schemas::codec::from_xml(&m.delivery.data, schemas::DEFAULT_MAX_BYTES).expect("the hub sends valid messages"))
+}
+
+/// A dead letter as the hub keeps it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeadLetter {
+    #[sqlx(rename = "dead_letter_id")]
+    pub id: i64,
+    pub sender: String,
+    pub code: String,
+    pub reason: String,
+    pub size: i64,
+    pub sha256: Vec<u8>,
+    pub body: Vec<u8>,
+    pub truncated: bool,
+    pub source: String,
+}
+
+impl TestBed {
+    /// The next dead letter the hub recorded after `after` (its id), waiting up to `timeout`.
+    pub async fn next_dead_letter(&self, after: i64, timeout: Duration) -> Option<DeadLetter> {
+        let pool = self.db().await;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let row: Option<DeadLetter> = sqlx::query_as(
+                "SELECT dead_letter_id, sender, code, reason, size, sha256, body, truncated, source FROM dead_letter
+                 WHERE dead_letter_id > $1 ORDER BY dead_letter_id LIMIT 1",
+            )
+            .bind(after)
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+            if row.is_some() {
+                return row;
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
 }
 
 /// A string header of a message, if present.
@@ -806,6 +856,23 @@ impl TestBed {
                 async move { reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
             },
         )
+        .await;
+        proc
+    }
+
+    /// Writes an adapter configuration with more settings (`extra`: TOML appended, e.g.
+    /// `[api.limits]`) and starts it; waits for its local API.
+    pub async fn spawn_adapter_with(&self, name: &str, creds: &Creds, extra: &str) -> AdapterProc {
+        let proc = self.adapter_config(name, creds);
+        let mut text = std::fs::read_to_string(&proc.config).expect("adapter config");
+        text.push_str(extra);
+        std::fs::write(&proc.config, text).expect("write adapter config");
+        self.start_adapter(&proc, &[]);
+        let url = proc.url("/healthz");
+        eventually(&format!("adapter {name} listening"), Duration::from_secs(30), || {
+            let url = url.clone();
+            async move { reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
         .await;
         proc
     }

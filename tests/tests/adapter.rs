@@ -319,3 +319,57 @@ async fn the_adapter_refuses_a_bad_certificate_and_warns_before_expiry() {
     assert_eq!(bed.wait_exit("claims", WAIT).await.code(), Some(2));
     assert!(bed.log("claims").contains("the certificate is for province 37"), "{}", bed.log("claims"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_in_the_queue_that_did_not_come_from_the_hub_is_never_handed_over() {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let bed = TestBed::new().await;
+    let a = bed.add_province("37").await;
+    let adapter = bed.spawn_adapter("adapter", &a, &[]).await;
+    let conn = bed.env.connect(&bed.id, &bed.env.hub_cert, &bed.env.hub_key).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let mut hub_said = schemas::samples::envelope(MessageType::CaseStatus);
+    hub_said.sender = Party::Hub;
+    hub_said.recipient = p37();
+    let body = codec::to_xml(&hub_said);
+    // The same envelope twice: once with the user_id the broker vouches for, once without.
+    let queue = |user: Option<&str>, id: &str| {
+        let mut props = lapin::BasicProperties::default().with_message_id(id.into()).with_delivery_mode(2);
+        if let Some(u) = user {
+            props = props.with_user_id(u.into());
+        }
+        props
+    };
+    let forged_id = uuid::Uuid::new_v4().to_string();
+    for (user, id) in [(None, forged_id.as_str()), (Some("hub"), hub_said.message_id.as_ref())] {
+        ch.basic_publish(
+            hub::amqp::names::OUTBOUND_EXCHANGE.into(),
+            "prov-37".into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            queue(user, id),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let inbox = eventually("the hub's message in the inbox", WAIT, || async {
+        let list = adapter.get("/inbox").await;
+        (!list.as_array()?.is_empty()).then_some(list)
+    })
+    .await;
+    eventually("the other one refused", WAIT, || async {
+        (adapter.get("/status").await["refused"] == 1).then_some(())
+    })
+    .await;
+    let list = inbox.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{inbox}");
+    assert_eq!(list[0]["message_id"], hub_said.message_id.to_string());
+    assert_eq!(sqlite_count(&adapter, "SELECT count(*) FROM refused").await, 1);
+    assert_eq!(sqlite_count(&adapter, "SELECT count(*) FROM inbox").await, 1, "never handed over as the hub's");
+    // The log names the refusal without the content.
+    let log = bed.log("adapter");
+    assert!(log.contains("Message not from the hub refused"), "{log}");
+}

@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::{
-    Options, Persistent, TestBed, collect, eventually, header, index_upsert, metric, next_message, publish,
-    publish_raw, student,
-};
+use e2e::{Options, Persistent, TestBed, collect, eventually, index_upsert, metric, publish, publish_raw, student};
 use hub::amqp::names;
 use hub::failpoint;
 use hub::service::{self, Handled, Inbound};
@@ -185,7 +182,6 @@ async fn every_kind_of_poison_is_dead_lettered_with_its_reason_and_the_consumer_
     let a = bed.add_province("37").await;
     bed.spawn_hub("hub").await;
     let conn = bed.connect(&a).await;
-    let hub_conn = bed.env.connect(&bed.id, &bed.env.hub_cert, &bed.env.hub_key).await.unwrap();
 
     let valid = index_upsert("37", vec![student("37", 1)]);
     let xml = codec::to_xml(&valid);
@@ -213,9 +209,13 @@ async fn every_kind_of_poison_is_dead_lettered_with_its_reason_and_the_consumer_
         format!("{head}{}", if last == "0" { "1" } else { "0" })
     };
     assert!(xml.contains(good_id.as_str()));
+    // Truncated after its messageId: the refusal names the message.
+    let truncated_id = schemas::MessageId::new_v7();
+    let truncated = xml.replace(valid.message_id.as_ref(), truncated_id.as_ref())[..xml.len() / 2].to_owned();
+    assert!(truncated.contains(truncated_id.as_ref()));
     let cases: Vec<(&str, String, Option<&str>, ErrorCode)> = vec![
         ("garbage", "\u{1}\u{2} not xml".to_owned(), Some("prov-37"), ErrorCode::Malformed),
-        ("truncated", fresh(&xml)[..xml.len() / 2].to_owned(), Some("prov-37"), ErrorCode::Malformed),
+        ("truncated", truncated, Some("prov-37"), ErrorCode::Malformed),
         (
             "DOCTYPE with an entity",
             r#"<!DOCTYPE x [<!ENTITY a "aaaa">]><envelope xmlns="urn:xueji:exchange:1">&a;</envelope>"#.to_owned(),
@@ -241,19 +241,27 @@ async fn every_kind_of_poison_is_dead_lettered_with_its_reason_and_the_consumer_
 
     let mut all = cases;
     all.push(("reused id", reused, Some("prov-37"), ErrorCode::Duplicate));
+    let mut last = 0;
     for (what, body, user, code) in all {
         publish_raw(&conn, body.as_bytes(), user, &uuid::Uuid::new_v4().to_string()).await.unwrap();
-        let dead = next_message(&hub_conn, names::DEAD_LETTER_QUEUE, WAIT)
-            .await
-            .unwrap_or_else(|| panic!("{what}: not dead-lettered"));
-        assert_eq!(header(&dead.delivery.properties, "x-xj-code").as_deref(), Some(code.code()), "{what}");
-        assert!(header(&dead.delivery.properties, "x-xj-reason").is_some_and(|r| !r.is_empty()), "{what}: reason");
-        assert_eq!(dead.delivery.data, body.as_bytes(), "{what}: the original bytes");
+        let dead = bed.next_dead_letter(last, WAIT).await.unwrap_or_else(|| panic!("{what}: not dead-lettered"));
+        last = dead.id;
+        assert_eq!(dead.code, code.code(), "{what}");
+        assert!(!dead.reason.is_empty(), "{what}: reason");
+        assert_eq!(dead.sender, user.unwrap_or("unknown"), "{what}");
+        assert_eq!((dead.size, dead.sha256.clone()), (body.len() as i64, e2e::sha256(body.as_bytes())), "{what}");
+        // Kept whole when small, its first bytes when over the kept size.
+        let kept = bed.settings.limits.dead_letter_body_bytes;
+        assert_eq!(dead.body, body.as_bytes()[..body.len().min(kept)], "{what}: the original bytes");
+        assert_eq!(dead.truncated, body.len() > kept, "{what}");
         if user.is_some() {
             let reply =
                 e2e::next_envelope(&conn, "37", WAIT).await.unwrap_or_else(|| panic!("{what}: sender not told"));
             let Body::Error(report) = reply.body else { panic!("{what}: {:?}", reply.body) };
             assert_eq!(report.code, code, "{what}");
+            if what == "truncated" {
+                assert_eq!(report.offending_message_id, Some(truncated_id), "{what}: the id read before the fault");
+            }
         }
     }
     // The consumer goes on.
@@ -272,16 +280,8 @@ async fn a_message_that_keeps_crashing_the_hub_is_dead_lettered_by_the_delivery_
     let env = index_upsert("37", vec![student("37", 1)]);
     publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37").await.unwrap();
     let crash = [("XJ_CRASH_AT", failpoint::CONSUMER_BEFORE_COMMIT)];
-    let hub_conn = bed.env.connect(&bed.id, &bed.env.hub_cert, &bed.env.hub_key).await.unwrap();
-    let inspect = hub_conn.create_channel().await.unwrap();
-    let dead_letters = || async {
-        let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
-        let q = inspect
-            .queue_declare(names::DEAD_LETTER_QUEUE.into(), passive, lapin::types::FieldTable::default())
-            .await
-            .unwrap();
-        q.message_count()
-    };
+    // The hub takes what the broker dead-letters into its own dead letters.
+    let dead_letters = || async { count(&bed, "SELECT count(*) FROM dead_letter WHERE source = 'broker'").await };
     let mut crashes = 0;
     loop {
         bed.start_hub("hub", &bed.settings_path, &crash);
@@ -308,8 +308,10 @@ async fn a_message_that_keeps_crashing_the_hub_is_dead_lettered_by_the_delivery_
     assert!(bed.exited("hub").is_none(), "still running");
     let limit = bed.settings.broker.delivery_limit;
     assert!(crashes > limit as usize && crashes <= limit as usize + 2, "{crashes} deliveries for limit {limit}");
-    let dead = next_message(&hub_conn, names::DEAD_LETTER_QUEUE, WAIT).await.expect("dead-lettered by the broker");
-    assert_eq!(header(&dead.delivery.properties, "x-first-death-reason").as_deref(), Some("delivery_limit"));
+    let dead = bed.next_dead_letter(0, WAIT).await.expect("dead-lettered by the broker");
+    assert_eq!((dead.source.as_str(), dead.code.as_str()), ("broker", "E_INTERNAL"));
+    assert!(dead.reason.contains("delivery_limit"), "{}", dead.reason);
+    assert_eq!(dead.body, codec::to_xml(&env).into_bytes(), "the message itself is kept");
     assert_eq!(count(&bed, "SELECT count(*) FROM inbox").await, 0, "never committed");
 }
 

@@ -217,13 +217,21 @@ async fn verification_refusals_close_the_case_with_their_codes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decisions_and_cancels_are_accepted_only_from_the_right_party_and_step() {
-    // The receiving province's system is down: the test plays its reviewers.
-    let w = World::new(WorldOptions { silent: vec!["37"], ..Default::default() }).await;
+    // The receiving province's system is down: the test plays its reviewers; 44 is no party.
+    let w =
+        World::new(WorldOptions { provinces: vec!["37", "51", "44"], silent: vec!["37", "44"], ..Default::default() })
+            .await;
     let s = w.student("51", ordinary);
     let case = w.case_of(w.apply("37", &s).await).await;
     w.until_waiting(case, "prov-37", Some("IN_SCHOOL"), CASE_TIME).await;
     let wrong_party = w.submit("51", decide("IN_SCHOOL"), Some(case)).await;
     assert_eq!(w.refusal("51", wrong_party).await, "E_NOT_YOUR_STEP");
+    // A province that is no party to the case is answered, whatever it sends.
+    let released = schemas::messages::Body::CaseReleased(schemas::messages::CaseReleased {});
+    let stranger = w.submit("44", released, Some(case)).await;
+    assert_eq!(w.refusal("44", stranger).await, "E_NOT_YOUR_STEP");
+    let stranger = w.submit("44", decide("IN_SCHOOL"), Some(case)).await;
+    assert_eq!(w.refusal("44", stranger).await, "E_NOT_YOUR_STEP");
     let wrong_step = w.submit("37", decide("OUT_SCHOOL"), Some(case)).await;
     assert_eq!(w.refusal("37", wrong_step).await, "E_NOT_YOUR_STEP");
     let not_initiator = w.submit("51", cancel("转出方撤销"), Some(case)).await;

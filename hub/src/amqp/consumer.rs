@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use backon::BackoffBuilder;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
@@ -19,19 +18,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::{connect, declare_core, names};
+use crate::health::Health;
+use crate::retry::{backoff, panic_text};
 use crate::service::{self, Context, Handled, Inbound};
-use crate::startup::Health;
 use crate::store;
-
-/// Capped exponential backoff with full jitter, shared by everything that reconnects.
-pub fn backoff() -> impl Iterator<Item = Duration> {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(15))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
 
 /// Consumes until `shutdown` turns true, reconnecting after any broker failure.
 pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>, health: Arc<Health>) {
@@ -75,6 +65,19 @@ async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &He
             FieldTable::default(),
         )
         .await?;
+    // What the broker dead-letters (delivery limit reached) is taken into the hub's dead
+    // letters, so that operators find every dead letter in one place, bounded.
+    let dead_ch = conn.create_channel().await?;
+    dead_ch.basic_qos(16, BasicQosOptions::default()).await?;
+    let dead = dead_ch
+        .basic_consume(
+            names::DEAD_LETTER_QUEUE.into(),
+            format!("{tag}-dead").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let dead_task = tokio::spawn(take_dead_letters(ctx.clone(), dead, shutdown.clone()));
     health.consuming.store(true, Ordering::SeqCst);
     info!(queue = names::INBOX_QUEUE, prefetch = settings.broker.prefetch, "Consuming.");
 
@@ -114,8 +117,50 @@ async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &He
     for w in workers {
         let _ = w.await;
     }
+    dead_task.abort();
     let _ = conn.close(200, "hub consumer stopping".into()).await;
     ended
+}
+
+/// Records each message the broker dead-lettered, then acknowledges it; a database outage
+/// holds the delivery and retries it.
+async fn take_dead_letters(ctx: Context, mut consumer: lapin::Consumer, shutdown: watch::Receiver<bool>) {
+    while let Some(Ok(d)) = consumer.next().await {
+        let text = |k: &str| match d.properties.headers().as_ref().and_then(|t| t.inner().get(k).cloned()) {
+            Some(AMQPValue::LongString(s)) => s.to_string(),
+            Some(AMQPValue::ShortString(s)) => s.to_string(),
+            _ => "unknown".to_owned(),
+        };
+        let reason = format!(
+            "dead-lettered by the broker ({} in {}): the hub did not finish processing it",
+            text("x-first-death-reason"),
+            text("x-first-death-queue")
+        );
+        let inbound = Inbound {
+            body: &d.data,
+            user_id: d.properties.user_id().as_ref().map(|u| u.as_str()),
+            amqp_message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
+        };
+        let mut delays = backoff();
+        loop {
+            match service::record_broker_dead_letter(&ctx, inbound, &reason).await {
+                Ok(()) => {
+                    metrics::counter!("hub_messages_dead_lettered_total", "code" => "E_INTERNAL").increment(1);
+                    let _ = d.ack(BasicAckOptions::default()).await;
+                    break;
+                }
+                Err(e) if *shutdown.borrow() => {
+                    warn!(error = format!("{e:#}"), "Dead letter left to the broker while stopping.");
+                    return;
+                }
+                Err(e) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(15));
+                    warn!(error = format!("{e:#}"), retry_in = ?delay, "Dead letter not recorded yet.");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
 }
 
 /// Deliveries with the same key are processed in order by one worker: the case id (header
@@ -190,27 +235,28 @@ async fn worker(
                     tokio::time::sleep(Duration::from_millis(200) * failures).await;
                 }
                 Err(e) => {
-                    error!(
-                        error = format!("{e:#}"),
-                        attempts = failures + 1,
-                        "Processing failed; delivery rejected to the dead-letter exchange."
-                    );
-                    metrics::counter!("hub_messages_dead_lettered_total", "code" => "E_INTERNAL").increment(1);
-                    let _ = d.reject(BasicRejectOptions { requeue: false }).await;
+                    let why = format!("{e:#}");
+                    error!(error = %why, attempts = failures + 1, "Processing failed for good; dead-lettered.");
+                    // Recorded and answered by the hub (E_INTERNAL), then acknowledged; only if
+                    // even that fails does the broker's dead-lettering take it.
+                    match service::give_up(&ctx, inbound, &why).await {
+                        Ok(handled) => {
+                            record(&handled, started.elapsed());
+                            let _ = d.ack(BasicAckOptions::default()).await;
+                        }
+                        Err(e) => {
+                            error!(
+                                error = format!("{e:#}"),
+                                "Dead letter not recorded; rejected to the broker's dead letters."
+                            );
+                            let _ = d.reject(BasicRejectOptions { requeue: false }).await;
+                        }
+                    }
                     break;
                 }
             }
         }
     }
-}
-
-/// The message of a caught panic.
-pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 fn record(handled: &Handled, took: Duration) {
@@ -226,6 +272,9 @@ fn record(handled: &Handled, took: Duration) {
         Handled::Duplicate => metrics::counter!("hub_messages_duplicate_total").increment(1),
         Handled::Poison(code) => {
             metrics::counter!("hub_messages_dead_lettered_total", "code" => code.code()).increment(1);
+        }
+        Handled::Suppressed(code) => {
+            metrics::counter!("hub_messages_suppressed_total", "code" => code.code()).increment(1);
         }
     }
 }

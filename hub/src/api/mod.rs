@@ -2,7 +2,6 @@
 //! the operator API ([`ops`], HTTPS with client certificates).
 
 pub mod ops;
-pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,7 +13,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
-use crate::startup::Health;
+use crate::health::Health;
 use crate::store::outbox;
 
 #[derive(Clone)]

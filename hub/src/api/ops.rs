@@ -17,12 +17,12 @@ use schemas::messages::ErrorReport;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::tls::Peer;
 use crate::handlers::case::{Actor, Operated, operate};
 use crate::service::{self, Context};
 use crate::store::{self, cases};
 use crate::workflow::calendar::business_date;
 use crate::workflow::case::OperatorAction;
+use certs::serve::Peer;
 
 pub fn router(ctx: Context) -> Router {
     Router::new()
@@ -32,6 +32,7 @@ pub fn router(ctx: Context) -> Router {
         .route("/ops/overdue", get(overdue))
         .route("/ops/audit", get(audit))
         .route("/ops/cases/{id}/{action}", post(act))
+        .layer(axum::middleware::map_response(certs::serve::typed_errors))
         .with_state(ctx)
 }
 

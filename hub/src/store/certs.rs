@@ -91,3 +91,21 @@ pub async fn serial_admitted(conn: &mut PgConnection, serial: &str) -> sqlx::Res
     .fetch_one(conn)
     .await
 }
+
+/// One registered certificate by serial.
+///
+/// # Errors
+/// Database errors.
+pub async fn get(conn: &mut PgConnection, serial: &str) -> sqlx::Result<Option<Registered>> {
+    sqlx::query_as("SELECT * FROM certificate WHERE serial = $1").bind(serial).fetch_optional(conn).await
+}
+
+/// Every revoked serial with the time of its revocation (for the CRL).
+///
+/// # Errors
+/// Database errors.
+pub async fn revoked(conn: &mut PgConnection) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
+    sqlx::query_as("SELECT serial, revoked_at FROM certificate WHERE revoked_at IS NOT NULL ORDER BY serial")
+        .fetch_all(conn)
+        .await
+}

@@ -3,10 +3,12 @@
 
 pub mod cases;
 pub mod certs;
+pub mod dead_letters;
 pub mod inbox;
 pub mod index;
 pub mod outbox;
 pub mod permissions;
+pub mod retention;
 pub mod schools;
 pub mod timers;
 

@@ -240,6 +240,21 @@ pub enum Event<'a> {
     Operator(OperatorAction),
 }
 
+impl Event<'_> {
+    /// The province that sent the event, for those a province sends.
+    fn sender(&self) -> Option<Party> {
+        match self {
+            Event::Verified { from, .. }
+            | Event::Decided { from, .. }
+            | Event::CancelRequested { from }
+            | Event::Released { from }
+            | Event::Imported { from, .. }
+            | Event::Committed { from } => Some(*from),
+            Event::PackageComplete | Event::ResendDue | Event::ReminderDue(_) | Event::Operator(_) => None,
+        }
+    }
+}
+
 /// What the caller must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -434,6 +449,13 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
     let f = &case.facts;
     let out = Party::Province(f.out_province);
     let inp = Party::Province(f.in_province);
+    if let Some(from) = event.sender()
+        && from != out
+        && from != inp
+    {
+        // Whatever the stage: a province that is no party learns so, and nothing changes.
+        return Transition::Refused(ErrorCode::NotYourStep, format!("{from} is no party to this case"));
+    }
     let c = case.clone();
     match (&case.stage, event) {
         // --- Verification (转出省份校验) ---

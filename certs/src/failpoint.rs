@@ -2,7 +2,11 @@
 //! SIGKILL the first time it passes `<point>` (`<point>:<n>`: the n-th time). This is how the
 //! tests crash the hub and the adapter at an exact instant (between commit and ack, between
 //! commit and publish) and prove nothing is lost or doubled. Unset — always, in production — it
-//! costs one check of a value read once. The adapter includes this same file.
+//! costs one check of a value read once.
+//!
+//! Why here: the hub and the adapter both need it, and this crate is the one they share for
+//! their process edges (broker connection, HTTP serving); the crash points sit at exactly those
+//! edges. It depends on nothing but `std` and `tracing`.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +21,10 @@ pub const RELAY_BEFORE_PUBLISH: &str = "relay-before-publish";
 pub const RELAY_AFTER_CONFIRM: &str = "relay-after-confirm";
 /// Adapter: an inbound message committed to the inbox, not yet acknowledged to the broker.
 pub const INBOUND_AFTER_COMMIT: &str = "inbound-after-commit";
+/// Revocation: the CRL lists the certificate, the registry does not yet.
+pub const REVOKE_AFTER_CRL: &str = "revoke-after-crl";
+/// Revocation: registry and CRL updated, broker access and connections not yet touched.
+pub const REVOKE_AFTER_REGISTRY: &str = "revoke-after-registry";
 
 static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static PASSES: AtomicU64 = AtomicU64::new(0);

@@ -1,0 +1,93 @@
+//! The `hub` command line: running the hub, and the administration commands of the exchange
+//! (PKI, broker, registry, operators' views). Each command family lives in its own module;
+//! this one parses and dispatches. Exit codes: 0 success, 1 failure, 2 usage.
+
+mod broker;
+mod certs;
+mod ops;
+mod schools;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "hub", version, about = "The cross-province student-record exchange hub")]
+struct Cli {
+    /// The hub's settings (TOML); also HUB_CONFIG. Needed by every command that reaches the
+    /// database or the broker.
+    #[arg(long, env = "HUB_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub until SIGTERM/SIGINT.
+    Run,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// The exchange PKI: the CA, requests and certificates, the registry, revocation.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// The broker: topology, and admitting provinces.
+    #[command(subcommand)]
+    Broker(broker::BrokerCommand),
+    /// The school registry.
+    #[command(subcommand)]
+    Schools(schools::SchoolsCommand),
+    /// Operators' views and actions, through the operator API (client certificate).
+    Ops(ops::OpsArgs),
+}
+
+/// Parses the command line, runs the command, and turns its outcome into the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("Failed to start the runtime")?;
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Run => {
+            crate::telemetry::init();
+            let settings = load(config)?;
+            runtime.block_on(crate::startup::run(settings))
+        }
+        Command::Migrate => {
+            crate::telemetry::init();
+            let settings = load(config)?;
+            runtime.block_on(async {
+                let pool = crate::store::pool(&settings.database)?;
+                crate::store::migrate(&pool).await?;
+                println!("Migrations applied.");
+                Ok(())
+            })
+        }
+        Command::Certs(cmd) => certs::run(cmd, config, &runtime),
+        Command::Broker(cmd) => {
+            crate::telemetry::init();
+            runtime.block_on(broker::run(cmd, &load(config)?))
+        }
+        Command::Schools(cmd) => runtime.block_on(schools::run(cmd, &load(config)?)),
+        Command::Ops(args) => runtime.block_on(ops::run(args)),
+    }
+}
+
+/// The settings, for the commands that need them.
+fn load(config: Option<&Path>) -> Result<Settings> {
+    let path = config.context("this command needs the hub's settings: --config FILE (or HUB_CONFIG)")?;
+    Settings::load(path)
+}

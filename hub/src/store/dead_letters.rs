@@ -1,0 +1,144 @@
+//! Dead letters (死信): kept once, bounded, rate-limited per sender, pruned by age.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+/// Where a dead letter comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Refused by the hub (unreadable, forged sender, oversize, revoked, failed for good).
+    Hub,
+    /// Given up by the broker (delivered more often than the delivery limit).
+    Broker,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Hub => "hub",
+            Source::Broker => "broker",
+        }
+    }
+}
+
+/// A dead letter to record; `body` is the whole body, of which at most `keep` bytes are kept.
+#[derive(Debug)]
+pub struct NewDeadLetter<'a> {
+    pub sender: &'a str,
+    pub message_id: Uuid,
+    pub message_type: Option<&'a str>,
+    pub case_id: Option<Uuid>,
+    pub code: &'a str,
+    pub reason: &'a str,
+    pub body: &'a [u8],
+    pub sha256: &'a [u8; 32],
+    pub keep: usize,
+    pub source: Source,
+}
+
+/// Records a dead letter; the same message again only counts another sighting.
+///
+/// # Errors
+/// Database errors.
+pub async fn record(conn: &mut PgConnection, d: &NewDeadLetter<'_>) -> sqlx::Result<()> {
+    let kept = &d.body[..d.body.len().min(d.keep)];
+    sqlx::query(
+        "INSERT INTO dead_letter (sender, message_id, message_type, case_id, code, reason, size, sha256, body, truncated, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (sender, message_id) DO UPDATE SET seen = dead_letter.seen + 1, last_seen = now()",
+    )
+    .bind(d.sender)
+    .bind(d.message_id)
+    .bind(d.message_type)
+    .bind(d.case_id)
+    .bind(d.code)
+    .bind(d.reason.chars().take(2000).collect::<String>())
+    .bind(i64::try_from(d.body.len()).unwrap_or(i64::MAX))
+    .bind(d.sha256.as_slice())
+    .bind(kept)
+    .bind(kept.len() < d.body.len())
+    .bind(d.source.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many dead letters `sender` caused in the last minute.
+///
+/// # Errors
+/// Database errors.
+pub async fn recent(conn: &mut PgConnection, sender: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM dead_letter WHERE sender = $1 AND first_seen > now() - interval '1 minute'",
+    )
+    .bind(sender)
+    .fetch_one(conn)
+    .await
+}
+
+/// Counts a dead letter over the rate instead of keeping it; returns how many this sender has
+/// had suppressed in the current minute (1: the first, worth a log line).
+///
+/// # Errors
+/// Database errors.
+pub async fn suppress(conn: &mut PgConnection, sender: &str, code: &str, bytes: usize) -> sqlx::Result<i32> {
+    sqlx::query_scalar(
+        "INSERT INTO dead_letter_suppressed (sender, minute, code, count, bytes) VALUES ($1, date_trunc('minute', now()), $2, 1, $3)
+         ON CONFLICT (sender, minute, code) DO UPDATE
+         SET count = dead_letter_suppressed.count + 1, bytes = dead_letter_suppressed.bytes + EXCLUDED.bytes
+         RETURNING count",
+    )
+    .bind(sender)
+    .bind(code)
+    .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+    .fetch_one(conn)
+    .await
+}
+
+/// A dead letter as operators list it (without its body).
+#[derive(Debug, Clone, Serialize, FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    pub dead_letter_id: i64,
+    pub sender: String,
+    pub message_id: Uuid,
+    pub message_type: Option<String>,
+    pub case_id: Option<Uuid>,
+    pub code: String,
+    pub reason: String,
+    pub size: i64,
+    pub truncated: bool,
+    pub source: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub seen: i32,
+}
+
+/// The newest dead letters first.
+///
+/// # Errors
+/// Database errors.
+pub async fn list(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Listed>> {
+    sqlx::query_as(
+        "SELECT dead_letter_id, sender, message_id, message_type, case_id, code, reason, size, truncated, source,
+                first_seen, last_seen, seen
+         FROM dead_letter ORDER BY dead_letter_id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Dead letters kept, and poison counted over the rate, for metrics.
+///
+/// # Errors
+/// Database errors.
+pub async fn counts(conn: &mut PgConnection) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM dead_letter), (SELECT COALESCE(sum(count), 0)::bigint FROM dead_letter_suppressed)",
+    )
+    .fetch_one(conn)
+    .await
+}

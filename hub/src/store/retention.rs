@@ -1,0 +1,76 @@
+//! Pruning by age: what the hub keeps grows only within its retention periods. Deletes go in
+//! batches, so a long backlog never holds locks for long.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+const BATCH: i64 = 5000;
+
+/// What one pruning pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub outbox: u64,
+    pub dead_letters: u64,
+    pub inbox: u64,
+}
+
+async fn in_batches(conn: &mut PgConnection, sql: &'static str, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = sqlx::query(sql).bind(before).bind(BATCH).execute(&mut *conn).await?.rows_affected();
+        total += n;
+        if n < BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Published outbox rows sent before `before`.
+///
+/// # Errors
+/// Database errors.
+pub async fn outbox(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    in_batches(
+        conn,
+        "DELETE FROM outbox WHERE outbox_id IN
+           (SELECT outbox_id FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1 LIMIT $2)",
+        before,
+    )
+    .await
+}
+
+/// Dead letters first seen before `before`, and the counts of suppressed ones.
+///
+/// # Errors
+/// Database errors.
+pub async fn dead_letters(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    let kept = in_batches(
+        conn,
+        "DELETE FROM dead_letter WHERE dead_letter_id IN
+           (SELECT dead_letter_id FROM dead_letter WHERE first_seen < $1 LIMIT $2)",
+        before,
+    )
+    .await?;
+    let counted = in_batches(
+        conn,
+        "DELETE FROM dead_letter_suppressed WHERE (sender, minute, code) IN
+           (SELECT sender, minute, code FROM dead_letter_suppressed WHERE minute < $1 LIMIT $2)",
+        before,
+    )
+    .await?;
+    Ok(kept + counted)
+}
+
+/// Inbox entries received before `before` (long after any redelivery could come).
+///
+/// # Errors
+/// Database errors.
+pub async fn inbox(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    in_batches(
+        conn,
+        "DELETE FROM inbox WHERE (sender, message_id) IN
+           (SELECT sender, message_id FROM inbox WHERE received_at < $1 LIMIT $2)",
+        before,
+    )
+    .await
+}
