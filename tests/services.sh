@@ -359,7 +359,8 @@ stop_all() {
 
 case "${1:-up}" in
   up)
-    ensure_packages openssl curl ca-certificates libxml2-utils
+    # prometheus: for promtool, which checks the metrics and the shipped alerting rules.
+    ensure_packages openssl curl ca-certificates libxml2-utils prometheus
     mkdir -p "$XJ_DEV_DIR"
     ensure_pki
     ensure_rabbitmq

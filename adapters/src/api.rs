@@ -31,6 +31,7 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub link: Arc<LinkState>,
     pub max_bytes: usize,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,6 +40,8 @@ pub fn router(state: AppState) -> Router {
     let body_limit = axum::extract::DefaultBodyLimit::max(state.max_bytes);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/messages", post(submit))
         .route("/messages/{id}", get(message_status))
@@ -89,6 +92,7 @@ fn province_may_send(t: MessageType) -> bool {
             | VerifyResult
             | ReviewDecision
             | CaseCancel
+            | CaseQuery
             | CaseReleased
             | ArchivePackage
             | ArchiveAttachment
@@ -154,6 +158,9 @@ async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
         }
     };
     s.link.wake.notify_one();
+    if outcome == Submitted::Queued {
+        metrics::counter!("adapter_messages_submitted_total").increment(1);
+    }
     Ok((status, Json(serde_json::json!({ "messageId": env.message_id, "state": state }))).into_response())
 }
 
@@ -246,6 +253,7 @@ struct AckMany {
 
 /// Acknowledges many inbox messages at once; answers how many were found.
 async fn inbox_ack_many(State(s): State<AppState>, Json(req): Json<AckMany>) -> Result<Response, ApiError> {
+    crate::failpoint::pass(crate::failpoint::INBOX_BEFORE_ACK);
     let acknowledged = store::inbox_ack_many(&s.pool, &req.ids).await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "acknowledged": acknowledged })).into_response())
 }
@@ -290,6 +298,68 @@ async fn inbox_ack(State(s): State<AppState>, Path(id): Path<String>) -> Result<
             "no such inbox message",
         ))
     }
+}
+
+/// How long readiness and metrics wait for the store.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ready when the broker link is up and the store answers: 200, else 503, at once.
+async fn readyz(State(s): State<AppState>) -> Response {
+    let store = matches!(tokio::time::timeout(STORE_WAIT, store::depths(&s.pool)).await, Ok(Ok(_)));
+    let link = s.link.connected_since().is_some();
+    let ready = store && link;
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(serde_json::json!({ "ready": ready, "link": link, "store": store }))).into_response()
+}
+
+/// Prometheus metrics: the link, both directions' depths, the oldest unsent submission, the
+/// certificate's time to expiry, and counters of what moved.
+async fn metrics(State(s): State<AppState>) -> String {
+    metrics::gauge!("adapter_link_up").set(if s.link.connected_since().is_some() { 1.0 } else { 0.0 });
+    let left = (s.identity.cert.not_after - Utc::now()).num_seconds() as f64;
+    metrics::gauge!("adapter_certificate_expiry_seconds").set(left);
+    if let Ok(Ok(d)) = tokio::time::timeout(STORE_WAIT, store::depths(&s.pool)).await {
+        metrics::gauge!("adapter_outbox_queued").set(d.outbox_queued as f64);
+        metrics::gauge!("adapter_outbox_awaiting_reply").set(d.outbox_awaiting_reply as f64);
+        metrics::gauge!("adapter_inbox_pending").set(d.inbox_pending as f64);
+        metrics::gauge!("adapter_refused").set(d.refused as f64);
+    }
+    if let Ok(Ok(age)) = tokio::time::timeout(STORE_WAIT, store::oldest_unsent_seconds(&s.pool)).await {
+        metrics::gauge!("adapter_outbox_oldest_unsent_seconds").set(age);
+    }
+    s.metrics.render()
+}
+
+/// Installs the Prometheus recorder and describes every metric (counters start at zero).
+///
+/// # Errors
+/// When a recorder is installed already.
+pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics::{describe_counter, describe_gauge};
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    for (name, help) in [
+        ("adapter_messages_submitted_total", "Submissions from the provincial system committed to the outbox."),
+        ("adapter_messages_published_total", "Outbox messages confirmed by the broker."),
+        ("adapter_messages_received_total", "Messages from the hub committed to the inbox."),
+        ("adapter_messages_refused_total", "Messages found in the queue that did not come from the hub."),
+    ] {
+        describe_counter!(name, help);
+        metrics::counter!(name).increment(0);
+    }
+    for (name, help) in [
+        ("adapter_link_up", "1 while the broker link is up."),
+        ("adapter_outbox_queued", "Submissions not yet confirmed by the broker."),
+        ("adapter_outbox_awaiting_reply", "Submissions confirmed, no reply from the hub yet."),
+        ("adapter_outbox_oldest_unsent_seconds", "Age of the oldest submission not yet confirmed by the broker."),
+        ("adapter_inbox_pending", "Messages from the hub not yet taken by the provincial system."),
+        ("adapter_refused", "Messages kept aside because they did not come from the hub."),
+        ("adapter_certificate_expiry_seconds", "Seconds until this province's certificate expires."),
+        ("adapter_build_info", "Always 1; the labels say which build runs."),
+    ] {
+        describe_gauge!(name, help);
+    }
+    metrics::gauge!("adapter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
 }
 
 /// The link and the queues, as they are now.

@@ -185,6 +185,7 @@ impl Link {
             let reason = format!("not from the hub: user_id {}", user_id.as_deref().unwrap_or("(none)"));
             warn!(message_id = %id, user_id = user_id.as_deref().unwrap_or("(none)"), size = d.data.len(), "Message not from the hub refused.");
             store::refuse(&self.pool, &id, user_id.as_deref(), &reason, &d.data, &sha256).await?;
+            metrics::counter!("adapter_messages_refused_total").increment(1);
             d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a refused message")?;
             return Ok(());
         }
@@ -228,6 +229,7 @@ impl Link {
         failpoint::pass(failpoint::INBOUND_AFTER_COMMIT);
         d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a stored message")?;
         if new {
+            metrics::counter!("adapter_messages_received_total").increment(1);
             tracing::debug!(message_id = %id, message_type = %kind, "Received.");
         }
         Ok(())
@@ -295,6 +297,7 @@ impl Link {
                 }
             }
             store::confirm(&self.pool, &confirmed).await?;
+            metrics::counter!("adapter_messages_published_total").increment(confirmed.len() as u64);
             if let Some((row, why)) = failed {
                 let step = backoff(Duration::from_secs(300))
                     .nth(row.attempts.clamp(0, 20) as usize)

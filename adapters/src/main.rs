@@ -86,13 +86,26 @@ enum Command {
         /// Milliseconds the archive work (export, import, commit) takes.
         #[arg(long, default_value_t = 0)]
         archive_delay_ms: u64,
+        /// Evidence files per application…
+        #[arg(long, default_value_t = 1)]
+        evidence_files: usize,
+        /// …of this many bytes each (like real scans; 0: a few bytes).
+        #[arg(long, default_value_t = 0)]
+        evidence_bytes: usize,
+        /// Bytes of the scanned file each exported archive carries (0: a few bytes).
+        #[arg(long, default_value_t = 0)]
+        archive_attachment_bytes: usize,
     },
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,lapin=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if std::env::var("ADAPTER_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -161,6 +174,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             export_failure_rate,
             import_failure_rate,
             archive_delay_ms,
+            evidence_files,
+            evidence_bytes,
+            archive_attachment_bytes,
         } => {
             let province = schemas::ids::ProvinceCode::parse(&province)?;
             let peers = peers
@@ -182,6 +198,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             opts.export_failure_rate = export_failure_rate;
             opts.import_failure_rate = import_failure_rate;
             opts.archive_delay = std::time::Duration::from_millis(archive_delay_ms);
+            opts.evidence_files = evidence_files;
+            opts.evidence_bytes = evidence_bytes;
+            opts.archive_attachment_bytes = archive_attachment_bytes;
             runtime.block_on(async {
                 let sim = adapters::simulate::Simulator::open(opts).await?;
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

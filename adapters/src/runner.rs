@@ -85,6 +85,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         identity,
         link: state,
         max_bytes: settings.limits.max_message_bytes,
+        metrics: api::install_metrics()?,
     });
     let http = tokio::spawn(certs::serve::serve(
         listener,

@@ -216,6 +216,7 @@ pub async fn refuse(
 
 /// An inbox entry as the pull API lists it.
 #[derive(Debug, Clone, Serialize, FromRow)]
+#[serde(rename_all = "camelCase")]
 pub struct InboxEntry {
     pub seq: i64,
     pub message_id: String,
@@ -326,6 +327,7 @@ pub async fn push_failed(pool: &SqlitePool, message_id: &str, error: &str, retry
 
 /// The state of a submitted message.
 #[derive(Debug, Clone, Serialize, FromRow)]
+#[serde(rename_all = "camelCase")]
 pub struct OutboxStatus {
     pub message_id: String,
     pub message_type: String,
@@ -350,8 +352,21 @@ pub async fn outbox_status(pool: &SqlitePool, message_id: &str) -> Result<Option
     .await?)
 }
 
+/// Seconds since the oldest submission still waiting for the broker was made (0: none).
+///
+/// # Errors
+/// Database errors.
+pub async fn oldest_unsent_seconds(pool: &SqlitePool) -> Result<f64> {
+    let oldest: Option<String> =
+        sqlx::query_scalar("SELECT min(submitted_at) FROM outbox WHERE state = 'queued'").fetch_one(pool).await?;
+    Ok(oldest
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map_or(0.0, |t| (Utc::now() - t.with_timezone(&Utc)).num_milliseconds().max(0) as f64 / 1000.0))
+}
+
 /// Depths of both directions.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct Depths {
     /// Submitted, not yet confirmed by the broker.
     pub outbox_queued: i64,

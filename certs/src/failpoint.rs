@@ -21,6 +21,8 @@ pub const RELAY_BEFORE_PUBLISH: &str = "relay-before-publish";
 pub const RELAY_AFTER_CONFIRM: &str = "relay-after-confirm";
 /// Adapter: an inbound message committed to the inbox, not yet acknowledged to the broker.
 pub const INBOUND_AFTER_COMMIT: &str = "inbound-after-commit";
+/// Adapter: the provincial system acknowledges inbox messages; nothing recorded yet.
+pub const INBOX_BEFORE_ACK: &str = "inbox-before-ack";
 /// Revocation: the CRL lists the certificate, the registry does not yet.
 pub const REVOKE_AFTER_CRL: &str = "revoke-after-crl";
 /// Revocation: registry and CRL updated, broker access and connections not yet touched.

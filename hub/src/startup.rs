@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -31,7 +30,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let pool = store::pool(&settings.database)?;
     wait_for_database(&pool).await;
     store::migrate(&pool).await?;
-    let metrics = PrometheusBuilder::new().install_recorder().context("Failed to install the metrics recorder")?;
+    let metrics = crate::telemetry::install_metrics().context("Failed to install the metrics recorder")?;
 
     let listener = tokio::net::TcpListener::bind(settings.http.listen)
         .await
@@ -43,7 +42,12 @@ pub async fn run(settings: Settings) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (consumer_done_tx, consumer_done_rx) = watch::channel(false);
 
-    let app = api::router(AppState { pool: pool.clone(), health: health.clone(), metrics });
+    let app = api::router(AppState {
+        pool: pool.clone(),
+        health: health.clone(),
+        metrics,
+        stuck_after: ctx.rules.stuck_after(),
+    });
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -120,6 +120,10 @@ pub fn body(t: MessageType) -> Body {
             .expect("one item"),
         }),
         MessageType::IndexResult => Body::IndexResult(IndexResult { applied: 1, stale: 0, conflicting: 0 }),
+        MessageType::IndexResync => Body::IndexResync(IndexResync {
+            student_id: Batch::new(vec![student()]).expect("one"),
+            reason: text("转出省份校验未找到该学生,与全国学籍索引不一致,请重新同步。"),
+        }),
         MessageType::LookupRequest => {
             Body::LookupRequest(LookupRequest { name: name(), key: LookupKey::StudentId(student()) })
         }
@@ -232,9 +236,43 @@ pub fn body(t: MessageType) -> Body {
         MessageType::CaseCancel => Body::CaseCancel(CaseCancel { reason: text("家长决定暂不转学。") }),
         MessageType::CaseRelease => Body::CaseRelease(CaseRelease { reason: ReleaseReason::Cancelled }),
         MessageType::CaseReleased => Body::CaseReleased(CaseReleased {}),
-        MessageType::CaseClosed => {
-            Body::CaseClosed(CaseClosed { outcome: Outcome::Completed, code: None, remark: None })
-        }
+        MessageType::CaseClosed => Body::CaseClosed(CaseClosed {
+            outcome: Outcome::Completed,
+            code: None,
+            remark: None,
+            next: Some(NextStep::ClassAssignment),
+        }),
+        MessageType::CaseQuery => Body::CaseQuery(CaseQuery {}),
+        MessageType::CaseDetail => Body::CaseDetail(CaseDetail {
+            business: Business::Transfer,
+            state: CaseState::UnderReview,
+            waiting: Some(Waiting {
+                party: parse("prov-51"),
+                step: Some(parse("OUT_SCHOOL")),
+                since: at("2026-11-23T10:00:00Z"),
+            }),
+            deadline: Some(day("2026-12-07")),
+            student_name: name(),
+            student_id: student(),
+            in_province: parse("37"),
+            in_school: parse("3137000456"),
+            out_province: parse("51"),
+            out_school: parse("3151000123"),
+            target_grade: parse("14"),
+            reason: text("随父母工作调动迁居青岛。"),
+            opened_at: at("2026-11-21T08:00:00Z"),
+            closed_at: None,
+            attempts: 1,
+            last_error: None,
+            decision: vec![step_record()],
+            change: vec![StageChange {
+                at: at("2026-11-21T08:00:00Z"),
+                from: None,
+                to: text("verifying"),
+                cause: text("transfer.apply"),
+                detail: None,
+            }],
+        }),
         MessageType::ArchiveRequest => Body::ArchiveRequest(ArchiveRequest {}),
         MessageType::ArchivePackage => {
             Body::ArchivePackage(ArchivePackage { record: record(), attachment: vec![evidence().reference()] })
@@ -266,13 +304,15 @@ fn route(t: MessageType) -> (Party, Party) {
     let (sd, sc, hub) = (shandong(), sichuan(), Party::Hub);
     match t {
         IndexUpsert | IndexRemove | LookupRequest | TransferApply | EnrollmentApply | EnrollmentPermit | CaseCancel
-        | ArchiveImported => (sd, hub),
+        | CaseQuery | ArchiveImported => (sd, hub),
         VerifyResult | ReviewDecision | CaseReleased | ArchivePackage | ArchiveAttachment | ArchiveCommitted => {
             (sc, hub)
         }
-        IndexResult | LookupResult | EnrollmentPermitted | CaseAccepted | CaseStatus | CaseClosed | ArchiveDeliver
-        | Error => (hub, sd),
-        VerifyRequest | ReviewRequest | CaseReminder | CaseRelease | ArchiveRequest | ArchiveCommit => (hub, sc),
+        IndexResult | LookupResult | EnrollmentPermitted | CaseAccepted | CaseStatus | CaseClosed | CaseDetail
+        | ArchiveDeliver | Error => (hub, sd),
+        IndexResync | VerifyRequest | ReviewRequest | CaseReminder | CaseRelease | ArchiveRequest | ArchiveCommit => {
+            (hub, sc)
+        }
     }
 }
 
@@ -316,10 +356,7 @@ pub fn variants() -> Vec<Envelope> {
     add(MessageType::IndexUpsert, Body::IndexUpsert(IndexUpsert { student: Batch::new(vec![hk, none]).expect("two") }));
     add(
         MessageType::LookupRequest,
-        Body::LookupRequest(LookupRequest {
-            name: name(),
-            key: LookupKey::DocumentNumber(parse("510104201605120358")),
-        }),
+        Body::LookupRequest(LookupRequest { name: name(), key: LookupKey::ResidentId(parse("510104201605120358")) }),
     );
     add(MessageType::LookupResult, Body::LookupResult(LookupResult { student: None }));
     add(
@@ -339,6 +376,7 @@ pub fn variants() -> Vec<Envelope> {
             outcome: Outcome::Refused,
             code: Some(ErrorCode::StudentNotFound),
             remark: Some(text("转出省份校验错误")),
+            next: None,
         }),
     );
     add(

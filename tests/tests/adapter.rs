@@ -137,8 +137,8 @@ async fn an_adapter_killed_between_inbox_commit_and_ack_loses_nothing_and_hands_
             Err(_) => vec![], // restarting
         };
         for entry in list {
-            let id = entry["message_id"].as_str().unwrap().to_owned();
-            handed.push(entry["correlation_id"].as_str().unwrap().to_owned());
+            let id = entry["messageId"].as_str().unwrap().to_owned();
+            handed.push(entry["correlationId"].as_str().unwrap().to_owned());
             let acked = reqwest::Client::new().post(adapter.url(&format!("/inbox/{id}/ack"))).send().await.unwrap();
             assert_eq!(acked.status().as_u16(), 204);
         }
@@ -366,7 +366,7 @@ async fn a_message_in_the_queue_that_did_not_come_from_the_hub_is_never_handed_o
     .await;
     let list = inbox.as_array().unwrap();
     assert_eq!(list.len(), 1, "{inbox}");
-    assert_eq!(list[0]["message_id"], hub_said.message_id.to_string());
+    assert_eq!(list[0]["messageId"], hub_said.message_id.to_string());
     assert_eq!(sqlite_count(&adapter, "SELECT count(*) FROM refused").await, 1);
     assert_eq!(sqlite_count(&adapter, "SELECT count(*) FROM inbox").await, 1, "never handed over as the hub's");
     // The log names the refusal without the content.

@@ -420,6 +420,7 @@ async fn a_second_case_for_the_same_student_is_refused_and_its_transaction_goes_
         since: chrono::Utc::now(),
         attempts: 1,
         last_error: None,
+        resends: 0,
     };
 
     let mut first = pool.begin().await.unwrap();

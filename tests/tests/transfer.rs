@@ -201,7 +201,13 @@ async fn verification_refusals_close_the_case_with_their_codes() {
         let app = w.apply("37", &student).await;
         let case = w.case_of(app).await;
         w.until_state(case, &["REFUSED"], CASE_TIME).await;
-        assert_eq!(w.closing_code("37", case).await.as_deref(), Some(code), "{what}");
+        let closing = w.closing("37", case).await;
+        assert_eq!(closing.code.map(|c| c.code()), Some(code), "{what}");
+        if what == "suspended" {
+            // The refusal says what the school must do first (domain.md §A.4).
+            let remark = closing.remark.map(|r| r.to_string()).unwrap_or_default();
+            assert!(remark.contains("复学") && remark.contains("休学"), "{what}: {remark}");
+        }
         assert_eq!(w.present_in(student.student_id.as_ref()).await, vec!["51".to_owned()], "{what}: the student stays");
         let held = w.whereabouts(student.student_id.as_ref()).await;
         assert!(held.iter().all(|(_, h, ..)| h.is_none()), "{what}: no hold left behind: {held:?}");
@@ -456,10 +462,10 @@ async fn a_province_that_never_answers_shows_its_archive_as_stuck_until_a_resend
     let stuck = e2e::eventually("the case listed as stuck", Duration::from_secs(20), || async {
         let (status, list) = op.get("/ops/stuck").await;
         assert_eq!(status, 200, "{list}");
-        list.as_array()?.iter().find(|e| e["case"]["case_id"] == case.to_string()).cloned()
+        list.as_array()?.iter().find(|e| e["case"]["caseId"] == case.to_string()).cloned()
     })
     .await;
-    assert_eq!(stuck["case"]["waiting_party"], "prov-51", "who is waited on");
+    assert_eq!(stuck["case"]["waitingParty"], "prov-51", "who is waited on");
     assert_eq!(stuck["case"]["stage"], "archive_requested");
     assert!(stuck["waitingSeconds"].as_i64().unwrap() >= 4, "since when");
     assert!(stuck["case"]["attempts"].as_i64().unwrap() >= 1);
@@ -478,11 +484,14 @@ async fn a_province_that_never_answers_shows_its_archive_as_stuck_until_a_resend
     assert_eq!(status, 200, "{done}");
     w.until_state(case, &["COMPLETED"], CASE_TIME).await;
     let (_, list) = op.get("/ops/stuck").await;
-    assert!(!list.as_array().unwrap().iter().any(|e| e["case"]["case_id"] == case.to_string()), "no longer stuck");
+    assert!(!list.as_array().unwrap().iter().any(|e| e["case"]["caseId"] == case.to_string()), "no longer stuck");
     let (_, detail) = op.get(&format!("/cases/{case}")).await;
     let audit = &detail["audit"][0];
     assert_eq!((audit["actor"].as_str(), audit["action"].as_str()), (Some("op-zhang"), Some("resend")), "{detail}");
     assert_eq!(detail["decisions"].as_array().unwrap().len(), 4, "full history");
+    // Resends are counted where they happen: on the case, and in the hub's metrics.
+    assert!(detail["resends"].as_u64().unwrap() >= 1, "{detail}");
+    assert!(e2e::metric(w.bed.settings.http.listen, "hub_requests_resent_total").await >= 1.0);
     assert!(
         detail["events"].as_array().unwrap().iter().any(|e| e["cause"].as_str().unwrap_or("").contains("op-zhang"))
     );
@@ -543,6 +552,41 @@ async fn reminders_reach_the_province_that_must_act_and_overdue_steps_are_listed
             .await
             .unwrap();
     assert_eq!(next["kind"], "DUE");
+    // The due reminder, then the overdue one: that one reaches the other party too.
+    for expected in ["OVERDUE", ""] {
+        sqlx::query("UPDATE timer SET due_at = now() WHERE kind = 'case.reminder' AND case_id = $1")
+            .bind(case.uuid())
+            .execute(&db)
+            .await
+            .unwrap();
+        if expected.is_empty() {
+            break;
+        }
+        e2e::eventually("the next reminder armed", CASE_TIME, || async {
+            let next: serde_json::Value =
+                sqlx::query_scalar("SELECT payload FROM timer WHERE kind = 'case.reminder' AND case_id = $1")
+                    .bind(case.uuid())
+                    .fetch_optional(&db)
+                    .await
+                    .ok()??;
+            (next["kind"] == expected).then_some(())
+        })
+        .await;
+    }
+    for (province, n) in [("37", 3), ("51", 1)] {
+        let store = w.province(province).adapter.store().await;
+        e2e::eventually(&format!("reminders in {province}'s inbox"), CASE_TIME, || async {
+            let bodies: Vec<Vec<u8>> =
+                sqlx::query_scalar("SELECT body FROM inbox WHERE case_id = ? AND message_type = 'case.reminder'")
+                    .bind(case.to_string())
+                    .fetch_all(&store)
+                    .await
+                    .ok()?;
+            let overdue = bodies.iter().filter(|b| String::from_utf8_lossy(b).contains("OVERDUE")).count();
+            (bodies.len() == n && overdue == 1).then_some(())
+        })
+        .await;
+    }
 
     let op = w.bed.operator(Role::National("arbiter".into())).await;
     let (_, list) = op.get("/ops/overdue").await;
@@ -555,7 +599,31 @@ async fn reminders_reach_the_province_that_must_act_and_overdue_steps_are_listed
     let (_, list) = op.get("/ops/overdue").await;
     let row = &list.as_array().unwrap()[0];
     assert_eq!(
-        (row["case_id"].as_str(), row["waiting_party"].as_str(), row["waiting_step"].as_str()),
+        (row["caseId"].as_str(), row["waitingParty"].as_str(), row["waitingStep"].as_str()),
         (Some(case.to_string().as_str()), Some("prov-37"), Some("IN_SCHOOL"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_simulated_province_rides_out_its_adapter_dying_under_it() {
+    let w = World::new(WorldOptions::default()).await;
+    // 51's adapter dies the moment its provincial system acknowledges what it took from the inbox.
+    w.take_offline("51");
+    w.bed.start_adapter(&w.province("51").adapter, &[("XJ_CRASH_AT", hub::failpoint::INBOX_BEFORE_ACK)]);
+    let s = w.student("51", ordinary);
+    let case = w.case_of(w.apply("37", &s).await).await;
+    w.bed.wait_exit("adapter-51", CASE_TIME).await;
+    // It comes back; the province takes the same messages again, handles none twice, goes on.
+    w.bring_online("51").await;
+    w.until_state(case, &["COMPLETED"], CASE_TIME).await;
+    assert!(w.bed.exited("province-51").is_none(), "the simulated province 51 kept running");
+    assert_eq!(w.present_in(s.student_id.as_ref()).await, vec!["37".to_owned()]);
+    let verified: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM inbox WHERE case_id = $1 AND message_type = 'verify.result' AND outcome = 'processed'",
+    )
+    .bind(case.uuid())
+    .fetch_one(&w.bed.db().await)
+    .await
+    .unwrap();
+    assert_eq!(verified, 1, "the verification was answered once");
 }

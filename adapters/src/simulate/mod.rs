@@ -30,6 +30,15 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::sync::watch;
 
+/// A file of `size` bytes (at least its header): the header, then filler, like a scan.
+pub(crate) fn scan(head: String, size: usize) -> Vec<u8> {
+    let mut bytes = head.into_bytes();
+    if bytes.len() < size {
+        bytes.resize(size, b'.');
+    }
+    bytes
+}
+
 /// How to run the simulated province.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -60,6 +69,11 @@ pub struct Options {
     pub import_failure_rate: f64,
     /// How long the archive work takes (export, import, commit) before it answers.
     pub archive_delay: Duration,
+    /// Evidence files each application carries, and the size of each (real-sized scans).
+    pub evidence_files: usize,
+    pub evidence_bytes: usize,
+    /// Size of the scanned archive file each exported archive carries.
+    pub archive_attachment_bytes: usize,
 }
 
 impl Options {
@@ -80,6 +94,9 @@ impl Options {
             export_failure_rate: 0.0,
             import_failure_rate: 0.0,
             archive_delay: Duration::ZERO,
+            evidence_files: 1,
+            evidence_bytes: 0,
+            archive_attachment_bytes: 0,
         }
     }
 }
@@ -138,6 +155,7 @@ impl Simulator {
         self.plan_transfers().await?;
         self.plan_enrollments().await?;
         loop {
+            self.sync_index().await?;
             self.look_up_planned().await?;
             self.drain_inbox().await?;
             self.decide_due_reviews().await?;
@@ -180,13 +198,16 @@ impl Simulator {
                 .await;
             match sent {
                 Ok(r) if r.status().is_success() => return Ok(env.message_id),
-                Ok(r) => bail!(
+                // A refusal of the message itself is a bug on one side: stop and say so.
+                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => bail!(
                     "the adapter refused {}: {} {}",
                     env.message_type(),
                     r.status(),
                     r.text().await.unwrap_or_default()
                 ),
-                Err(_) => {
+                // Unavailable, overloaded, restarting: as a real provincial system would, wait
+                // and send the same message again (the adapter keeps one copy per id).
+                Ok(_) | Err(_) => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
@@ -218,6 +239,29 @@ impl Simulator {
         Ok(())
     }
 
+    /// The hub asks for students again: those held are reported at the next sync; those not
+    /// held (any more) are removed from the index.
+    async fn resync(&self, r: &schemas::messages::IndexResync) -> Result<()> {
+        let mut gone = Vec::new();
+        for id in r.student_id.items() {
+            let held = sqlx::query(
+                "UPDATE student SET synced_at = NULL WHERE student_id = ? AND transferred_out_case IS NULL",
+            )
+            .bind(id.as_ref())
+            .execute(&self.db)
+            .await?
+            .rows_affected();
+            if held == 0 {
+                gone.push(schemas::messages::IndexRemoval { student_id: id.clone(), changed_at: Utc::now() });
+            }
+        }
+        if !gone.is_empty() {
+            let entry = Batch::new(gone).map_err(anyhow::Error::msg)?;
+            self.submit(Body::IndexRemove(schemas::messages::IndexRemove { entry }), None).await?;
+        }
+        self.event("index.resync", &format!("{} students to report again", r.student_id.items().len())).await
+    }
+
     /// Looks up students of the first peer: most by their right name, some by a wrong one.
     async fn look_up_peers(&self) -> Result<()> {
         let Some(&(peer, count)) = self.opts.peers.first() else { return Ok(()) };
@@ -234,9 +278,7 @@ impl Simulator {
             let (name, key) = match way {
                 0 => ("无此人".parse().expect("name"), LookupKey::StudentId(s.student_id.clone())),
                 1 => match &s.id_document {
-                    IdDocument::Resident(r) => {
-                        (s.name.clone(), LookupKey::DocumentNumber(r.as_ref().parse().expect("number")))
-                    }
+                    IdDocument::Resident(r) => (s.name.clone(), LookupKey::ResidentId(r.clone())),
                     _ => (s.name.clone(), LookupKey::StudentId(s.student_id.clone())),
                 },
                 _ => (s.name.clone(), LookupKey::StudentId(s.student_id.clone())),
@@ -377,19 +419,28 @@ impl Simulator {
         .await?;
         let Some((school, grade, business)) = planned else { return Ok(()) };
         let enrollment = business == "ENROLLMENT";
-        let evidence = if enrollment {
-            Attachment::new(
-                "录取通知书.jpg".parse().expect("name"),
-                "image/jpeg".parse().expect("type"),
-                format!("JPEG admission letter of {}", found.student_id).into_bytes(),
-            )
-        } else {
-            Attachment::new(
-                "户籍迁移证明.pdf".parse().expect("name"),
-                "application/pdf".parse().expect("type"),
-                format!("%PDF-1.4 residence transfer of {}", found.student_id).into_bytes(),
-            )
-        };
+        let evidence: Vec<Attachment> = (0..self.opts.evidence_files.max(1))
+            .map(|n| {
+                let (name, media, head) = if enrollment {
+                    (
+                        format!("录取通知书-{}.jpg", n + 1),
+                        "image/jpeg",
+                        format!("JPEG admission letter of {}", found.student_id),
+                    )
+                } else {
+                    (
+                        format!("户籍迁移证明-{}.pdf", n + 1),
+                        "application/pdf",
+                        format!("%PDF-1.4 residence transfer of {}", found.student_id),
+                    )
+                };
+                Attachment::new(
+                    name.parse().expect("name"),
+                    media.parse().expect("type"),
+                    scan(head, self.opts.evidence_bytes),
+                )
+            })
+            .collect();
         let reason = if enrollment {
             "已被本校录取(中考成绩附后)。"
         } else {
@@ -401,7 +452,7 @@ impl Simulator {
             student_id: found.student_id.clone(),
             target_grade: grade.parse()?,
             reason: reason.parse().expect("text"),
-            evidence: UpTo::new(vec![evidence]).map_err(anyhow::Error::msg)?,
+            evidence: UpTo::new(evidence).map_err(anyhow::Error::msg)?,
         };
         let body = if enrollment { Body::EnrollmentApply(app) } else { Body::TransferApply(app) };
         let id = self.submit(body, None).await?;
@@ -434,11 +485,23 @@ impl Simulator {
         let entries: Vec<serde_json::Value> = r.json().await.unwrap_or_default();
         let mut handled = Vec::with_capacity(entries.len());
         for e in &entries {
-            let id = e["message_id"].as_str().context("inbox entry without id")?;
-            let body = e["body"].as_str().unwrap_or_default();
-            match codec::from_xml(body.as_bytes(), schemas::DEFAULT_MAX_BYTES) {
-                Ok(env) => self.handle(env).await?,
-                Err(err) => self.event("unreadable", &format!("{id}: {err}")).await?,
+            let id = e["messageId"].as_str().context("inbox entry without id")?;
+            let seen: Option<String> =
+                sqlx::query_scalar("SELECT message_id FROM handled_message WHERE message_id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.db)
+                    .await?;
+            if seen.is_none() {
+                let body = e["body"].as_str().unwrap_or_default();
+                match codec::from_xml(body.as_bytes(), schemas::DEFAULT_MAX_BYTES) {
+                    Ok(env) => self.handle(env).await?,
+                    Err(err) => self.event("unreadable", &format!("{id}: {err}")).await?,
+                }
+                sqlx::query("INSERT INTO handled_message (message_id, handled_at) VALUES (?, ?)")
+                    .bind(id)
+                    .bind(Utc::now().to_rfc3339())
+                    .execute(&self.db)
+                    .await?;
             }
             handled.push(id.to_owned());
         }
@@ -448,9 +511,11 @@ impl Simulator {
                 .post(format!("{}/inbox/ack", self.opts.adapter))
                 .json(&serde_json::json!({ "ids": handled }))
                 .send()
-                .await?;
-            if !acked.status().is_success() {
-                bail!("could not acknowledge the inbox: {}", acked.status());
+                .await;
+            // The adapter restarting: the messages stay pending and come again; handled ones
+            // are recognized then and only acknowledged.
+            if !acked.as_ref().is_ok_and(|r| r.status().is_success()) {
+                return Ok(0);
             }
         }
         Ok(entries.len())
@@ -514,6 +579,10 @@ impl Simulator {
                 Ok(())
             }
             Body::CaseStatus(_) => Ok(()),
+            Body::CaseDetail(d) => {
+                self.event("case.detail", &format!("{case:?}: {:?}, {} decisions", d.state, d.decision.len())).await
+            }
+            Body::IndexResync(r) => self.resync(&r).await,
             Body::EnrollmentPermitted(p) => {
                 self.event(
                     "enrollment.permitted",

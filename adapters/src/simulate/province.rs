@@ -254,7 +254,11 @@ impl Simulator {
             }],
             change: vec![RecordChange { on: "2026-09-01".parse()?, kind: "升级".parse()?, remark: None }],
         };
-        let attachment = Attachment::new("学籍卡.pdf".parse()?, "application/pdf".parse()?, card(&s.student_id));
+        let attachment = Attachment::new(
+            "学籍卡.pdf".parse()?,
+            "application/pdf".parse()?,
+            super::scan(String::from_utf8(card(&s.student_id)).unwrap_or_default(), self.opts.archive_attachment_bytes),
+        );
         self.submit(
             Body::ArchivePackage(ArchivePackage { record, attachment: vec![attachment.reference()] }),
             Some(case),

@@ -31,6 +31,8 @@ pub fn router(ctx: Context) -> Router {
         .route("/ops/stuck", get(stuck))
         .route("/ops/overdue", get(overdue))
         .route("/ops/audit", get(audit))
+        .route("/ops/dead-letters", get(dead_letters))
+        .route("/ops/index-disputes", get(index_disputes))
         .route("/ops/cases/{id}/{action}", post(act))
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
         .with_state(ctx)
@@ -99,8 +101,7 @@ async fn detail(
     let Some(case) = cases::get(&mut conn, id).await.map_err(internal)? else {
         return Err(error(StatusCode::NOT_FOUND, ErrorCode::CaseNotFound, &format!("no case {id}")));
     };
-    let filter = cases::Filter { student: Some(case.facts.student_id.to_string()), ..Default::default() };
-    let summary = cases::list(&mut conn, &filter).await.map_err(internal)?.into_iter().find(|s| s.case_id == id);
+    let summary = cases::summary(&mut conn, id).await.map_err(internal)?;
     Ok(Json(serde_json::json!({
         "summary": summary,
         "state": case.state(),
@@ -108,6 +109,7 @@ async fn detail(
         "facts": case.facts,
         "stage": case.stage,
         "attempts": case.attempts,
+        "resends": case.resends,
         "lastError": case.last_error,
         "decisions": cases::history(&mut conn, id).await.map_err(internal)?,
         "events": cases::events(&mut conn, id).await.map_err(internal)?,
@@ -139,6 +141,21 @@ async fn overdue(State(ctx): State<Context>, peer: Option<Extension<Peer>>) -> R
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     let rows = cases::overdue(&mut conn, business_date(Utc::now())).await.map_err(internal)?;
     Ok(Json(rows).into_response())
+}
+
+/// Dead letters, newest first (without their bodies).
+async fn dead_letters(State(ctx): State<Context>, peer: Option<Extension<Peer>>) -> Result<Response, ApiError> {
+    authorize(&ctx, peer).await?;
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    Ok(Json(store::dead_letters::list(&mut conn, 1000).await.map_err(internal)?).into_response())
+}
+
+/// Index entries their province contradicted (verification found no such student), waiting
+/// for the province to report the student again.
+async fn index_disputes(State(ctx): State<Context>, peer: Option<Extension<Peer>>) -> Result<Response, ApiError> {
+    authorize(&ctx, peer).await?;
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    Ok(Json(store::index::disputes(&mut conn).await.map_err(internal)?).into_response())
 }
 
 #[derive(Deserialize)]

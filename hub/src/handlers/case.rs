@@ -107,6 +107,15 @@ pub async fn apply(
     let Some(entry) = store::index::by_student_id(conn, app.student_id.as_ref()).await? else {
         return no(ErrorCode::StudentNotFound, format!("{} is not in the national student index", app.student_id));
     };
+    if let Some(at) = entry.disputed_at {
+        return no(
+            ErrorCode::StudentNotFound,
+            format!(
+                "province {} reported on {at} that it holds no such student; it was asked to report him again",
+                entry.province.code()
+            ),
+        );
+    }
     if entry.province == sender {
         return no(
             ErrorCode::SameProvince,
@@ -296,6 +305,9 @@ async fn settle(
 ) -> Result<Effects> {
     match t {
         Transition::Changed(case, effects) => {
+            if case.resends > before.resends {
+                metrics::counter!("hub_requests_resent_total", "stage" => case.stage.name()).increment(1);
+            }
             cases::save(conn, &case).await?;
             if case.stage != before.stage {
                 cases::add_event(
@@ -409,6 +421,23 @@ async fn materialize(
                 timers::cancel(conn, RESEND, case.id.uuid()).await?;
                 timers::cancel(conn, REMINDER, case.id.uuid()).await?;
             }
+            Effect::IndexDisputed { province, student } => {
+                if store::index::dispute(conn, province.code(), student.as_ref(), case.id.uuid(), now).await? {
+                    tracing::warn!(case_id = %case.id, province = province.code(), "The province contradicts the national index; re-sync requested.");
+                    metrics::counter!("hub_index_disputes_total").increment(1);
+                    let resync = schemas::messages::IndexResync {
+                        student_id: schemas::messages::Batch::new(vec![student]).map_err(anyhow::Error::msg)?,
+                        reason: "转出省份校验未找到该学生,与全国学籍索引不一致,请重新上报(index.upsert 或 index.remove) / verification found no such student although the national index lists him here: report him again"
+                            .parse()
+                            .map_err(anyhow::Error::msg)?,
+                    };
+                    replies.push(Reply {
+                        recipient: Party::Province(province),
+                        case_id: Some(case.id),
+                        body: Body::IndexResync(resync),
+                    });
+                }
+            }
         }
     }
     Ok(replies)
@@ -490,6 +519,61 @@ pub async fn operate(
             Ok(Operated::Done { audit_id, replies })
         }
     }
+}
+
+/// `case.query`: a party asks for its case in full; anyone else is told there is no such case
+/// among its own (so case ids reveal nothing to other provinces).
+///
+/// # Errors
+/// Database errors.
+pub async fn query(conn: &mut PgConnection, env: &Envelope, sender: Party) -> Result<Effects> {
+    let Some(case_id) = env.case_id else {
+        return Ok(refuse(sender, env, ErrorCode::CaseNotFound, "a case query needs caseId"));
+    };
+    let case = match cases::get(conn, case_id.uuid()).await? {
+        Some(c) if [c.facts.in_province, c.facts.out_province].iter().any(|p| Party::Province(*p) == sender) => c,
+        _ => return Ok(refuse(sender, env, ErrorCode::CaseNotFound, &format!("no case {case_id} of {sender}"))),
+    };
+    let row = cases::summary(conn, case_id.uuid()).await?.context("a case has its row")?;
+    let text = |s: &str| schemas::ids::Text::parse(&s.chars().take(500).collect::<String>()).ok();
+    let change = cases::events(conn, case_id.uuid())
+        .await?
+        .into_iter()
+        .filter_map(|e| {
+            Some(schemas::messages::StageChange {
+                at: e.at,
+                from: e.from_stage.as_deref().and_then(text),
+                to: text(&e.to_stage)?,
+                cause: text(&e.cause)?,
+                detail: e.detail.as_deref().and_then(text),
+            })
+        })
+        .collect();
+    let f = &case.facts;
+    let detail = schemas::messages::CaseDetail {
+        business: f.business,
+        state: case.state(),
+        waiting: case.waiting(),
+        deadline: row.deadline,
+        student_name: f.student_name.clone(),
+        student_id: f.student_id.clone(),
+        in_province: f.in_province,
+        in_school: f.in_school.clone(),
+        out_province: f.out_province,
+        out_school: f.out_school.clone(),
+        target_grade: f.target_grade,
+        reason: f.reason.clone(),
+        opened_at: row.created_at,
+        closed_at: row.closed_at,
+        attempts: case.attempts,
+        last_error: case.last_error.as_deref().and_then(text),
+        decision: cases::history(conn, case_id.uuid()).await?,
+        change,
+    };
+    Ok(Effects {
+        replies: vec![Reply { recipient: sender, case_id: Some(case_id), body: Body::CaseDetail(detail) }],
+        refused: None,
+    })
 }
 
 /// `enrollment.permit`: a province grants or revokes its schools' enrollment permission.

@@ -37,7 +37,7 @@ pub async fn upsert(conn: &mut PgConnection, sender: ProvinceCode, batch: &Index
         let id = s.student_id.to_string();
         match decide_upsert(current.get(&id), sender, s.changed_at) {
             Decision::Apply => {
-                let entry = IndexEntry { province: sender, summary: s.clone() };
+                let entry = IndexEntry { province: sender, summary: s.clone(), disputed_at: None };
                 current.insert(id.clone(), entry.clone());
                 changed.insert(id, entry);
                 applied += 1;
@@ -79,6 +79,7 @@ pub async fn remove(conn: &mut PgConnection, sender: ProvinceCode, batch: &Index
 pub async fn lookup(conn: &mut PgConnection, ctx: &Context, sender: Party, req: &LookupRequest) -> Result<Effects> {
     let candidates = match &req.key {
         LookupKey::StudentId(id) => store::index::by_student_id(conn, id.as_ref()).await?.into_iter().collect(),
+        LookupKey::ResidentId(n) => store::index::by_document(conn, n.as_ref()).await?,
         LookupKey::DocumentNumber(n) => store::index::by_document(conn, n.as_ref()).await?,
     };
     let mut open = std::collections::HashSet::new();

@@ -33,6 +33,7 @@ pub async fn dispatch(
         Body::TransferApply(app) => case::apply(conn, ctx, env, province, app, Business::Transfer, now).await,
         Body::EnrollmentApply(app) => case::apply(conn, ctx, env, province, app, Business::Enrollment, now).await,
         Body::EnrollmentPermit(p) => case::permit(conn, province, p).await,
+        Body::CaseQuery(_) => case::query(conn, env, sender).await,
         Body::VerifyResult(_)
         | Body::ReviewDecision(_)
         | Body::CaseCancel(_)

@@ -226,6 +226,7 @@ pub async fn add_event(
 
 /// A stage change as recorded.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CaseEvent {
     pub at: DateTime<Utc>,
     pub from_stage: Option<String>,
@@ -380,6 +381,7 @@ pub async fn drop_package(conn: &mut PgConnection, case_id: CaseId) -> sqlx::Res
 
 /// A case as the operator and query views list it.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub case_id: Uuid,
     pub business: String,
@@ -437,6 +439,21 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<Summa
     .bind(f.open)
     .bind(f.limit.unwrap_or(100).clamp(1, 10_000))
     .fetch_all(conn)
+    .await
+}
+
+/// One case's row as the views list it.
+///
+/// # Errors
+/// Database errors.
+pub async fn summary(conn: &mut PgConnection, case_id: Uuid) -> sqlx::Result<Option<Summary>> {
+    sqlx::query_as(
+        "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, stage, state,
+                waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at
+         FROM business_case WHERE case_id = $1",
+    )
+    .bind(case_id)
+    .fetch_optional(conn)
     .await
 }
 
@@ -499,6 +516,7 @@ pub async fn audit(
 
 /// An audit entry.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub audit_id: i64,
     pub at: DateTime<Utc>,

@@ -23,6 +23,7 @@ struct Row {
     problem_record: bool,
     open_business: bool,
     changed_at: DateTime<Utc>,
+    disputed_at: Option<DateTime<Utc>>,
 }
 
 /// The column list, as a macro so that every statement stays a literal.
@@ -30,6 +31,13 @@ macro_rules! columns {
     () => {
         "student_id, province, name, sex, birth_date, document_type, document_no, school, grade, status, \
          problem_record, open_business, changed_at"
+    };
+}
+
+/// The columns read back: the written ones and the dispute mark.
+macro_rules! read_columns {
+    () => {
+        concat!(columns!(), ", disputed_at")
     };
 }
 
@@ -70,6 +78,7 @@ impl TryFrom<Row> for IndexEntry {
                 open_business: r.open_business,
                 changed_at: r.changed_at,
             },
+            disputed_at: r.disputed_at,
         })
     }
 }
@@ -82,7 +91,7 @@ impl TryFrom<Row> for IndexEntry {
 pub async fn lock(conn: &mut PgConnection, student_ids: &[String]) -> Result<Vec<IndexEntry>> {
     let rows: Vec<Row> = sqlx::query_as(concat!(
         "SELECT ",
-        columns!(),
+        read_columns!(),
         " FROM student_index WHERE student_id = ANY($1) ORDER BY student_id FOR UPDATE"
     ))
     .bind(student_ids)
@@ -110,9 +119,12 @@ pub async fn upsert(conn: &mut PgConnection, entries: &[IndexEntry]) -> sqlx::Re
            province = EXCLUDED.province, name = EXCLUDED.name, sex = EXCLUDED.sex, birth_date = EXCLUDED.birth_date,
            document_type = EXCLUDED.document_type, document_no = EXCLUDED.document_no, school = EXCLUDED.school,
            grade = EXCLUDED.grade, status = EXCLUDED.status, problem_record = EXCLUDED.problem_record,
-           open_business = EXCLUDED.open_business, changed_at = EXCLUDED.changed_at, updated_at = now()
-         -- A racing report from another province, or an older one, never overwrites.
-         WHERE student_index.province = EXCLUDED.province AND student_index.changed_at < EXCLUDED.changed_at"
+           open_business = EXCLUDED.open_business, changed_at = EXCLUDED.changed_at, updated_at = now(),
+           disputed_at = NULL, dispute_case = NULL
+         -- A racing report from another province, or an older one, never overwrites; a report of a
+         -- disputed entry by its province settles the dispute even when unchanged.
+         WHERE student_index.province = EXCLUDED.province
+           AND (student_index.changed_at < EXCLUDED.changed_at OR student_index.disputed_at IS NOT NULL)"
     ))
     .bind(col(&|e| e.summary.student_id.to_string()))
     .bind(col(&|e| e.province.code().to_owned()))
@@ -144,10 +156,11 @@ pub async fn delete(conn: &mut PgConnection, student_ids: &[String]) -> sqlx::Re
 /// # Errors
 /// Database errors or a corrupt row.
 pub async fn by_student_id(conn: &mut PgConnection, student_id: &str) -> Result<Option<IndexEntry>> {
-    let row: Option<Row> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM student_index WHERE student_id = $1"))
-        .bind(student_id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<Row> =
+        sqlx::query_as(concat!("SELECT ", read_columns!(), " FROM student_index WHERE student_id = $1"))
+            .bind(student_id)
+            .fetch_optional(conn)
+            .await?;
     row.map(IndexEntry::try_from).transpose()
 }
 
@@ -158,7 +171,7 @@ pub async fn by_student_id(conn: &mut PgConnection, student_id: &str) -> Result<
 pub async fn by_document(conn: &mut PgConnection, number: &str) -> Result<Vec<IndexEntry>> {
     let rows: Vec<Row> = sqlx::query_as(concat!(
         "SELECT ",
-        columns!(),
+        read_columns!(),
         " FROM student_index WHERE document_no = $1 ORDER BY changed_at DESC LIMIT 10"
     ))
     .bind(number)
@@ -201,4 +214,54 @@ pub async fn move_student(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Marks the entry of `student_id` held by `province` disputed by `case`; returns whether the
+/// index listed him there.
+///
+/// # Errors
+/// Database errors.
+pub async fn dispute(
+    conn: &mut PgConnection,
+    province: &str,
+    student_id: &str,
+    case: uuid::Uuid,
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let n = sqlx::query(
+        "UPDATE student_index SET disputed_at = COALESCE(disputed_at, $3), dispute_case = $4
+         WHERE student_id = $1 AND province = $2",
+    )
+    .bind(student_id)
+    .bind(province)
+    .bind(at)
+    .bind(case)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// An index entry its province contradicted, as operators list it.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dispute {
+    pub student_id: String,
+    pub province: String,
+    pub school: String,
+    pub disputed_at: DateTime<Utc>,
+    pub dispute_case: Option<uuid::Uuid>,
+}
+
+/// Disputed entries, oldest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn disputes(conn: &mut PgConnection) -> sqlx::Result<Vec<Dispute>> {
+    sqlx::query_as(
+        "SELECT student_id, province, school, disputed_at, dispute_case FROM student_index
+         WHERE disputed_at IS NOT NULL ORDER BY disputed_at LIMIT 1000",
+    )
+    .fetch_all(conn)
+    .await
 }

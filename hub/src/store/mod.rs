@@ -41,6 +41,49 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     sqlx::migrate!("./migrations").run(pool).await.context("Failed to apply database migrations")
 }
 
+/// What the metrics report of the database's content.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Gauges {
+    pub outbox_unsent: i64,
+    pub outbox_lag_seconds: f64,
+    pub cases_open: i64,
+    pub cases_stuck: i64,
+    pub cases_overdue: i64,
+    pub dead_letters: i64,
+    pub dead_letters_suppressed: i64,
+    pub index_disputed: i64,
+}
+
+/// Reads every gauge in one statement.
+///
+/// # Errors
+/// Database errors.
+pub async fn gauges(
+    pool: &PgPool,
+    stuck_before: chrono::DateTime<chrono::Utc>,
+    today: chrono::NaiveDate,
+) -> sqlx::Result<Gauges> {
+    sqlx::query_as(
+        "SELECT
+           (SELECT count(*) FROM outbox WHERE sent_at IS NULL) AS outbox_unsent,
+           (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) FROM outbox WHERE sent_at IS NULL)
+             AS outbox_lag_seconds,
+           (SELECT count(*) FROM business_case WHERE closed_at IS NULL) AS cases_open,
+           (SELECT count(*) FROM business_case WHERE closed_at IS NULL
+              AND stage IN ('verifying', 'releasing', 'archive_requested', 'delivering', 'committing') AND since < $1)
+             AS cases_stuck,
+           (SELECT count(*) FROM business_case WHERE closed_at IS NULL AND stage = 'reviewing' AND deadline < $2)
+             AS cases_overdue,
+           (SELECT count(*) FROM dead_letter) AS dead_letters,
+           (SELECT COALESCE(sum(count), 0)::bigint FROM dead_letter_suppressed) AS dead_letters_suppressed,
+           (SELECT count(*) FROM student_index WHERE disputed_at IS NOT NULL) AS index_disputed",
+    )
+    .bind(stuck_before)
+    .bind(today)
+    .fetch_one(pool)
+    .await
+}
+
 /// Whether an error is worth retrying the whole transaction for: the database is unreachable or
 /// restarting, or the transaction lost a serialization or deadlock race.
 pub fn is_transient(e: &sqlx::Error) -> bool {

@@ -22,8 +22,8 @@ use schemas::ErrorCode;
 use schemas::ids::{Grade, PersonName, ProvinceCode, SchoolCode, StudentId, Text};
 use schemas::messages::{
     ArchiveImported, ArchiveRequest, AttachmentRef, Body, Business, CaseClosed, CaseRelease, CaseReminder, CaseState,
-    Decision, HeldStudent, Level, Outcome, ReleaseReason, ReminderKind, ReviewDecision, ReviewStep, Side, StepRecord,
-    StudentStatus, VerifyRequest, VerifyResult, Waiting,
+    Decision, HeldStudent, Level, NextStep, Outcome, ReleaseReason, ReminderKind, ReviewDecision, ReviewStep, Side,
+    StepRecord, StudentStatus, VerifyRequest, VerifyResult, Waiting,
 };
 use schemas::{CaseId, Party};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ use super::calendar::{Calendar, business_date, start_of};
 
 /// What is fixed about a case once it is opened (and, for `held` and `chain`, once verified).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Facts {
     pub business: Business,
     pub student_id: StudentId,
@@ -124,6 +125,7 @@ impl Stage {
 
 /// A case: its facts, stage, since when, and how many times its current request was sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Case {
     pub id: CaseId,
     pub facts: Facts,
@@ -131,6 +133,10 @@ pub struct Case {
     pub since: DateTime<Utc>,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// Requests sent again over the case's whole life (by timer or operator): how often a
+    /// province failed to answer.
+    #[serde(default)]
+    pub resends: u32,
 }
 
 impl Case {
@@ -281,6 +287,12 @@ pub enum Effect {
     ArmReminder(DateTime<Utc>, ReminderKind),
     /// Drop the case's timers.
     Disarm,
+    /// The out-province says it holds no such student while the index says it does: mark the
+    /// index entry disputed and ask the province to report the student again.
+    IndexDisputed {
+        province: ProvinceCode,
+        student: StudentId,
+    },
 }
 
 /// The result of an event.
@@ -295,7 +307,7 @@ pub enum Transition {
 
 /// Opens a verified-nothing-yet case: asks the out-province to verify.
 pub fn open(id: CaseId, facts: Facts, now: DateTime<Utc>, rules: &dyn Rules) -> (Case, Vec<Effect>) {
-    let case = Case { id, facts, stage: Stage::Verifying, since: now, attempts: 1, last_error: None };
+    let case = Case { id, facts, stage: Stage::Verifying, since: now, attempts: 1, last_error: None, resends: 0 };
     let effects = vec![verify_request(&case), Effect::Status, Effect::ArmResend(now + rules.resend_after())];
     (case, effects)
 }
@@ -332,10 +344,15 @@ fn archive_commit(case: &Case) -> Effect {
 
 fn closed(case: &Case, outcome: Outcome, code: Option<ErrorCode>, remark: Option<&str>) -> Vec<Effect> {
     let remark = remark.and_then(|r| Text::parse(&r.chars().take(500).collect::<String>()).ok());
-    let body = Body::CaseClosed(CaseClosed { outcome, code, remark });
+    let to_out = CaseClosed { outcome, code, remark, next: None };
+    // The receiving school must still assign the arrived student to a class (domain.md R21).
+    let next = (outcome == Outcome::Completed).then_some(NextStep::ClassAssignment);
+    let to_in = CaseClosed { next, ..to_out.clone() };
     vec![
-        Effect::Send { to: Party::Province(case.facts.in_province), body: body.clone() },
-        Effect::Send { to: Party::Province(case.facts.out_province), body },
+        Effect::Send { to: Party::Province(case.facts.in_province), body: Body::CaseClosed(to_in) },
+        Effect::Send { to: Party::Province(case.facts.out_province), body: Body::CaseClosed(to_out) },
+        // The final state, like every change, to both provinces.
+        Effect::Status,
         Effect::Disarm,
     ]
 }
@@ -465,7 +482,15 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
         ),
         (Stage::Verifying, Event::Verified { result: VerifyResult::Refused(r), .. }) => {
             let remark = r.remark.as_ref().map(|t| t.to_string()).unwrap_or_else(|| r.code.zh().to_owned());
-            close(c, Outcome::Refused, Some(r.code), Some(&remark), now, vec![])
+            // The index said the out-province holds the student, the out-province says it does
+            // not: the index must not go on offering him (operators see the disagreement, and
+            // the province is asked to report him again).
+            let effects = if r.code == ErrorCode::StudentNotFound {
+                vec![Effect::IndexDisputed { province: f.out_province, student: f.student_id.clone() }]
+            } else {
+                vec![]
+            };
+            close(c, Outcome::Refused, Some(r.code), Some(&remark), now, effects)
         }
         (Stage::Verifying, Event::Verified { result: VerifyResult::Held(held), .. }) => {
             let mut c = c;
@@ -475,9 +500,10 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
                 Err(code) => {
                     // The out-province holds him already: it must let go before the case ends.
                     let effects = vec![release(&c, ReleaseReason::Rejected)];
+                    let remark = Some(refusal_text(code, held.status));
                     enter_automated(
                         c,
-                        Stage::Releasing { outcome: Outcome::Refused, code: Some(code), remark: None },
+                        Stage::Releasing { outcome: Outcome::Refused, code: Some(code), remark },
                         now,
                         rules,
                         effects,
@@ -654,6 +680,7 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
         ) => {
             let mut c = c;
             c.attempts += 1;
+            c.resends += 1;
             let mut effects = stage_request(&c);
             effects.push(Effect::ArmResend(resend_at(&c, now, rules)));
             Transition::Changed(Box::new(c), effects)
@@ -664,10 +691,14 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
 
         (Stage::Reviewing { step, deadline }, Event::ReminderDue(kind)) => {
             let s = f.chain[*step];
-            let mut effects = vec![Effect::Send {
-                to: Party::Province(f.province(s.side)),
-                body: Body::CaseReminder(CaseReminder { step: s, deadline: *deadline, kind }),
-            }];
+            let reminder = Body::CaseReminder(CaseReminder { step: s, deadline: *deadline, kind });
+            let acting = f.province(s.side);
+            let mut effects = vec![Effect::Send { to: Party::Province(acting), body: reminder.clone() }];
+            if kind == ReminderKind::Overdue {
+                // Overdue: the other party learns that its case is late, too.
+                let other = if acting == f.in_province { f.out_province } else { f.in_province };
+                effects.push(Effect::Send { to: Party::Province(other), body: reminder });
+            }
             if let Some((at, next)) = next_reminder(*deadline, Some(kind), now, rules) {
                 effects.push(Effect::ArmReminder(at, next));
             }
@@ -690,6 +721,7 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
         (stage, Event::Operator(OperatorAction::Resend)) if stage.is_automated() => {
             let mut c = c;
             c.attempts += 1;
+            c.resends += 1;
             let mut effects = stage_request(&c);
             effects.push(Effect::ArmResend(resend_at(&c, now, rules)));
             Transition::Changed(Box::new(c), effects)
@@ -720,6 +752,41 @@ pub fn transition(case: &Case, event: Event<'_>, now: DateTime<Utc>, rules: &dyn
             Transition::Refused(ErrorCode::Unexpected, "nothing to resend at this stage".into())
         }
     }
+}
+
+/// What the initiator is told when the student's record status refuses the business: the code's
+/// text and what the school must do first (domain.md §A.4).
+pub fn refusal_text(code: ErrorCode, status: StudentStatus) -> String {
+    use StudentStatus::*;
+    let advice = match status {
+        Suspended => {
+            "该生处于休学状态,须先由转出学校办理复学 / the student is suspended: the sending school must process 复学 (resumption) first"
+        }
+        Resumed => {
+            "复学后学籍状态应为在校,请转出省核对学籍状态 / a resumed student should be 在校: the out-province must correct the status first"
+        }
+        JuniorGraduate => {
+            "初中毕业生请办理毕业后跨省就学 / a junior-high graduate goes through post-graduation enrollment (毕业后跨省就学), not a transfer"
+        }
+        PrimaryGraduate | Enrolled => "该省不允许此学籍状态转出 / the out-province does not let this status transfer",
+        SeniorGraduate | Completed | Attended => {
+            "已毕业、结业或肄业,不能办理跨省转学 / graduated, completed or left: no cross-province transfer"
+        }
+        Deceased | ToVocational | StudyingElsewhere => {
+            "须先由转出学校办理恢复在校生申请 / the sending school must first restore the student to 在校 (恢复在校生申请)"
+        }
+        Missing => {
+            "学籍状态为失踪,须先由转出学校核实并恢复 / the student is recorded as missing: the sending school must verify and restore the record first"
+        }
+        DroppedOut => {
+            "辍学学生须先经主管教育局审核返校 / a dropout must first return to school, reviewed by the supervising bureau"
+        }
+        SuspectedDropout => "疑似辍学学生须先返校 / a suspected dropout must first return to school",
+        Abroad | OtherDeparture | Withdrawn | Expelled => {
+            "该省不允许此学籍状态转出 / the out-province does not let this status transfer"
+        }
+    };
+    format!("{}:{} ({}). {advice}", code.zh(), status.label_zh(), code.en())
 }
 
 /// The review chain from the levels each side's province configures: the in-side's levels

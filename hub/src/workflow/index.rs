@@ -16,6 +16,9 @@ pub struct IndexEntry {
     /// The province holding the record.
     pub province: ProvinceCode,
     pub summary: StudentSummary,
+    /// Since when the province contradicts this entry (its verification found no such
+    /// student), until it reports him again.
+    pub disputed_at: Option<DateTime<Utc>>,
 }
 
 /// What to do with one reported change.
@@ -33,6 +36,8 @@ pub fn decide_upsert(current: Option<&IndexEntry>, sender: ProvinceCode, changed
     match current {
         None => Decision::Apply,
         Some(e) if e.province != sender => Decision::Conflict,
+        // The province's own report settles a dispute, changed or not.
+        Some(e) if e.disputed_at.is_some() => Decision::Apply,
         Some(e) if e.summary.changed_at >= changed_at => Decision::Stale,
         Some(_) => Decision::Apply,
     }
@@ -76,6 +81,10 @@ pub fn transfer_obstacles(entry: &IndexEntry, eligible_statuses: &[StudentStatus
     }
     if entry.summary.open_business {
         why.push(ErrorCode::InFlight);
+    }
+    if entry.disputed_at.is_some() {
+        // Its province said it holds no such student: not offered until it reports him again.
+        why.push(ErrorCode::StudentNotFound);
     }
     why
 }
@@ -121,7 +130,11 @@ mod tests {
         let Body::IndexUpsert(IndexUpsert { student }) = samples::body(MessageType::IndexUpsert) else {
             unreachable!()
         };
-        IndexEntry { province: ProvinceCode::parse(province).unwrap(), summary: student.items()[0].clone() }
+        IndexEntry {
+            province: ProvinceCode::parse(province).unwrap(),
+            summary: student.items()[0].clone(),
+            disputed_at: None,
+        }
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub enum IdProblem {
     Unknown,
     /// Combination of fields that the rules forbid.
     Inconsistent(&'static str),
+    /// An invisible or direction-changing character (zero-width, bidirectional control, byte
+    /// order mark) at this (1-based) position: it would let two names that differ look alike.
+    Invisible { position: usize },
 }
 
 impl fmt::Display for IdProblem {
@@ -105,6 +108,10 @@ impl fmt::Display for IdProblem {
             IdProblem::Prefix => f.write_str("前缀不合法 / invalid prefix"),
             IdProblem::Unknown => f.write_str("不是有效取值 / not one of the allowed values"),
             IdProblem::Inconsistent(why) => f.write_str(why),
+            IdProblem::Invisible { position } => write!(
+                f,
+                "第{position}位是不可见或改变书写方向的字符 / invisible or direction-changing character at position {position}"
+            ),
         }
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::common::{Batch, StudentStatus};
-use crate::ids::{Grade, IdDocument, PersonName, SchoolCode, Sex, StudentId};
+use crate::ids::{Grade, IdDocument, PersonName, SchoolCode, Sex, StudentId, Text};
 
 /// Most students per index message, so one message stays far below the size cap.
 pub const INDEX_BATCH_MAX: usize = 1000;
@@ -49,6 +49,16 @@ pub struct IndexRemoval {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexRemove {
     pub entry: Batch<IndexRemoval, INDEX_BATCH_MAX>,
+}
+
+/// `index.resync`: hub → province, report these students again (`index.upsert`, or
+/// `index.remove` for one it no longer holds): what the province said in a case disagrees with
+/// what it reported to the index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IndexResync {
+    pub student_id: Batch<StudentId, INDEX_BATCH_MAX>,
+    pub reason: Text,
 }
 
 /// `index.result`: hub → province, what an upsert or remove changed.

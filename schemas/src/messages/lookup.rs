@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::StudentStatus;
 use crate::error::ErrorCode;
-use crate::ids::{DocumentNumber, Grade, PersonName, ProvinceCode, SchoolCode, StudentId};
+use crate::ids::{DocumentNumber, Grade, IdError, PersonName, ProvinceCode, ResidentId, SchoolCode, StudentId};
 
 /// `lookup.request`: name plus national student ID or ID-document number ([002 §17]: the
 /// name is required, and at least one of the two identifiers).
@@ -20,7 +20,28 @@ pub struct LookupRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupKey {
     StudentId(StudentId),
+    /// A resident ID number (document type 1), checked like everywhere else.
+    ResidentId(ResidentId),
+    /// The number of another ID document (types 6/7/8/9/A).
     DocumentNumber(DocumentNumber),
+}
+
+impl LookupKey {
+    /// Reads the `documentNumber` of a lookup: a number with the shape of a resident ID (17
+    /// digits and a check character) is one, and must be valid as one — a wrong check digit is
+    /// refused, not looked up; a lower-case `x` is the upper-case check character. Anything
+    /// else is another document's number.
+    ///
+    /// # Errors
+    /// A resident ID with a wrong check digit or birth date, or an invalid document number.
+    pub fn document(s: &str) -> Result<LookupKey, IdError> {
+        let b = s.as_bytes();
+        if b.len() == 18 && b[..17].iter().all(u8::is_ascii_digit) {
+            let normalized = format!("{}{}", &s[..17], s[17..].to_ascii_uppercase());
+            return ResidentId::parse(&normalized).map(LookupKey::ResidentId);
+        }
+        DocumentNumber::parse(s).map(LookupKey::DocumentNumber)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -30,18 +51,18 @@ struct LookupRequestWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     student_id: Option<StudentId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    document_number: Option<DocumentNumber>,
+    document_number: Option<String>,
 }
 
 impl TryFrom<LookupRequestWire> for LookupRequest {
-    type Error = &'static str;
+    type Error = String;
     fn try_from(w: LookupRequestWire) -> Result<Self, Self::Error> {
         let key = match (w.student_id, w.document_number) {
             (Some(id), None) => LookupKey::StudentId(id),
-            (None, Some(n)) => LookupKey::DocumentNumber(n),
+            (None, Some(n)) => LookupKey::document(&n).map_err(|e| e.to_string())?,
             _ => {
                 return Err(
-                    "全国学籍号与身份证件号须且只须填写一个 / give exactly one of studentId and documentNumber",
+                    "全国学籍号与身份证件号须且只须填写一个 / give exactly one of studentId and documentNumber".into(),
                 );
             }
         };
@@ -53,7 +74,8 @@ impl From<LookupRequest> for LookupRequestWire {
     fn from(r: LookupRequest) -> Self {
         let (student_id, document_number) = match r.key {
             LookupKey::StudentId(id) => (Some(id), None),
-            LookupKey::DocumentNumber(n) => (None, Some(n)),
+            LookupKey::ResidentId(n) => (None, Some(n.to_string())),
+            LookupKey::DocumentNumber(n) => (None, Some(n.to_string())),
         };
         LookupRequestWire { name: r.name, student_id, document_number }
     }
@@ -95,4 +117,18 @@ fn codes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ErrorCode>, D::Er
         .iter()
         .map(|t| ErrorCode::from_code(t).ok_or_else(|| serde::de::Error::custom(format!("unknown error code `{t}`"))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resident_id_in_a_lookup_is_normalized_and_checked() {
+        let key = LookupKey::document("44010620110819019x").unwrap();
+        assert_eq!(key, LookupKey::ResidentId(ResidentId::parse("44010620110819019X").unwrap()));
+        let err = LookupKey::document("510104201605120357").unwrap_err();
+        assert!(err.to_string().contains("校验码"), "{err}");
+        assert!(matches!(LookupKey::document("A123456(7)").unwrap(), LookupKey::DocumentNumber(_)));
+    }
 }

@@ -19,15 +19,15 @@ pub use archive::{
     ImportFailed, Imported, RecordChange, StudentRecord, StudyPeriod,
 };
 pub use case::{
-    CaseAccepted, CaseCancel, CaseClosed, CaseRelease, CaseReleased, CaseReminder, CaseStatus, Outcome, ReleaseReason,
-    ReminderKind,
+    CaseAccepted, CaseCancel, CaseClosed, CaseDetail, CaseQuery, CaseRelease, CaseReleased, CaseReminder, CaseStatus,
+    NextStep, Outcome, ReleaseReason, ReminderKind, StageChange,
 };
 pub use common::{
     Attachment, AttachmentRef, Base64Data, Batch, Business, CaseState, Decision, FileName, Level, MediaType,
     ReviewStep, Sha256, Side, StudentStatus, UpTo, Waiting, YearMonth,
 };
 pub use error::ErrorReport;
-pub use index::{INDEX_BATCH_MAX, IndexRemoval, IndexRemove, IndexResult, IndexUpsert, StudentSummary};
+pub use index::{INDEX_BATCH_MAX, IndexRemoval, IndexRemove, IndexResult, IndexResync, IndexUpsert, StudentSummary};
 pub use lookup::{LookupKey, LookupMatch, LookupRequest, LookupResult};
 pub use review::{CaseSummary, ReviewDecision, ReviewRequest, StepRecord};
 pub use verify::{HeldStudent, Refusal, VerifyRequest, VerifyResult};
@@ -109,6 +109,10 @@ messages! {
     ArchiveCommit(ArchiveCommit) = "archive.commit", "archiveCommit";
     ArchiveCommitted(ArchiveCommitted) = "archive.committed", "archiveCommitted";
     Error(ErrorReport) = "error", "error";
+    // Added later; appended so that the samples' message ids stay stable.
+    IndexResync(IndexResync) = "index.resync", "indexResync";
+    CaseQuery(CaseQuery) = "case.query", "caseQuery";
+    CaseDetail(CaseDetail) = "case.detail", "caseDetail";
 }
 
 impl std::fmt::Display for MessageType {

@@ -159,6 +159,36 @@ fn a_refused_verification_closes_the_case_with_its_code() {
     assert_eq!(c.stage, Stage::Closed { outcome: Outcome::Refused, code: Some(ErrorCode::ProblemRecord) });
     assert_eq!(sends(&effects, SD), vec![MessageType::CaseClosed]);
     assert!(effects.contains(&Effect::Disarm));
+    assert!(effects.contains(&Effect::Status), "the final state goes to both provinces");
+    assert!(!effects.iter().any(|e| matches!(e, Effect::IndexDisputed { .. })), "a problem record disputes nothing");
+}
+
+#[test]
+fn a_student_the_out_province_does_not_find_disputes_the_index_entry() {
+    let (c, _) = open(CaseId::new_v7(), facts(), now(), &rules());
+    let r = VerifyResult::Refused(Refusal { code: ErrorCode::StudentNotFound, remark: None });
+    let (_, effects) = changed(transition(&c, Event::Verified { from: party(SC), result: &r }, now(), &rules()));
+    assert!(
+        effects
+            .contains(&Effect::IndexDisputed { province: c.facts.out_province, student: c.facts.student_id.clone() }),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_province_that_is_no_party_is_refused_whatever_it_sends() {
+    let (c, _) = open(CaseId::new_v7(), facts(), now(), &rules());
+    let stranger = Party::Province("44".parse().unwrap());
+    for event in [
+        Event::Released { from: stranger },
+        Event::CancelRequested { from: stranger },
+        Event::Committed { from: stranger },
+    ] {
+        match transition(&c, event, now(), &rules()) {
+            Transition::Refused(code, _) => assert_eq!(code, ErrorCode::NotYourStep),
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -170,10 +200,13 @@ fn an_ineligible_status_releases_the_hold_before_closing() {
         now(),
         &rules(),
     ));
-    assert_eq!(
-        c.stage,
-        Stage::Releasing { outcome: Outcome::Refused, code: Some(ErrorCode::StatusIneligible), remark: None }
-    );
+    let Stage::Releasing { outcome: Outcome::Refused, code: Some(ErrorCode::StatusIneligible), remark: Some(remark) } =
+        &c.stage
+    else {
+        panic!("{:?}", c.stage)
+    };
+    // The refusal says what the school must do first: process 复学 (domain.md §A.4).
+    assert!(remark.contains("复学"), "{remark}");
     assert_eq!(sends(&effects, SC), vec![MessageType::CaseRelease]);
     let (c, effects) = changed(transition(&c, Event::Released { from: party(SC) }, now(), &rules()));
     assert_eq!(c.stage, Stage::Closed { outcome: Outcome::Refused, code: Some(ErrorCode::StatusIneligible) });
