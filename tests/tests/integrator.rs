@@ -204,6 +204,15 @@ async fn a_province_that_contradicts_the_index_is_flagged_and_asked_to_report_th
     let op = w.bed.operator(certs::Role::Operator("qian".into())).await;
     let (_, disputes) = op.get("/ops/index-disputes").await;
     assert_eq!(disputes[0]["studentId"], s.student_id.to_string(), "{disputes}");
+    // The operator API's own refusals are typed too (a bad id, a bad parameter, no such route).
+    for (path, status) in [("/cases/not-a-uuid", 400), ("/cases?open=maybe", 400), ("/no/such/route", 404)] {
+        let (got, body) = op.get(path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            body["code"].as_str().is_some_and(|c| c.starts_with("E_")) && body["messageEn"].is_string(),
+            "{path}: {body}"
+        );
+    }
     let lookup = |student: &StudentSummary| {
         Body::LookupRequest(LookupRequest {
             name: student.name.clone(),
