@@ -133,22 +133,8 @@ impl ApiLimits {
     /// # Errors
     /// A zero cap or a deadline that is not a positive number of seconds.
     pub fn to_limits(&self) -> Result<certs::serve::Limits> {
-        let secs = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 && v < 86_400.0 {
-                Ok(std::time::Duration::from_secs_f64(v))
-            } else {
-                bail!("api.limits.{name}: {v} is not a number of seconds between 0 and a day")
-            }
-        };
-        if self.max_connections == 0 {
-            bail!("api.limits.max_connections must be at least 1");
-        }
-        Ok(certs::serve::Limits {
-            max_connections: self.max_connections,
-            handshake_timeout: secs("handshake_timeout_secs", self.handshake_timeout_secs)?,
-            header_timeout: secs("header_timeout_secs", self.header_timeout_secs)?,
-            idle_timeout: secs("idle_timeout_secs", self.idle_timeout_secs)?,
-        })
+        let deadlines = [self.handshake_timeout_secs, self.header_timeout_secs, self.idle_timeout_secs];
+        certs::serve::Limits::from_settings("[api.limits]", self.max_connections, deadlines).map_err(anyhow::Error::msg)
     }
 }
 

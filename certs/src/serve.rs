@@ -40,6 +40,36 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
+impl Limits {
+    /// Limits from configured numbers (deadlines in seconds), checked: a cap of at least one, a
+    /// deadline between zero and a day. `what` names the settings' table in the error.
+    ///
+    /// # Errors
+    /// The setting that is out of range, named.
+    pub fn from_settings(
+        what: &str,
+        max_connections: usize,
+        [handshake, header, idle]: [f64; 3],
+    ) -> Result<Limits, String> {
+        let secs = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v < 86_400.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(format!("{what} {name}: {v} is not a number of seconds between 0 and a day"))
+            }
+        };
+        if max_connections == 0 {
+            return Err(format!("{what} max_connections must be at least 1"));
+        }
+        Ok(Limits {
+            max_connections,
+            handshake_timeout: secs("handshake_timeout_secs", handshake)?,
+            header_timeout: secs("header_timeout_secs", header)?,
+            idle_timeout: secs("idle_timeout_secs", idle)?,
+        })
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -12,7 +12,7 @@ pub struct Admin {
     client: Client,
     base: url::Url,
     user: String,
-    password: String,
+    password: crate::config::Secret,
 }
 
 /// Permission patterns on one vhost (regular expressions over resource names).
@@ -47,7 +47,7 @@ impl Admin {
 
     async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<reqwest::Response> {
         let url = format!("{}api/{path}", self.base);
-        let mut req = self.client.request(method.clone(), &url).basic_auth(&self.user, Some(&self.password));
+        let mut req = self.client.request(method.clone(), &url).basic_auth(&self.user, Some(self.password.expose()));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -142,7 +142,7 @@ impl Admin {
             let resp = self
                 .client
                 .delete(format!("{}api/connections/{}", self.base, segment(&c.name)))
-                .basic_auth(&self.user, Some(&self.password))
+                .basic_auth(&self.user, Some(self.password.expose()))
                 .header("X-Reason", reason)
                 .send()
                 .await?;

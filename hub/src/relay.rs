@@ -16,9 +16,9 @@ use tracing::{error, info, warn};
 
 use crate::amqp::publisher::{self, Published, Publisher};
 use crate::amqp::{self, declare_core};
+use crate::context::Context;
 use crate::health::Health;
 use crate::retry::backoff;
-use crate::service::Context;
 use crate::store::outbox;
 
 /// Key of the relay's advisory lock.
@@ -64,8 +64,9 @@ async fn session(
     health: &Health,
 ) -> Result<()> {
     // Leadership: a session-level advisory lock on a connection of our own.
-    let mut lock_conn =
-        PgConnection::connect(&ctx.settings.database.url).await.context("Failed to connect for the relay lock")?;
+    let mut lock_conn = PgConnection::connect(ctx.settings.database.url.expose())
+        .await
+        .context("Failed to connect for the relay lock")?;
     loop {
         let got: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RELAY_LOCK).fetch_one(&mut lock_conn).await?;

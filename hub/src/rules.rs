@@ -4,22 +4,12 @@ use anyhow::{Context, Result};
 use chrono::Duration;
 use schemas::ErrorCode;
 use schemas::ids::ProvinceCode;
-use schemas::messages::{Business, HeldStudent, ReviewStep, StudentStatus};
+use schemas::messages::{AttachmentRef, Business, HeldStudent, StudentStatus};
 
 use crate::config::{ProvinceRules, Settings};
 use crate::workflow::calendar::Calendar;
-use crate::workflow::case::{Rules, chain_from_levels};
+use crate::workflow::case::{Chain, FileUse, Rules, chain_from_levels};
 use crate::workflow::index::transfer_status;
-
-/// What an attachment is for: the applicants' uploads (domain.md G-2) and the archive's files
-/// have different limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachmentUse {
-    /// Evidence of an application (申请材料).
-    Evidence(Business),
-    /// A file of the archive hand-over (调档).
-    Archive,
-}
 
 /// Rules built from [`Settings`].
 #[derive(Debug, Clone)]
@@ -48,36 +38,18 @@ impl CaseRules {
     }
 
     fn province(&self, p: ProvinceCode) -> &ProvinceRules {
-        self.settings.provinces.get(p.code()).unwrap_or(&self.default_province)
+        self.settings.provinces.get(&p).unwrap_or(&self.default_province)
     }
 
-    /// The size limit and accepted media types of an attachment used so.
-    pub fn attachment_limits(&self, used: AttachmentUse) -> (u64, &[String]) {
+    /// The size limit and accepted media types of a file used so.
+    pub fn file_limits(&self, used: FileUse) -> (u64, &[schemas::messages::MediaType]) {
         let c = &self.settings.cases;
         match used {
-            AttachmentUse::Evidence(Business::Transfer) => (c.transfer_attachment_max_bytes, &c.attachment_types),
-            AttachmentUse::Evidence(Business::Enrollment) => {
+            FileUse::Evidence(Business::Transfer) => (c.transfer_attachment_max_bytes, &c.attachment_types),
+            FileUse::Evidence(Business::Enrollment) => {
                 (c.enrollment_attachment_max_bytes, &c.enrollment_attachment_types)
             }
-            AttachmentUse::Archive => (c.archive_attachment_max_bytes, &c.archive_attachment_types),
-        }
-    }
-
-    /// What is wrong with an attachment of this size and type, used so; `None` when acceptable.
-    pub fn attachment_problem(
-        &self,
-        used: AttachmentUse,
-        name: &str,
-        size: u64,
-        media_type: &str,
-    ) -> Option<(ErrorCode, String)> {
-        let (max, types) = self.attachment_limits(used);
-        if size > max {
-            Some((ErrorCode::AttachmentTooLarge, format!("{name}: {size} bytes, limit {max}")))
-        } else if !types.iter().any(|t| t == media_type) {
-            Some((ErrorCode::AttachmentType, format!("{name}: type {media_type} is not accepted")))
-        } else {
-            None
+            FileUse::Archive => (c.archive_attachment_max_bytes, &c.archive_attachment_types),
         }
     }
 
@@ -92,11 +64,24 @@ impl CaseRules {
 }
 
 impl Rules for CaseRules {
-    fn chain(&self, business: Business, in_province: ProvinceCode, out_province: ProvinceCode) -> Vec<ReviewStep> {
+    fn chain(&self, business: Business, in_province: ProvinceCode, out_province: ProvinceCode) -> Chain {
         let (inp, out) = (self.province(in_province), self.province(out_province));
-        match business {
+        let chain = match business {
             Business::Transfer => chain_from_levels(&inp.transfer_in, &out.transfer_out),
             Business::Enrollment => chain_from_levels(&inp.enrollment_in, &out.enrollment_out),
+        };
+        chain.expect("the settings refuse an empty review chain at start")
+    }
+
+    fn file_problem(&self, used: FileUse, file: &AttachmentRef) -> Option<(ErrorCode, String)> {
+        let (max, types) = self.file_limits(used);
+        let name = &file.name;
+        if file.size > max {
+            Some((ErrorCode::AttachmentTooLarge, format!("{name}: {} bytes, limit {max}", file.size)))
+        } else if !types.contains(&file.media_type) {
+            Some((ErrorCode::AttachmentType, format!("{name}: type {} is not accepted", file.media_type)))
+        } else {
+            None
         }
     }
 
@@ -136,18 +121,26 @@ mod tests {
         let settings: Settings = toml::from_str(crate::config::tests::MINIMAL).unwrap();
         let rules = CaseRules::new(&settings).unwrap();
         let mb = 1024 * 1024;
-        let transfer = AttachmentUse::Evidence(Business::Transfer);
-        let enrollment = AttachmentUse::Evidence(Business::Enrollment);
-        let code = |used, size, media_type| rules.attachment_problem(used, "f", size, media_type).map(|(c, _)| c);
+        let transfer = FileUse::Evidence(Business::Transfer);
+        let enrollment = FileUse::Evidence(Business::Enrollment);
+        let code = |used, size: u64, media_type: &str| {
+            let file = AttachmentRef {
+                name: "f".parse().unwrap(),
+                media_type: media_type.parse().unwrap(),
+                size,
+                sha256: "0".repeat(64).parse().unwrap(),
+            };
+            rules.file_problem(used, &file).map(|(c, _)| c)
+        };
         // A 5 MB scan: too large as a transfer's evidence (1 MB) and an enrollment's (2 MB), fine
         // in an archive (8 MB).
         assert_eq!(code(transfer, 5 * mb, "application/pdf"), Some(ErrorCode::AttachmentTooLarge));
         assert_eq!(code(enrollment, 5 * mb, "image/jpeg"), Some(ErrorCode::AttachmentTooLarge));
-        assert_eq!(code(AttachmentUse::Archive, 5 * mb, "application/pdf"), None);
-        assert_eq!(code(AttachmentUse::Archive, 9 * mb, "application/pdf"), Some(ErrorCode::AttachmentTooLarge));
+        assert_eq!(code(FileUse::Archive, 5 * mb, "application/pdf"), None);
+        assert_eq!(code(FileUse::Archive, 9 * mb, "application/pdf"), Some(ErrorCode::AttachmentTooLarge));
         // Enrollment evidence is an image ([002 §19]); an archive may hold PDFs.
         assert_eq!(code(enrollment, mb, "application/pdf"), Some(ErrorCode::AttachmentType));
-        assert_eq!(code(AttachmentUse::Archive, mb, "text/plain"), Some(ErrorCode::AttachmentType));
+        assert_eq!(code(FileUse::Archive, mb, "text/plain"), Some(ErrorCode::AttachmentType));
         assert_eq!(code(transfer, mb, "application/pdf"), None);
     }
 }

@@ -8,8 +8,11 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{error, warn};
 
-use crate::service::Context;
+use crate::context::Context;
+use crate::handlers::{self, Timer};
+use crate::outgoing::Cause;
 use crate::store::{self, timers};
+use crate::unit::UnitOfWork;
 
 /// How often to look for due timers.
 const TICK: Duration = Duration::from_millis(500);
@@ -33,7 +36,7 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Fires the timers due now, each in a transaction of its own; returns how many fired.
+/// Fires the timers due now, each in a unit of work of its own; returns how many fired.
 ///
 /// # Errors
 /// Database errors.
@@ -45,25 +48,32 @@ pub async fn fire_due(ctx: &Context) -> Result<usize> {
     };
     let mut fired = 0;
     for id in ids {
-        let mut tx = ctx.pool.begin().await?;
-        let Some(timer) = timers::claim(&mut tx, id, now).await? else { continue };
-        // Deleted first: the handler may arm the same kind again for the case.
-        timers::delete(&mut tx, timer.timer_id).await?;
-        match crate::handlers::timer(&mut tx, ctx, &timer, now).await {
+        let mut unit = UnitOfWork::begin(&ctx.pool, now).await?;
+        let Some(due) = timers::claim(unit.conn(), id, now).await? else { continue };
+        // Deleted first: the handler may arm the same slot again.
+        timers::delete(unit.conn(), due.timer_id).await?;
+        let Some(timer) = Timer::of(&due) else {
+            // A kind this build does not know (written by a newer hub?): kept aside, loudly.
+            drop(unit);
+            error!(timer_id = due.timer_id, owner = %due.owner_business, kind = %due.kind, "Unknown timer; postponed.");
+            let mut conn = ctx.pool.acquire().await?;
+            timers::postpone(&mut conn, due.timer_id, Utc::now() + chrono::Duration::hours(1), "unknown kind").await?;
+            continue;
+        };
+        match handlers::timer(unit.conn(), ctx, timer, now).await {
             Ok(Some(replies)) => {
-                let cause = format!("timer:{}:{}", timer.timer_id, timer.due_at.timestamp_micros());
-                crate::service::emit(&mut tx, cause.as_bytes(), replies, None, now).await?;
-                tx.commit().await?;
+                let cause = Cause::Timer { timer_id: due.timer_id, due_at: due.due_at };
+                unit.finish(&cause, replies, None).await?;
                 fired += 1;
             }
-            Ok(None) => drop(tx), // busy: stays due for the next tick
+            Ok(None) => drop(unit), // busy: stays due for the next tick
             Err(e) if store::is_transient_any(&e) => return Err(e),
             Err(e) => {
-                drop(tx);
-                error!(timer_id = timer.timer_id, kind = %timer.kind, error = format!("{e:#}"), "Timer failed; postponed.");
-                let backoff = chrono::Duration::seconds(60 * i64::from(timer.attempts.clamp(0, 59) + 1));
+                drop(unit);
+                error!(timer_id = due.timer_id, kind = %due.kind, error = format!("{e:#}"), "Timer failed; postponed.");
+                let backoff = chrono::Duration::seconds(60 * i64::from(due.attempts.clamp(0, 59) + 1));
                 let mut conn = ctx.pool.acquire().await?;
-                timers::postpone(&mut conn, timer.timer_id, Utc::now() + backoff, &format!("{e:#}")).await?;
+                timers::postpone(&mut conn, due.timer_id, Utc::now() + backoff, &format!("{e:#}")).await?;
             }
         }
     }

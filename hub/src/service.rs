@@ -1,46 +1,23 @@
-//! Processing one inbound message: ONE database transaction records it in the inbox, runs the
-//! handler for its type under row locks, and writes every outgoing message to the outbox. The
-//! caller acknowledges the delivery only after this returns `Ok`.
-//!
-//! Outgoing message ids are derived from the inbound message (UUID v5), so a replay writes the
-//! same rows and the outbox's unique key makes it harmless.
+//! Processing one inbound message, in one unit of work ([`crate::unit`]): the sender gate
+//! (who the broker says, with an admitted certificate), the parse, the inbox claim (a
+//! redelivery is skipped, a reused id refused), the handler for its type, and the messages it
+//! sends. The caller acknowledges the delivery only after this returns `Ok`. What cannot be
+//! processed is a dead letter: kept once, bounded, its sender told.
 
-use std::sync::Arc;
-
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use chrono::{DateTime, SubsecRound, Utc};
 use schemas::codec::{self, ParseError};
 use schemas::messages::{Body, ErrorReport};
 use schemas::{CaseId, Envelope, ErrorCode, MessageId, MessageType, Party};
 use sha2::Digest;
-use sqlx::{PgConnection, PgPool};
 use tracing::{Instrument, debug, error, warn};
 use uuid::Uuid;
 
-use crate::amqp::names;
-use crate::config::Settings;
+use crate::context::Context;
 use crate::handlers;
-use crate::store::{self, dead_letters, inbox, outbox};
-
-/// Namespace of the hub's derived message ids.
-const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a9e_4b7d_4c1a_9e3f_58d2_0b6a_7c41);
-
-/// What the hub needs to process messages.
-#[derive(Clone)]
-pub struct Context {
-    pub pool: PgPool,
-    pub settings: Arc<Settings>,
-    pub rules: Arc<crate::rules::CaseRules>,
-}
-
-impl Context {
-    /// # Errors
-    /// When the case rules cannot be built (e.g. an invalid calendar file).
-    pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Context> {
-        let rules = Arc::new(crate::rules::CaseRules::new(&settings)?);
-        Ok(Context { pool, settings: Arc::new(settings), rules })
-    }
-}
+use crate::outgoing::{self, Cause, fallback_id};
+use crate::store::{self, dead_letters, inbox};
+use crate::unit::UnitOfWork;
 
 /// A delivery as the consumer hands it over.
 #[derive(Debug, Clone, Copy)]
@@ -64,21 +41,6 @@ pub enum Handled {
     Poison(ErrorCode),
     /// Unusable, and over its sender's poison rate: counted, not kept, not answered.
     Suppressed(ErrorCode),
-}
-
-/// A message a handler wants sent, addressed; the service gives it its id and envelope.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub recipient: Party,
-    pub case_id: Option<CaseId>,
-    pub body: Body,
-}
-
-/// A handler's result: the messages to send, and a business refusal code if it refused.
-#[derive(Debug, Default)]
-pub struct Effects {
-    pub replies: Vec<Reply>,
-    pub refused: Option<ErrorCode>,
 }
 
 /// Why a message is poison: the code and what to tell.
@@ -111,13 +73,14 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
             case_id: None,
             message_type: None,
         };
-        return dead_letter(ctx, &msg, "unknown", fallback_id(&msg, &digest), &digest, poison, now).await;
+        return dead_letter(ctx, &msg, "unknown", fallback_id(msg.amqp_message_id, &digest), &digest, poison, now)
+            .await;
     };
 
     let envelope = match codec::from_xml(msg.body, ctx.settings.limits.max_message_bytes) {
         Ok(e) => e,
         Err(ParseError { code, detail, message_id }) => {
-            let id = message_id.map_or_else(|| fallback_id(&msg, &digest), |m| m.uuid());
+            let id = message_id.map_or_else(|| fallback_id(msg.amqp_message_id, &digest), |m| m.uuid());
             let poison = Poison {
                 code,
                 detail,
@@ -154,49 +117,41 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
     let span = tracing::info_span!("message", message_id = %envelope.message_id, case_id = ?envelope.case_id.map(|c| c.to_string()), message_type = %envelope.message_type(), %sender);
     // Instrumented, not entered: a span guard held across awaits corrupts the span stack.
     async {
-        let mut tx = ctx.pool.begin().await?;
-        if !store::certs::is_admitted(&mut tx, &key).await? {
-            drop(tx);
+        let province = sender.province().expect("the sender gate admits provinces only");
+        let mut unit = UnitOfWork::begin(&ctx.pool, now).await?;
+        if !store::certs::is_admitted(unit.conn(), &key).await? {
+            drop(unit);
             let detail = format!("{sender} holds no registered, unrevoked certificate");
             return reject(ErrorCode::Revoked, detail).await;
         }
         let message_type = envelope.message_type();
         let case_id = envelope.case_id.map(|c| c.uuid());
-        match inbox::claim(
-            &mut tx,
-            &key,
-            envelope.message_id.uuid(),
-            message_type.as_str(),
-            case_id,
-            &digest,
-            inbox::Outcome::Processed,
-        )
-        .await?
-        {
+        let id = envelope.message_id.uuid();
+        let claim =
+            inbox::claim(unit.conn(), &key, id, message_type.as_str(), case_id, &digest, inbox::Outcome::Processed)
+                .await?;
+        match claim {
             inbox::Claim::New => {}
             inbox::Claim::Redelivery => {
                 debug!("Redelivery of a processed message skipped.");
                 return Ok(Handled::Duplicate);
             }
             inbox::Claim::Reused => {
-                drop(tx);
+                drop(unit);
                 let detail = format!("message id {} was already used for a different message", envelope.message_id);
                 return reject(ErrorCode::Duplicate, detail).await;
             }
         }
-
-        let effects = handlers::dispatch(&mut tx, ctx, &envelope, sender, now).await?;
-        let cause = cause_key(&key, envelope.message_id.uuid(), &digest);
-        emit(&mut tx, &cause, effects.replies, Some(envelope.message_id), now).await?;
+        let effects = handlers::dispatch(unit.conn(), ctx, &envelope, province, now).await?;
         let handled = match effects.refused {
             Some(code) => {
-                inbox::set_outcome(&mut tx, &key, envelope.message_id.uuid(), inbox::Outcome::Refused).await?;
+                inbox::set_outcome(unit.conn(), &key, id, inbox::Outcome::Refused).await?;
                 Handled::Refused(message_type, code)
             }
             None => Handled::Processed(message_type),
         };
-        crate::failpoint::pass(crate::failpoint::CONSUMER_BEFORE_COMMIT);
-        tx.commit().await?;
+        let cause = Cause::Message { sender: &key, message_id: id, digest: &digest };
+        unit.finish(&cause, effects.replies, Some(envelope.message_id)).await?;
         Ok(handled)
     }
     .instrument(span)
@@ -239,8 +194,9 @@ async fn dead_letter(
     }
     if let Some(recipient) = poison.reply_to {
         let report = ErrorReport::new(poison.code, poison.offending, Some(&poison.detail));
+        let cause = Cause::Message { sender: sender_key, message_id, digest };
         let reply = Envelope {
-            message_id: derive_id(sender_key, message_id, digest, 0),
+            message_id: cause.derive_id(0),
             sender: Party::Hub,
             recipient,
             case_id: poison.case_id,
@@ -248,7 +204,7 @@ async fn dead_letter(
             sent_at: now,
             body: Body::Error(report),
         };
-        enqueue(&mut tx, &reply).await?;
+        outgoing::enqueue(&mut tx, &reply).await?;
     }
     dead_letters::record(
         &mut tx,
@@ -283,7 +239,7 @@ pub async fn give_up(ctx: &Context, msg: Inbound<'_>, error: &str) -> Result<Han
     let sender = msg.user_id.and_then(|u| Party::parse(u).ok()).filter(|p| p.province().is_some());
     let envelope = codec::from_xml(msg.body, ctx.settings.limits.max_message_bytes).ok();
     let key = sender.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
-    let id = envelope.as_ref().map_or_else(|| fallback_id(&msg, &digest), |e| e.message_id.uuid());
+    let id = envelope.as_ref().map_or_else(|| fallback_id(msg.amqp_message_id, &digest), |e| e.message_id.uuid());
     let poison = Poison {
         code: ErrorCode::Internal,
         detail: format!("processing failed repeatedly: {error}"),
@@ -305,7 +261,7 @@ pub async fn give_up(ctx: &Context, msg: Inbound<'_>, error: &str) -> Result<Han
 pub async fn record_broker_dead_letter(ctx: &Context, msg: Inbound<'_>, reason: &str) -> Result<()> {
     let digest: [u8; 32] = sha2::Sha256::digest(msg.body).into();
     let sender = msg.user_id.unwrap_or("unknown");
-    let id = fallback_id(&msg, &digest);
+    let id = fallback_id(msg.amqp_message_id, &digest);
     error!(sender, message_id = %id, %reason, "The broker dead-lettered a message.");
     let mut conn = ctx.pool.acquire().await?;
     dead_letters::record(
@@ -325,77 +281,4 @@ pub async fn record_broker_dead_letter(ctx: &Context, msg: Inbound<'_>, reason: 
     )
     .await?;
     Ok(())
-}
-
-/// The bytes every id derived from one inbound message starts from.
-fn cause_key(sender: &str, message_id: Uuid, digest: &[u8; 32]) -> Vec<u8> {
-    let mut name = Vec::with_capacity(96);
-    name.extend_from_slice(sender.as_bytes());
-    name.extend_from_slice(message_id.as_bytes());
-    name.extend_from_slice(digest);
-    name
-}
-
-/// Writes replies to the outbox. Their ids derive from `cause` (what made the hub send them:
-/// an inbound message, a fired timer, an operator's action) and their position, so a replay of
-/// the same cause writes the same rows, which the outbox's unique key absorbs.
-///
-/// # Errors
-/// Database errors.
-pub async fn emit(
-    conn: &mut PgConnection,
-    cause: &[u8],
-    replies: Vec<Reply>,
-    correlation: Option<MessageId>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    for (n, reply) in replies.into_iter().enumerate() {
-        let mut name = cause.to_vec();
-        name.extend_from_slice(&(n as u32).to_be_bytes());
-        let out = Envelope {
-            message_id: MessageId::from_uuid(Uuid::new_v5(&ID_NAMESPACE, &name)),
-            sender: Party::Hub,
-            recipient: reply.recipient,
-            case_id: reply.case_id,
-            correlation_id: correlation,
-            sent_at: now,
-            body: reply.body,
-        };
-        enqueue(conn, &out).await?;
-    }
-    Ok(())
-}
-
-/// Writes an envelope to the outbox, addressed to its recipient's queue.
-async fn enqueue(conn: &mut PgConnection, env: &Envelope) -> Result<()> {
-    let body = codec::to_xml(env).into_bytes();
-    outbox::enqueue(
-        conn,
-        &outbox::NewMessage {
-            message_id: env.message_id.uuid(),
-            exchange: names::OUTBOUND_EXCHANGE.to_owned(),
-            routing_key: env.recipient.to_string(),
-            message_type: env.message_type().as_str().to_owned(),
-            recipient: env.recipient.to_string(),
-            case_id: env.case_id.map(|c| c.uuid()),
-            correlation_id: env.correlation_id.map(|c| c.to_string()),
-            headers: serde_json::json!({}),
-            body,
-        },
-    )
-    .await
-    .context("Failed to write to the outbox")
-}
-
-/// The id of the `n`th message caused by an inbound one (as [`emit`] derives it).
-fn derive_id(sender: &str, message_id: Uuid, digest: &[u8; 32], n: u32) -> MessageId {
-    let mut name = cause_key(sender, message_id, digest);
-    name.extend_from_slice(&n.to_be_bytes());
-    MessageId::from_uuid(Uuid::new_v5(&ID_NAMESPACE, &name))
-}
-
-/// The inbox key of a message whose envelope cannot be read: its AMQP message id when that is a
-/// UUID, else one derived from its bytes (so a redelivery of the same bytes is recognized).
-fn fallback_id(msg: &Inbound<'_>, digest: &[u8; 32]) -> Uuid {
-    msg.amqp_message_id.and_then(|m| Uuid::parse_str(m).ok()).unwrap_or_else(|| Uuid::new_v5(&ID_NAMESPACE, digest))
 }

@@ -12,9 +12,9 @@ use tracing::{info, warn};
 use crate::amqp::consumer;
 use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::context::Context;
 use crate::health::Health;
 use crate::retry::{backoff, panic_text};
-use crate::service::Context;
 use crate::{housekeeping, relay, scheduler, store};
 
 /// Runs the hub until SIGTERM or SIGINT.

@@ -34,7 +34,7 @@ async fn until_count(bed: &TestBed, sql: &'static str, n: i64) {
 async fn the_same_message_ten_times_concurrently_has_one_effect_and_one_reply() {
     let bed = TestBed::new().await;
     bed.add_province("37").await;
-    let ctx = service::Context::new(bed.db().await, bed.settings.clone()).unwrap();
+    let ctx = hub::context::Context::new(bed.db().await, bed.settings.clone()).unwrap();
     let env = index_upsert("37", vec![student("37", 1)]);
     let body = codec::to_xml(&env).into_bytes();
     let id = env.message_id.to_string();
@@ -387,50 +387,32 @@ async fn sigterm_finishes_in_flight_work_and_flushes_the_outbox() {
     );
 }
 
-/// Two applications for one student in concurrent transactions: the second waits for the first,
-/// is told the student is busy, and its transaction stays usable for the refusal it must write
-/// (an error there once aborted it and lost the application).
+/// Two businesses taking one student in concurrent transactions: the second waits for the
+/// first, is told the student is busy, and its transaction stays usable for the refusal it must
+/// write (an error there once aborted it and lost the application).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_case_for_the_same_student_is_refused_and_its_transaction_goes_on() {
-    use hub::store::cases::{InsertError, insert};
-    use hub::workflow::case::{Case, Facts, Stage};
-    use schemas::messages::{Business, MessageType as T};
+async fn a_second_business_for_the_same_student_is_refused_and_its_transaction_goes_on() {
+    use hub::store::register::{Entry, open};
 
     let bed = TestBed::new().await;
     let pool = bed.db().await;
     hub::store::migrate(&pool).await.unwrap();
-    let Body::TransferApply(app) = schemas::samples::body(T::TransferApply) else { unreachable!() };
-    let case = |in_province: &str| Case {
-        id: schemas::CaseId::new_v7(),
-        facts: Facts {
-            business: Business::Transfer,
-            student_id: app.student_id.clone(),
-            student_name: app.student_name.clone(),
-            in_province: in_province.parse().unwrap(),
-            in_school: app.school.clone(),
-            out_province: "51".parse().unwrap(),
-            out_school: "5101000123".parse().unwrap(),
-            target_grade: app.target_grade,
-            reason: app.reason.clone(),
-            evidence: vec![],
-            held: None,
-            chain: vec![],
-        },
-        stage: Stage::Verifying,
-        since: chrono::Utc::now(),
-        attempts: 1,
-        last_error: None,
-        resends: 0,
+    let student = "G510104201605120358";
+    let entry = |id: uuid::Uuid| Entry {
+        student_id: student,
+        business: "transfer",
+        business_id: id,
+        schools: vec!["3137000456".into(), "3151000123".into()],
+        divisions: vec![],
     };
 
     let mut first = pool.begin().await.unwrap();
-    insert(&mut first, &case("37"), uuid::Uuid::now_v7()).await.expect("the first case");
-    let second_case = case("44");
+    assert!(open(&mut first, &entry(uuid::Uuid::now_v7())).await.unwrap(), "the first business");
     let second = tokio::spawn({
         let pool = pool.clone();
         async move {
             let mut tx = pool.begin().await.unwrap();
-            let outcome = insert(&mut tx, &second_case, uuid::Uuid::now_v7()).await;
+            let outcome = open(&mut tx, &entry(uuid::Uuid::now_v7())).await.unwrap();
             // The refusal is written in the same transaction: it must still accept statements.
             let usable = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut *tx).await.is_ok();
             tx.commit().await.unwrap();
@@ -450,7 +432,7 @@ async fn a_second_case_for_the_same_student_is_refused_and_its_transaction_goes_
     .await;
     first.commit().await.unwrap();
     let (outcome, usable) = second.await.unwrap();
-    assert!(matches!(outcome, Err(InsertError::StudentBusy)), "{outcome:?}");
+    assert!(!outcome, "the second business is told the student is busy");
     assert!(usable, "the transaction survives the refusal");
-    assert_eq!(count(&bed, "SELECT count(*) FROM business_case").await, 1, "one open case for the student");
+    assert_eq!(count(&bed, "SELECT count(*) FROM open_business").await, 1, "one open business for the student");
 }

@@ -271,7 +271,7 @@ async fn a_province_configured_with_a_city_level_gets_that_step_in_both_business
             let list = v.as_array().unwrap_or_else(|| panic!("{field}: {detail}"));
             list.iter().map(|s| s.get(field).unwrap_or(s).as_str().expect("a step name").to_owned()).collect()
         };
-        assert_eq!(names(&detail["facts"]["chain"], "step"), expected, "{what}: the chain loaded for the case");
+        assert_eq!(names(&detail["chain"], "step"), expected, "{what}: the chain loaded for the case");
         assert_eq!(names(&detail["decisions"], "step"), expected, "{what}: the history shows every decision");
     }
 }

@@ -18,9 +18,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::{connect, declare_core, names};
+use crate::context::Context;
 use crate::health::Health;
 use crate::retry::{backoff, panic_text};
-use crate::service::{self, Context, Handled, Inbound};
+use crate::service::{self, Handled, Inbound};
 use crate::store;
 
 /// Consumes until `shutdown` turns true, reconnecting after any broker failure.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use certs::{Ca, CertInfo, KeyRequest, Profile, Request, Role, Validity};
 use chrono::{DateTime, Utc};
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use schemas::ids::ProvinceCode;
 
 use super::load;
@@ -20,11 +20,25 @@ pub(super) enum RoleArg {
     Server,
 }
 
+/// Whom a certificate is for: a role, and its province or name.
+#[derive(Args)]
+pub(super) struct Identity {
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// Province code (GB/T 2260) for --role province.
+    #[arg(long)]
+    province: Option<String>,
+    /// Name for --role operator / national (CN op-NAME / moe-NAME) or host for --role server.
+    #[arg(long)]
+    name: Option<String>,
+}
+
 /// The identity a role argument and its name or province make.
-fn role(role: RoleArg, province: Option<&str>, name: Option<String>) -> Result<Role> {
+fn role(who: Identity) -> Result<Role> {
+    let Identity { role, province, name } = who;
     let role = match role {
         RoleArg::Province => {
-            Role::Province(ProvinceCode::parse(province.context("--role province needs --province NN")?)?)
+            Role::Province(ProvinceCode::parse(province.as_deref().context("--role province needs --province NN")?)?)
         }
         RoleArg::Hub => Role::Hub,
         RoleArg::Operator => Role::Operator(name.context("--role operator needs --name")?),
@@ -53,14 +67,8 @@ pub(super) enum CertsCommand {
     /// (owner-only, never leaves OUT) and OUT/STEM.csr, to send to the exchange operator, who
     /// signs it with `hub certs sign`. Refuses to overwrite.
     Request {
-        #[arg(long, value_enum)]
-        role: RoleArg,
-        /// Province code (GB/T 2260) for --role province.
-        #[arg(long)]
-        province: Option<String>,
-        /// Name for --role operator / national (CN op-NAME / moe-NAME) or host for --role server.
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        who: Identity,
         /// Subject alternative names of a server (DNS names or IP addresses); repeatable.
         #[arg(long = "alt")]
         alt: Vec<String>,
@@ -81,15 +89,9 @@ pub(super) enum CertsCommand {
         /// The request (PEM), from `hub certs request` or `adapter request`.
         #[arg(long)]
         csr: PathBuf,
-        /// The role the request must be for.
-        #[arg(long, value_enum)]
-        role: RoleArg,
-        /// Province code for --role province.
-        #[arg(long)]
-        province: Option<String>,
-        /// Name or host, as in the request.
-        #[arg(long)]
-        name: Option<String>,
+        /// Whom the request must be for.
+        #[command(flatten)]
+        who: Identity,
         /// Validity in days (at most 825).
         #[arg(long, default_value_t = 825)]
         days: i64,
@@ -103,14 +105,8 @@ pub(super) enum CertsCommand {
         /// Directory holding ca.pem and ca.key.
         #[arg(long)]
         ca: PathBuf,
-        #[arg(long, value_enum)]
-        role: RoleArg,
-        /// Province code (GB/T 2260) for --role province.
-        #[arg(long)]
-        province: Option<String>,
-        /// Name for --role operator / national (CN op-NAME / moe-NAME) or host for --role server.
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        who: Identity,
         /// Subject alternative names of a server certificate (DNS names or IP addresses).
         #[arg(long = "alt")]
         alt: Vec<String>,
@@ -180,8 +176,8 @@ pub(super) fn run(cmd: CertsCommand, config: Option<&Path>, runtime: &tokio::run
             println!("CA created: {}/ca.pem (key: {}/ca.key, owner-only)", out.display(), out.display());
             Ok(())
         }
-        CertsCommand::Request { role: r, province, name, alt, out, stem } => {
-            let role = role(r, province.as_deref(), name)?;
+        CertsCommand::Request { who, alt, out, stem } => {
+            let role = role(who)?;
             let made = KeyRequest::generate(&role, &alt)?;
             let stem = stem.unwrap_or_else(|| role.common_name());
             let (key, csr) = made.write(&out, &stem)?;
@@ -193,8 +189,8 @@ pub(super) fn run(cmd: CertsCommand, config: Option<&Path>, runtime: &tokio::run
             );
             Ok(())
         }
-        CertsCommand::Sign { ca, csr, role: r, province, name, days, out } => {
-            let role = role(r, province.as_deref(), name)?;
+        CertsCommand::Sign { ca, csr, who, days, out } => {
+            let role = role(who)?;
             let request = Request::read(&csr).with_context(|| format!("Failed to read {}", csr.display()))?;
             let mut profile = Profile::new(role, days);
             profile.alt_names = request.alt_names.clone();
@@ -209,8 +205,8 @@ pub(super) fn run(cmd: CertsCommand, config: Option<&Path>, runtime: &tokio::run
             );
             Ok(())
         }
-        CertsCommand::Issue { ca, role: r, province, name, alt, days, not_before, not_after, out, stem } => {
-            let role = role(r, province.as_deref(), name)?;
+        CertsCommand::Issue { ca, who, alt, days, not_before, not_after, out, stem } => {
+            let role = role(who)?;
             let mut profile = Profile::new(role, days);
             profile.alt_names = alt;
             if let Some(t) = not_before {

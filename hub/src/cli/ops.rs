@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
+use crate::api::ops::client::Client;
+use crate::api::ops::paths;
+use crate::workflow::case::OperatorAction;
+
 #[derive(clap::Args)]
 pub(super) struct OpsArgs {
     /// The operator API, e.g. https://127.0.0.1:8443
@@ -53,27 +57,20 @@ enum OpsCommand {
     Stuck,
     /// Review steps past their deadline.
     Overdue,
-    /// Send the current stage's request again.
-    Resend {
-        id: String,
-        /// Why, for the audit trail.
+    /// An operator's action on a case (audited): `resend` the current stage's request,
+    /// `rerequest` the archive package, or `resolve` a stuck alert handled outside the system.
+    Act {
+        id: uuid::Uuid,
+        #[arg(value_enum)]
+        action: OperatorAction,
+        /// Why, or what was done, for the audit trail.
         #[arg(long, default_value = "")]
         note: String,
     },
-    /// Drop the received archive package and ask for it again.
-    Rerequest {
-        id: String,
-        /// Why, for the audit trail.
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Acknowledge a stuck or overdue alert handled outside the system.
-    Resolve {
-        id: String,
-        /// What was done, for the audit trail.
-        #[arg(long)]
-        note: String,
-    },
+    /// Dead letters (without their bodies).
+    DeadLetters,
+    /// Index entries their province contradicted, waiting to be reported again.
+    IndexDisputes,
     /// The audit trail (of one case, or all).
     Audit {
         /// Only this case.
@@ -88,15 +85,8 @@ pub(super) async fn run(args: OpsArgs) -> Result<()> {
     };
     let (cert, key, ca) = (need(args.cert, "cert")?, need(args.key, "key")?, need(args.ca, "ca")?);
     let url = args.url.context("hub ops needs --url (or HUB_OPS_URL)")?;
-    let mut identity = std::fs::read(&cert).with_context(|| format!("Failed to read {}", cert.display()))?;
-    identity.extend(std::fs::read(&key).with_context(|| format!("Failed to read {}", key.display()))?);
-    let client = reqwest::Client::builder()
-        .identity(reqwest::Identity::from_pem(&identity)?)
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca)?)?)
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?;
-    let base = url.trim_end_matches('/');
-    let request = match &args.command {
+    let client = Client::new(&url, &cert, &key, &ca)?;
+    let answer = match &args.command {
         OpsCommand::Cases { student, school, province, state, waiting_on, open } => {
             let mut q: Vec<(&str, String)> = Vec::new();
             for (k, v) in [
@@ -113,31 +103,22 @@ pub(super) async fn run(args: OpsArgs) -> Result<()> {
             if let Some(o) = open {
                 q.push(("open", o.to_string()));
             }
-            client.get(format!("{base}/cases")).query(&q)
+            client.get(paths::CASES, &q).await?
         }
-        OpsCommand::Case { id } => client.get(format!("{base}/cases/{id}")),
-        OpsCommand::Stuck => client.get(format!("{base}/ops/stuck")),
-        OpsCommand::Overdue => client.get(format!("{base}/ops/overdue")),
-        OpsCommand::Resend { id, note } => {
-            client.post(format!("{base}/ops/cases/{id}/resend")).json(&serde_json::json!({ "note": note }))
-        }
-        OpsCommand::Rerequest { id, note } => {
-            client.post(format!("{base}/ops/cases/{id}/rerequest")).json(&serde_json::json!({ "note": note }))
-        }
-        OpsCommand::Resolve { id, note } => {
-            client.post(format!("{base}/ops/cases/{id}/resolve")).json(&serde_json::json!({ "note": note }))
-        }
+        OpsCommand::Case { id } => client.case(id).await?,
+        OpsCommand::Stuck => client.get(paths::STUCK, &[]).await?,
+        OpsCommand::Overdue => client.get(paths::OVERDUE, &[]).await?,
+        OpsCommand::DeadLetters => client.get(paths::DEAD_LETTERS, &[]).await?,
+        OpsCommand::IndexDisputes => client.get(paths::INDEX_DISPUTES, &[]).await?,
+        OpsCommand::Act { id, action, note } => client.act(*id, *action, note).await?,
         OpsCommand::Audit { case } => {
-            let q: Vec<(&str, &String)> = case.iter().map(|c| ("case", c)).collect();
-            client.get(format!("{base}/ops/audit")).query(&q)
+            let q: Vec<(&str, String)> = case.iter().map(|c| ("case", c.clone())).collect();
+            client.get(paths::AUDIT, &q).await?
         }
     };
-    let response = request.send().await.context("Operator API unreachable")?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    println!("{body:#}");
-    if !status.is_success() {
-        bail!("the operator API answered {status}");
+    println!("{:#}", answer.body);
+    if !answer.is_success() {
+        bail!("the operator API answered {}", answer.status);
     }
     Ok(())
 }

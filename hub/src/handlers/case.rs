@@ -1,58 +1,67 @@
 //! Case messages: applications, verification results, reviewers' decisions, cancellation,
-//! release, the archive hand-over; and the case timers and operators' actions. Each runs in
-//! the transaction of its cause, with the case row locked.
+//! release, the archive hand-over; the case timers, operators' actions and queries. Each runs in
+//! the unit of work of its cause, with the case row locked: the handler gathers facts, the
+//! workflow ([`crate::workflow::case`]) decides, the handler writes.
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
-use schemas::ids::{ProvinceCode, SchoolCode};
+use schemas::ids::ProvinceCode;
 use schemas::messages::{
-    Application, ArchiveDeliver, ArchivePackage, Attachment, Body, Business, CaseAccepted, CaseStatus, CaseSummary,
-    ReminderKind, ReviewRequest, UpTo,
+    Application, ArchiveDeliver, Attachment, Body, Business, CaseAccepted, CaseState, ReminderKind, ReviewRequest, UpTo,
 };
 use schemas::{CaseId, Envelope, ErrorCode, Party};
 use sqlx::PgConnection;
 use tracing::debug;
 use uuid::Uuid;
 
-use super::refuse;
-use crate::rules::AttachmentUse;
-use crate::service::{Context, Effects, Reply};
-use crate::store::{self, cases, permissions, schools, timers};
-use crate::workflow::case::{self as workflow, Case, Effect, Event, Facts, OperatorAction, Stage, Transition};
+use super::{Effects, refuse};
+use crate::context::Context;
+use crate::outgoing::Reply;
+use crate::store::timers::Owner;
+use crate::store::{self, cases, permissions, register, schools, timers};
+use crate::workflow::case::{
+    self as workflow, Admission, Case, CaseTimer, Effect, Event, OpenBusiness, OperatorAction, SchoolFact, Transition,
+};
 
-/// Timer kinds of cases.
-pub const RESEND: &str = "case.resend";
-pub const REMINDER: &str = "case.reminder";
+/// The owner name of case timers and of cases in the register of open business.
+pub const OWNER: &str = "case";
 
 /// Namespace of case ids derived from applications.
 const CASE_NAMESPACE: Uuid = Uuid::from_u128(0x3c2b_91d4_5e6f_4a70_8b1c_2d3e_4f50_6172);
 
-/// Whether `school` may take part in a case for `province` now.
-async fn check_school(
-    conn: &mut PgConnection,
-    school: &SchoolCode,
-    province: ProvinceCode,
-    now: DateTime<Utc>,
-) -> Result<Option<(ErrorCode, String)>> {
-    Ok(match schools::get(conn, school.as_ref()).await? {
-        None => Some((ErrorCode::SchoolUnknown, format!("school {school} is not in the school registry"))),
-        Some(s) if !s.active => Some((ErrorCode::SchoolUnknown, format!("school {school} ({}) is revoked", s.name))),
-        Some(s) if s.province != province.code() => Some((
-            ErrorCode::SchoolUnknown,
-            format!("school {school} belongs to province {}, not {}", s.province, province.code()),
-        )),
-        Some(s) if s.code_usable_from.is_some_and(|t| t > now) => Some((
-            ErrorCode::SchoolNoCode,
-            format!(
-                "the identification code of school {school} is usable from {} (sync takes 1–2 days)",
-                s.code_usable_from.unwrap_or(now)
-            ),
-        )),
-        Some(_) => None,
-    })
+fn owner(case: CaseId) -> Owner<'static> {
+    Owner { business: OWNER, id: case.uuid() }
 }
 
-/// An application (转学申请 / 就学申请): checked, then a case opens and verification starts.
+/// A case timer's slot (one timer per slot) and stored kind.
+fn slot_and_kind(t: CaseTimer) -> (&'static str, &'static str) {
+    match t {
+        CaseTimer::Resend => ("case.resend", "case.resend"),
+        CaseTimer::Reminder(ReminderKind::Upcoming) => ("case.reminder", "case.reminder.upcoming"),
+        CaseTimer::Reminder(ReminderKind::Due) => ("case.reminder", "case.reminder.due"),
+        CaseTimer::Reminder(ReminderKind::Overdue) => ("case.reminder", "case.reminder.overdue"),
+    }
+}
+
+/// A stored kind read back; `None` for one this build does not know.
+pub fn timer_of(kind: &str) -> Option<CaseTimer> {
+    [
+        CaseTimer::Resend,
+        CaseTimer::Reminder(ReminderKind::Upcoming),
+        CaseTimer::Reminder(ReminderKind::Due),
+        CaseTimer::Reminder(ReminderKind::Overdue),
+    ]
+    .into_iter()
+    .find(|t| slot_and_kind(*t).1 == kind)
+}
+
+fn school_fact(s: schools::School) -> SchoolFact {
+    SchoolFact { name: s.name, province: s.province, active: s.active, code_usable_from: s.code_usable_from }
+}
+
+/// An application (转学申请 / 就学申请): the facts gathered, admitted or refused, then a case
+/// opens (in the register of open business first: one at a time per student) and verification
+/// starts.
 ///
 /// # Errors
 /// Database errors.
@@ -66,107 +75,78 @@ pub async fn apply(
     now: DateTime<Utc>,
 ) -> Result<Effects> {
     let from = Party::Province(sender);
-    let no = |code, detail: String| Ok(refuse(from, env, code, &detail));
-    let items = app.evidence.items();
-    // Reviewers receive the files by name: two of one name would lose one.
-    if let Some(twice) = items.iter().enumerate().find(|(i, a)| items[..*i].iter().any(|b| b.name == a.name)) {
-        return no(ErrorCode::Schema, format!("two evidence files are named {}", twice.1.name));
-    }
-    for a in items {
-        if a.check().is_err() {
-            return no(
-                ErrorCode::AttachmentDigest,
-                format!("evidence {}: content does not match its size or SHA-256", a.name),
-            );
-        }
-        let used = AttachmentUse::Evidence(business);
-        if let Some((code, detail)) = ctx.rules.attachment_problem(used, a.name.as_ref(), a.size, a.media_type.as_ref())
-        {
-            return no(code, format!("evidence {detail}"));
-        }
-    }
-    if let Some((code, detail)) = check_school(conn, &app.school, sender, now).await? {
-        return no(code, detail);
-    }
-    if business == Business::Enrollment {
-        // The enrolling school shows it followed the local admission policy ([003 Q29]), and
-        // only schools its province permitted may enroll graduates of other provinces ([003 Q37]).
-        if app.evidence.is_empty() {
-            return no(
-                ErrorCode::EvidenceMissing,
-                "an enrollment needs evidence: admission letter, exam results (录取通知书、中考成绩)".into(),
-            );
-        }
-        if !permissions::is_permitted(conn, app.school.as_ref()).await? {
-            return no(
-                ErrorCode::NotPermitted,
-                format!("school {} has no permission for post-graduation enrollment", app.school),
-            );
-        }
-    }
-    let Some(entry) = store::index::by_student_id(conn, app.student_id.as_ref()).await? else {
-        return no(ErrorCode::StudentNotFound, format!("{} is not in the national student index", app.student_id));
+    let in_school = schools::get(conn, app.school.as_ref()).await?.map(school_fact);
+    let enrollment_permitted =
+        business == Business::Enrollment && permissions::is_permitted(conn, app.school.as_ref()).await?;
+    let entry = store::index::by_student_id(conn, app.student_id.as_ref()).await?;
+    let out_school = match &entry {
+        Some(e) => schools::get(conn, e.summary.school.as_ref()).await?.map(school_fact),
+        None => None,
     };
-    if let Some(at) = entry.disputed_at {
-        return no(
-            ErrorCode::StudentNotFound,
-            format!(
-                "province {} reported on {at} that it holds no such student; it was asked to report him again",
-                entry.province.code()
-            ),
-        );
-    }
-    if entry.province == sender {
-        return no(
-            ErrorCode::SameProvince,
-            format!("{} is a student of province {} already", app.student_id, sender.code()),
-        );
-    }
-    if let Some((code, detail)) = check_school(conn, &entry.summary.school, entry.province, now).await? {
-        return no(code, format!("the student's current school: {detail}"));
-    }
-    if let Some((id, state)) = cases::open_case_of(conn, app.student_id.as_ref()).await? {
-        let detail = match state {
-            schemas::messages::CaseState::Cancelling => format!(
-                "case {id} was cancelled, but the out-province has not closed its side yet; apply again once it has"
-            ),
-            _ => format!("the student has an open cross-province case {id} ({state:?})"),
-        };
-        return no(ErrorCode::InFlight, detail);
-    }
+    let open = match register::holder(conn, app.student_id.as_ref()).await? {
+        Some(h) => {
+            let state = cases::state_of(conn, h.business_id).await?;
+            Some(OpenBusiness {
+                business: h.business,
+                id: h.business_id,
+                cancelling: state == Some(CaseState::Cancelling),
+            })
+        }
+        None => None,
+    };
+    let admission = Admission {
+        business,
+        sender,
+        application: app,
+        in_school,
+        enrollment_permitted,
+        entry: entry.as_ref(),
+        out_school,
+        open,
+        now,
+    };
+    let facts = match workflow::admit(&admission, &*ctx.rules) {
+        Ok(facts) => facts,
+        Err((code, detail)) => return Ok(refuse(from, env, code, &detail)),
+    };
 
     let case_id = CaseId::from_uuid(Uuid::new_v5(&CASE_NAMESPACE, env.message_id.uuid().as_bytes()));
-    let facts = Facts {
-        business,
-        student_id: app.student_id.clone(),
-        student_name: app.student_name.clone(),
-        in_province: sender,
-        in_school: app.school.clone(),
-        out_province: entry.province,
-        out_school: entry.summary.school.clone(),
-        target_grade: app.target_grade,
-        reason: app.reason.clone(),
-        evidence: app.evidence.items().iter().map(Attachment::reference).collect(),
-        held: None,
-        chain: vec![],
+    let held = register::Entry {
+        student_id: facts.student_id.as_ref(),
+        business: business_name(business),
+        business_id: case_id.uuid(),
+        schools: vec![facts.in_school.to_string(), facts.out_school.to_string()],
+        divisions: vec![],
     };
-    let (case, effects) = workflow::open(case_id, facts, now, &*ctx.rules);
-    match cases::insert(conn, &case, env.message_id.uuid()).await {
-        Ok(()) => {}
-        Err(cases::InsertError::StudentBusy) => {
-            return no(ErrorCode::InFlight, "another application for this student was accepted just now".into());
-        }
-        Err(cases::InsertError::Other(e)) => return Err(e.into()),
+    if !register::open(conn, &held).await? {
+        // A concurrent application for the same student committed since the facts were read.
+        return Ok(refuse(
+            from,
+            env,
+            ErrorCode::InFlight,
+            "another application for this student was accepted just now",
+        ));
     }
+    let (case, effects) = workflow::open(case_id, facts, now, &*ctx.rules);
+    cases::insert(conn, &case, env.message_id.uuid()).await?;
     cases::save_evidence(conn, case_id, app.evidence.items()).await?;
-    cases::add_event(conn, case_id, now, None, case.stage.name(), env.message_type().as_str(), None).await?;
+    cases::add_event(conn, case_id, now, None, case.phase.name(), env.message_type().as_str(), None).await?;
     let mut replies = vec![Reply {
         recipient: from,
         case_id: Some(case_id),
         body: Body::CaseAccepted(CaseAccepted { business, state: case.state(), waiting: case.waiting() }),
     }];
-    replies.extend(materialize(conn, &case, effects, now).await?);
+    let rest = materialize(conn, &case, effects, None, now).await?;
+    replies.extend(rest.replies);
     Ok(Effects { replies, refused: None })
+}
+
+/// The register's name of a case's business.
+fn business_name(b: Business) -> &'static str {
+    match b {
+        Business::Transfer => "transfer",
+        Business::Enrollment => "enrollment",
+    }
 }
 
 /// A message about an existing case, from a province.
@@ -191,110 +171,17 @@ pub async fn on_message(
         Body::ReviewDecision(decision) => Event::Decided { from: sender, decision },
         Body::CaseCancel(_) => Event::CancelRequested { from: sender },
         Body::CaseReleased(_) => Event::Released { from: sender },
+        Body::ArchivePackage(package) => Event::PackageReceived { from: sender, package },
+        Body::ArchiveAttachment(attachment) => Event::AttachmentReceived { from: sender, attachment },
         Body::ArchiveImported(result) => Event::Imported { from: sender, result },
         Body::ArchiveCommitted(_) => Event::Committed { from: sender },
-        Body::ArchivePackage(p) => return on_package(conn, ctx, env, case, sender, p, now).await,
-        Body::ArchiveAttachment(a) => return on_attachment(conn, ctx, env, case, sender, a, now).await,
-        other => bail!("{} is not a case message", other.message_type()),
+        other => anyhow::bail!("{} is not a case message", other.message_type()),
     };
     let t = workflow::transition(&case, event, now, &*ctx.rules);
     settle(conn, &case, t, env.message_type().as_str(), Some((sender, env)), now).await
 }
 
-/// Records a problem with what the out-province sent, keeps waiting (the resend timer asks
-/// again), and tells the out-province.
-async fn package_problem(
-    conn: &mut PgConnection,
-    env: &Envelope,
-    mut case: Case,
-    to: Party,
-    code: ErrorCode,
-    detail: String,
-) -> Result<Effects> {
-    case.last_error = Some(format!("{}: {detail}", code.code()));
-    cases::save(conn, &case).await?;
-    Ok(refuse(to, env, code, &detail))
-}
-
-async fn on_package(
-    conn: &mut PgConnection,
-    ctx: &Context,
-    env: &Envelope,
-    case: Case,
-    sender: Party,
-    p: &ArchivePackage,
-    now: DateTime<Utc>,
-) -> Result<Effects> {
-    if sender != Party::Province(case.facts.out_province) {
-        return Ok(refuse(sender, env, ErrorCode::NotYourStep, "the archive package comes from the out-province"));
-    }
-    if case.stage != Stage::ArchiveRequested {
-        debug!(stage = case.stage.name(), "Archive package outside the request ignored.");
-        return Ok(Effects::default());
-    }
-    if p.record.student_id != case.facts.student_id {
-        let detail = format!("the package is for {}, the case for {}", p.record.student_id, case.facts.student_id);
-        return package_problem(conn, env, case, sender, ErrorCode::Unexpected, detail).await;
-    }
-    for a in &p.attachment {
-        let problem =
-            ctx.rules.attachment_problem(AttachmentUse::Archive, a.name.as_ref(), a.size, a.media_type.as_ref());
-        if let Some((code, detail)) = problem {
-            return package_problem(conn, env, case, sender, code, format!("attachment {detail}")).await;
-        }
-    }
-    cases::save_package(conn, case.id, &p.record, &p.attachment).await?;
-    complete_if_ready(conn, ctx, case, env, now).await
-}
-
-async fn on_attachment(
-    conn: &mut PgConnection,
-    ctx: &Context,
-    env: &Envelope,
-    case: Case,
-    sender: Party,
-    a: &Attachment,
-    now: DateTime<Utc>,
-) -> Result<Effects> {
-    if sender != Party::Province(case.facts.out_province) {
-        return Ok(refuse(sender, env, ErrorCode::NotYourStep, "archive attachments come from the out-province"));
-    }
-    if case.stage != Stage::ArchiveRequested {
-        debug!(stage = case.stage.name(), "Archive attachment outside the request ignored.");
-        return Ok(Effects::default());
-    }
-    if a.check().is_err() {
-        let detail = format!("attachment {}: content does not match its size or SHA-256", a.name);
-        return package_problem(conn, env, case, sender, ErrorCode::AttachmentDigest, detail).await;
-    }
-    let problem = ctx.rules.attachment_problem(AttachmentUse::Archive, a.name.as_ref(), a.size, a.media_type.as_ref());
-    if let Some((code, detail)) = problem {
-        return package_problem(conn, env, case, sender, code, format!("attachment {detail}")).await;
-    }
-    cases::save_attachment(conn, case.id, a).await?;
-    complete_if_ready(conn, ctx, case, env, now).await
-}
-
-/// Moves on when the package and every attachment it announces are stored and match.
-async fn complete_if_ready(
-    conn: &mut PgConnection,
-    ctx: &Context,
-    case: Case,
-    env: &Envelope,
-    now: DateTime<Utc>,
-) -> Result<Effects> {
-    let Some((_, manifest)) = cases::package(conn, case.id.uuid()).await? else { return Ok(Effects::default()) };
-    let stored = cases::attachments(conn, case.id.uuid()).await?;
-    let complete =
-        manifest.iter().all(|m| stored.iter().any(|a| a.name == m.name && a.sha256 == m.sha256 && a.size == m.size));
-    if !complete {
-        return Ok(Effects::default());
-    }
-    let t = workflow::transition(&case, Event::PackageComplete, now, &*ctx.rules);
-    settle(conn, &case, t, env.message_type().as_str(), None, now).await
-}
-
-/// Writes a transition: the case, its history, its timers, and the messages it sends.
+/// Writes a transition: the case, its history, and its effects; returns the messages to send.
 async fn settle(
     conn: &mut PgConnection,
     before: &Case,
@@ -306,23 +193,14 @@ async fn settle(
     match t {
         Transition::Changed(case, effects) => {
             if case.resends > before.resends {
-                metrics::counter!("hub_requests_resent_total", "stage" => case.stage.name()).increment(1);
+                metrics::counter!("hub_requests_resent_total", "stage" => case.phase.name()).increment(1);
             }
             cases::save(conn, &case).await?;
-            if case.stage != before.stage {
-                cases::add_event(
-                    conn,
-                    case.id,
-                    now,
-                    Some(before.stage.name()),
-                    case.stage.name(),
-                    cause,
-                    case.last_error.as_deref(),
-                )
-                .await?;
+            if case.phase.name() != before.phase.name() {
+                let (from, to) = (Some(before.phase.name()), case.phase.name());
+                cases::add_event(conn, case.id, now, from, to, cause, case.last_error.as_deref()).await?;
             }
-            let replies = materialize(conn, &case, effects, now).await?;
-            Ok(Effects { replies, refused: None })
+            materialize(conn, &case, effects, answer, now).await
         }
         Transition::Ignored(why) => {
             debug!(case_id = %before.id, why, "Event ignored.");
@@ -335,91 +213,71 @@ async fn settle(
     }
 }
 
-/// Turns effects into writes and messages.
+/// Carries out the workflow's effects: writes, and the messages to send. Binary content kept
+/// beside the case (evidence, archive files) is copied in here, by name and checked digest.
 async fn materialize(
     conn: &mut PgConnection,
     case: &Case,
     effects: Vec<Effect>,
+    answer: Option<(Party, &Envelope)>,
     now: DateTime<Utc>,
-) -> Result<Vec<Reply>> {
-    let f = &case.facts;
+) -> Result<Effects> {
     let to = |p: ProvinceCode, body: Body| Reply { recipient: Party::Province(p), case_id: Some(case.id), body };
-    let mut replies = Vec::new();
+    let mut out = Effects::default();
     for effect in effects {
         match effect {
-            Effect::Send { to: recipient, body } => replies.push(Reply { recipient, case_id: Some(case.id), body }),
-            Effect::RequestReview => {
-                let Stage::Reviewing { step, deadline } = case.stage else {
-                    bail!("review requested outside a review")
-                };
-                let held = f.held.as_ref().context("a reviewed case is verified")?;
-                let evidence = cases::evidence(conn, case.id.uuid()).await?;
-                let summary = CaseSummary {
-                    business: f.business,
-                    student_name: f.student_name.clone(),
-                    student_id: f.student_id.clone(),
-                    status: held.status,
-                    in_province: f.in_province,
-                    in_school: f.in_school.clone(),
-                    out_province: f.out_province,
-                    out_school: f.out_school.clone(),
-                    current_grade: held.grade,
-                    target_grade: f.target_grade,
-                    reason: f.reason.clone(),
-                    evidence: UpTo::new(evidence).map_err(anyhow::Error::msg)?,
-                    history: cases::history(conn, case.id.uuid()).await?,
-                };
-                let s = f.chain[step];
-                replies.push(to(
-                    f.province(s.side),
-                    Body::ReviewRequest(ReviewRequest { step: s, deadline, case: summary }),
-                ));
+            Effect::Send { to: recipient, body } => out.replies.push(to(recipient, body)),
+            Effect::RequestReview { to: recipient, request } => {
+                let stored = cases::evidence(conn, case.id.uuid()).await?;
+                let mut evidence = Vec::with_capacity(request.evidence.len());
+                for r in &request.evidence {
+                    let file = stored.iter().find(|a| a.reference() == *r).cloned();
+                    evidence.push(file.with_context(|| format!("evidence {} of case {} is missing", r.name, case.id))?);
+                }
+                let mut summary = request.case;
+                summary.evidence = UpTo::new(evidence).map_err(anyhow::Error::msg)?;
+                let body = ReviewRequest { step: request.step, deadline: request.deadline, case: summary };
+                out.replies.push(to(recipient, Body::ReviewRequest(body)));
             }
-            Effect::DeliverArchive => {
-                let (record, manifest) =
-                    cases::package(conn, case.id.uuid()).await?.context("delivery without a package")?;
-                let deliver = ArchiveDeliver {
-                    record,
-                    target_grade: f.target_grade,
-                    in_school: f.in_school.clone(),
-                    attachment: manifest,
-                };
-                replies.push(to(f.in_province, Body::ArchiveDeliver(deliver)));
-                for a in cases::attachments(conn, case.id.uuid()).await? {
-                    replies.push(to(f.in_province, Body::ArchiveAttachment(a)));
+            Effect::DeliverArchive { to: recipient, package, target_grade, in_school } => {
+                let files = package.manifest.clone();
+                let deliver =
+                    ArchiveDeliver { record: package.record, target_grade, in_school, attachment: package.manifest };
+                out.replies.push(to(recipient, Body::ArchiveDeliver(deliver)));
+                for r in files {
+                    let file: Attachment = cases::archive_file(conn, case.id.uuid(), r.name.as_ref())
+                        .await?
+                        .filter(|a| a.reference() == r)
+                        .with_context(|| format!("archive file {} of case {} is missing", r.name, case.id))?;
+                    out.replies.push(to(recipient, Body::ArchiveAttachment(file)));
                 }
             }
-            Effect::DropPackage => cases::drop_package(conn, case.id).await?,
-            Effect::MoveIndex { status } => {
+            Effect::KeepArchiveFile(a) => cases::save_attachment(conn, case.id, &a).await?,
+            Effect::ForgetArchiveFiles => cases::drop_attachments(conn, case.id).await?,
+            Effect::MoveIndex { province, school, grade, status } => {
                 let placed = store::index::Placement {
-                    province: f.in_province.code(),
-                    school: f.in_school.as_ref(),
-                    grade: f.target_grade.as_ref(),
+                    province: province.code(),
+                    school: school.as_ref(),
+                    grade: grade.as_ref(),
                     status,
                 };
-                store::index::move_student(conn, f.student_id.as_ref(), &placed, now).await?;
+                store::index::move_student(conn, case.facts.student_id.as_ref(), &placed, now).await?;
             }
-            Effect::Record(r) => cases::add_step(conn, case.id, f.province(r.step.side).code(), &r).await?,
-            Effect::Status => {
-                let body = Body::CaseStatus(CaseStatus {
-                    business: f.business,
-                    state: case.state(),
-                    waiting: case.waiting(),
-                    changed_at: now,
-                });
-                replies.push(to(f.in_province, body.clone()));
-                replies.push(to(f.out_province, body));
+            Effect::Record { province, record } => cases::add_step(conn, case.id, province.code(), &record).await?,
+            Effect::Refuse { code, detail } => {
+                if let Some((sender, env)) = answer {
+                    let refused = refuse(sender, env, code, &detail);
+                    out.replies.extend(refused.replies);
+                }
+                out.refused = Some(code);
             }
-            Effect::ArmResend(at) => {
-                timers::schedule(conn, RESEND, Some(case.id.uuid()), at, &serde_json::json!({})).await?
+            Effect::Arm { timer, at } => {
+                let (slot, kind) = slot_and_kind(timer);
+                timers::schedule(conn, owner(case.id), slot, kind, at).await?;
             }
-            Effect::ArmReminder(at, kind) => {
-                timers::schedule(conn, REMINDER, Some(case.id.uuid()), at, &serde_json::json!({ "kind": kind }))
-                    .await?;
-            }
-            Effect::Disarm => {
-                timers::cancel(conn, RESEND, case.id.uuid()).await?;
-                timers::cancel(conn, REMINDER, case.id.uuid()).await?;
+            Effect::Disarm => timers::cancel_all(conn, owner(case.id)).await?,
+            Effect::EndOpenBusiness => {
+                register::close(conn, business_name(case.facts.business), case.id.uuid()).await?
             }
             Effect::IndexDisputed { province, student } => {
                 if store::index::dispute(conn, province.code(), student.as_ref(), case.id.uuid(), now).await? {
@@ -431,43 +289,35 @@ async fn materialize(
                             .parse()
                             .map_err(anyhow::Error::msg)?,
                     };
-                    replies.push(Reply {
-                        recipient: Party::Province(province),
-                        case_id: Some(case.id),
-                        body: Body::IndexResync(resync),
-                    });
+                    out.replies.push(to(province, Body::IndexResync(resync)));
                 }
             }
         }
     }
-    Ok(replies)
+    Ok(out)
 }
 
-/// A case timer fired. `Ok(None)`: the case is busy (or gone); the timer stays due.
+/// A case timer fired. `Ok(None)`: the case is busy; the timer stays due.
 ///
 /// # Errors
-/// A malformed timer, or database errors.
+/// Database errors.
 pub async fn on_timer(
     conn: &mut PgConnection,
     ctx: &Context,
-    due: &timers::Due,
+    case_id: CaseId,
+    timer: CaseTimer,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<Reply>>> {
-    let case_id = CaseId::from_uuid(due.case_id.context("a case timer names its case")?);
     let Some(case) = cases::try_lock(conn, case_id).await? else {
         // Busy: later. Gone: nothing to do, and the timer is consumed.
         return Ok(if cases::get(conn, case_id.uuid()).await?.is_some() { None } else { Some(vec![]) });
     };
-    let event = match due.kind.as_str() {
-        RESEND => Event::ResendDue,
-        REMINDER => {
-            let kind: ReminderKind = serde_json::from_value(due.payload["kind"].clone()).context("reminder kind")?;
-            Event::ReminderDue(kind)
-        }
-        other => bail!("unknown case timer kind `{other}`"),
+    let event = match timer {
+        CaseTimer::Resend => Event::ResendDue,
+        CaseTimer::Reminder(kind) => Event::ReminderDue(kind),
     };
     let t = workflow::transition(&case, event, now, &*ctx.rules);
-    Ok(Some(settle(conn, &case, t, &due.kind, None, now).await?.replies))
+    Ok(Some(settle(conn, &case, t, slot_and_kind(timer).1, None, now).await?.replies))
 }
 
 /// Who acts, and why.
@@ -500,21 +350,17 @@ pub async fn operate(
     now: DateTime<Utc>,
 ) -> Result<Operated> {
     let Some(case) = cases::lock(conn, CaseId::from_uuid(case_id)).await? else { return Ok(Operated::NotFound) };
-    let name = match action {
-        OperatorAction::Resend => "resend",
-        OperatorAction::Rerequest => "rerequest",
-        OperatorAction::Resolve => "resolve",
-    };
     match workflow::transition(&case, Event::Operator(action), now, &*ctx.rules) {
         Transition::Refused(code, detail) => Ok(Operated::Refused(code, detail)),
         Transition::Ignored(why) => Ok(Operated::Refused(ErrorCode::Unexpected, why.to_owned())),
         t => {
+            let name = action.as_str();
             let audit_id = cases::audit(conn, by.name, by.role, name, Some(case_id), by.note).await?;
             let cause = format!("operator {}: {name}", by.name);
             // In the case's history too, whether or not the stage changes.
-            let stage = case.stage.name();
-            cases::add_event(conn, case.id, now, Some(stage), stage, &cause, Some(by.note).filter(|n| !n.is_empty()))
-                .await?;
+            let stage = case.phase.name();
+            let note = Some(by.note).filter(|n| !n.is_empty());
+            cases::add_event(conn, case.id, now, Some(stage), stage, &cause, note).await?;
             let replies = settle(conn, &case, t, &cause, None, now).await?.replies;
             Ok(Operated::Done { audit_id, replies })
         }
@@ -554,7 +400,7 @@ pub async fn query(conn: &mut PgConnection, env: &Envelope, sender: Party) -> Re
         business: f.business,
         state: case.state(),
         waiting: case.waiting(),
-        deadline: row.deadline,
+        deadline: case.phase.deadline(),
         student_name: f.student_name.clone(),
         student_id: f.student_id.clone(),
         in_province: f.in_province,
@@ -567,7 +413,7 @@ pub async fn query(conn: &mut PgConnection, env: &Envelope, sender: Party) -> Re
         closed_at: row.closed_at,
         attempts: case.attempts,
         last_error: case.last_error.as_deref().and_then(text),
-        decision: cases::history(conn, case_id.uuid()).await?,
+        decision: case.decisions.clone(),
         change,
     };
     Ok(Effects {

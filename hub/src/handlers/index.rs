@@ -8,7 +8,9 @@ use schemas::ids::ProvinceCode;
 use schemas::messages::{Body, IndexRemove, IndexResult, IndexUpsert, LookupKey, LookupRequest, LookupResult};
 use sqlx::PgConnection;
 
-use crate::service::{Context, Effects, Reply};
+use super::Effects;
+use crate::context::Context;
+use crate::outgoing::Reply;
 use crate::store;
 use crate::workflow::index::{Decision, IndexEntry, answer_lookup, decide_removal, decide_upsert};
 
@@ -23,14 +25,21 @@ fn result(to: ProvinceCode, applied: u32, stale: u32, conflicting: u32) -> Effec
     }
 }
 
+/// The index entries of `ids` that exist, locked, by student id.
+async fn lock_entries(
+    conn: &mut PgConnection,
+    ids: impl Iterator<Item = String>,
+) -> Result<BTreeMap<String, IndexEntry>> {
+    let mut ids: Vec<String> = ids.collect();
+    ids.sort();
+    ids.dedup();
+    Ok(store::index::lock(conn, &ids).await?.into_iter().map(|e| (e.summary.student_id.to_string(), e)).collect())
+}
+
 /// Applies a batch in order (a student reported twice: the later report is judged against the
 /// earlier one), under locks on the existing rows.
 pub async fn upsert(conn: &mut PgConnection, sender: ProvinceCode, batch: &IndexUpsert) -> Result<Effects> {
-    let mut ids: Vec<String> = batch.student.items().iter().map(|s| s.student_id.to_string()).collect();
-    ids.sort();
-    ids.dedup();
-    let mut current: BTreeMap<String, IndexEntry> =
-        store::index::lock(conn, &ids).await?.into_iter().map(|e| (e.summary.student_id.to_string(), e)).collect();
+    let mut current = lock_entries(conn, batch.student.items().iter().map(|s| s.student_id.to_string())).await?;
     let mut changed = BTreeMap::new();
     let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
     for s in batch.student.items() {
@@ -52,11 +61,7 @@ pub async fn upsert(conn: &mut PgConnection, sender: ProvinceCode, batch: &Index
 
 /// Removes students the sender holds.
 pub async fn remove(conn: &mut PgConnection, sender: ProvinceCode, batch: &IndexRemove) -> Result<Effects> {
-    let mut ids: Vec<String> = batch.entry.items().iter().map(|e| e.student_id.to_string()).collect();
-    ids.sort();
-    ids.dedup();
-    let mut current: BTreeMap<String, IndexEntry> =
-        store::index::lock(conn, &ids).await?.into_iter().map(|e| (e.summary.student_id.to_string(), e)).collect();
+    let mut current = lock_entries(conn, batch.entry.items().iter().map(|e| e.student_id.to_string())).await?;
     let mut gone = Vec::new();
     let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
     for r in batch.entry.items() {
@@ -82,17 +87,14 @@ pub async fn lookup(conn: &mut PgConnection, ctx: &Context, sender: Party, req: 
         LookupKey::ResidentId(n) => store::index::by_document(conn, n.as_ref()).await?,
         LookupKey::DocumentNumber(n) => store::index::by_document(conn, n.as_ref()).await?,
     };
-    let mut open = std::collections::HashSet::new();
-    for c in &candidates {
-        if store::cases::open_case_of(conn, c.summary.student_id.as_ref()).await?.is_some() {
-            open.insert(c.summary.student_id.clone());
-        }
-    }
+    // Every candidate's open business, from the one register, in one query.
+    let ids: Vec<String> = candidates.iter().map(|c| c.summary.student_id.to_string()).collect();
+    let open = store::register::held_among(conn, &ids).await?;
     let student = answer_lookup(
         &candidates,
         &req.name,
         |p| ctx.rules.transfer_statuses(p),
-        |e| open.contains(&e.summary.student_id),
+        |e| open.contains(e.summary.student_id.as_ref()),
     );
     Ok(Effects {
         replies: vec![Reply { recipient: sender, case_id: None, body: Body::LookupResult(LookupResult { student }) }],

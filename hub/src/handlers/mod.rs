@@ -1,6 +1,10 @@
-//! Handlers: one per message family, called inside the message's transaction. They load and
-//! lock what they change (store), decide with the pure workflow functions, write, and return
-//! the replies to send.
+//! Handlers: one module per business, called inside the unit of work of their cause. A handler
+//! gathers the facts its workflow decides on (store reads, under row locks), calls the pure
+//! workflow, writes what it decided, and returns the messages to send.
+//!
+//! The contract: a message handler returns [`Effects`] (replies, and the refusal code when it
+//! refused); a timer handler returns the replies, or `None` when what the timer concerns is busy
+//! (the timer stays due). Message types are registered in [`dispatch`], timers in [`Timer`].
 
 pub mod case;
 mod index;
@@ -12,20 +16,29 @@ use schemas::messages::{Body, Business, ErrorReport};
 use schemas::{Envelope, ErrorCode, Party};
 use sqlx::PgConnection;
 
-use crate::service::{Context, Effects, Reply};
+use crate::context::Context;
+use crate::outgoing::Reply;
+use crate::store::timers::Due;
+
+/// A handler's result: the messages to send, and a business refusal code if it refused.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub replies: Vec<Reply>,
+    pub refused: Option<ErrorCode>,
+}
 
 /// Runs the handler for the envelope's type. The sender is authenticated and is a province.
 ///
 /// # Errors
-/// Database errors (the transaction is retried).
+/// Database errors (the unit of work is retried).
 pub async fn dispatch(
     conn: &mut PgConnection,
     ctx: &Context,
     env: &Envelope,
-    sender: Party,
+    province: ProvinceCode,
     now: DateTime<Utc>,
 ) -> Result<Effects> {
-    let province: ProvinceCode = sender.province().expect("the service admits provinces only");
+    let sender = Party::Province(province);
     match &env.body {
         Body::IndexUpsert(batch) => index::upsert(conn, province, batch).await,
         Body::IndexRemove(batch) => index::remove(conn, province, batch).await,
@@ -42,10 +55,25 @@ pub async fn dispatch(
         | Body::ArchiveAttachment(_)
         | Body::ArchiveImported(_)
         | Body::ArchiveCommitted(_) => case::on_message(conn, ctx, env, sender, now).await,
-        // Businesses not served by this hub yet, and messages only the hub sends: refused, with
-        // an answer, never dead-lettered (the message itself is well-formed).
-        other => {
-            let detail = format!("{} is not accepted from a province by this hub", other.message_type());
+        // Messages only the hub sends: refused, with an answer, never dead-lettered (the
+        // message itself is well-formed).
+        Body::IndexResult(_)
+        | Body::IndexResync(_)
+        | Body::LookupResult(_)
+        | Body::EnrollmentPermitted(_)
+        | Body::VerifyRequest(_)
+        | Body::ReviewRequest(_)
+        | Body::CaseAccepted(_)
+        | Body::CaseStatus(_)
+        | Body::CaseReminder(_)
+        | Body::CaseRelease(_)
+        | Body::CaseClosed(_)
+        | Body::CaseDetail(_)
+        | Body::ArchiveRequest(_)
+        | Body::ArchiveDeliver(_)
+        | Body::ArchiveCommit(_)
+        | Body::Error(_) => {
+            let detail = format!("{} is sent by the hub, never to it", env.message_type());
             Ok(refuse(sender, env, ErrorCode::Unexpected, &detail))
         }
     }
@@ -63,19 +91,35 @@ pub fn refuse(to: Party, env: &Envelope, code: ErrorCode, detail: &str) -> Effec
     }
 }
 
-/// Runs a due timer inside the scheduler's transaction; returns the messages to send, or
-/// `None` when what it concerns is busy right now (the timer stays due).
+/// A timer, read back as its business's typed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    Case { case: schemas::CaseId, timer: crate::workflow::case::CaseTimer },
+}
+
+impl Timer {
+    /// The typed timer of a due row; `None` for a kind this build does not know.
+    pub fn of(due: &Due) -> Option<Timer> {
+        match due.owner_business.as_str() {
+            case::OWNER => case::timer_of(&due.kind)
+                .map(|timer| Timer::Case { case: schemas::CaseId::from_uuid(due.owner_id), timer }),
+            _ => None,
+        }
+    }
+}
+
+/// Runs a due timer inside its unit of work; returns the messages to send, or `None` when what
+/// it concerns is busy right now (the timer stays due).
 ///
 /// # Errors
-/// An unknown timer kind, or database errors.
+/// Database errors.
 pub async fn timer(
     conn: &mut PgConnection,
     ctx: &Context,
-    timer: &crate::store::timers::Due,
+    timer: Timer,
     now: DateTime<Utc>,
-) -> Result<Option<Vec<Reply>>> {
-    match timer.kind.as_str() {
-        case::RESEND | case::REMINDER => case::on_timer(conn, ctx, timer, now).await,
-        other => anyhow::bail!("unknown timer kind `{other}`"),
+) -> Result<Option<Vec<crate::outgoing::Reply>>> {
+    match timer {
+        Timer::Case { case, timer } => case::on_timer(conn, ctx, case, timer, now).await,
     }
 }

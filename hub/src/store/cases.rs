@@ -3,48 +3,82 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use schemas::CaseId;
-use schemas::messages::{Attachment, AttachmentRef, Base64Data, CaseState, StepRecord, StudentRecord};
+use schemas::messages::{Attachment, Base64Data, CaseState, StepRecord};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
-use crate::workflow::case::{Case, Stage};
+use crate::workflow::case::Case;
 
-/// Why a case could not be inserted.
-#[derive(Debug)]
-pub enum InsertError {
-    /// The student already has an open case.
-    StudentBusy,
-    Other(sqlx::Error),
+/// The columns a case's state is kept in (for the views and their indexes), beside its JSON.
+struct StateColumns {
+    data: serde_json::Value,
+    stage: &'static str,
+    state: String,
+    party: Option<String>,
+    step: Option<String>,
+    since: DateTime<Utc>,
+    deadline: Option<NaiveDate>,
+    attempts: i32,
+    last_error: Option<String>,
 }
 
-fn columns(case: &Case) -> (String, Option<String>, Option<String>, Option<NaiveDate>) {
-    let state = serde_json::to_value(case.state()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let waiting = case.waiting();
-    let deadline = match case.stage {
-        Stage::Reviewing { deadline, .. } => Some(deadline),
-        _ => None,
-    };
-    (
-        state,
-        waiting.as_ref().map(|w| w.party.to_string()),
-        waiting.and_then(|w| w.step).map(|s| s.to_string()),
-        deadline,
-    )
+impl StateColumns {
+    fn of(case: &Case) -> StateColumns {
+        let waiting = case.waiting();
+        StateColumns {
+            data: serde_json::to_value(case).expect("a case serializes"),
+            stage: case.phase.name(),
+            state: serde_json::to_value(case.state())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            party: waiting.as_ref().map(|w| w.party.to_string()),
+            step: waiting.and_then(|w| w.step).map(|s| s.to_string()),
+            since: case.since,
+            deadline: case.phase.deadline(),
+            attempts: i32::try_from(case.attempts).unwrap_or(i32::MAX),
+            last_error: case.last_error.clone(),
+        }
+    }
+
+    /// Binds data, stage, state, waiting party and step, since, deadline, attempts and last
+    /// error, in this order.
+    fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
+        q.bind(&self.data)
+            .bind(self.stage)
+            .bind(&self.state)
+            .bind(&self.party)
+            .bind(&self.step)
+            .bind(self.since)
+            .bind(self.deadline)
+            .bind(self.attempts)
+            .bind(&self.last_error)
+    }
 }
 
-/// Inserts a new case; refuses a second open case for the same student.
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a file kept beside a case: case, name, media type, size, SHA-256, content.
+fn bind_file<'q>(q: Query<'q>, case_id: CaseId, a: &'q Attachment) -> Query<'q> {
+    q.bind(case_id.uuid())
+        .bind(a.name.as_ref())
+        .bind(a.media_type.as_ref())
+        .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
+        .bind(a.sha256.to_string())
+        .bind(a.content.bytes())
+}
+
+/// Inserts a new case (the register of open business has admitted it).
 ///
 /// # Errors
-/// [`InsertError::StudentBusy`], or database errors.
-pub async fn insert(conn: &mut PgConnection, case: &Case, application_id: Uuid) -> Result<(), InsertError> {
-    let (state, party, step, deadline) = columns(case);
+/// Database errors.
+pub async fn insert(conn: &mut PgConnection, case: &Case, application_id: Uuid) -> sqlx::Result<()> {
+    let columns = StateColumns::of(case);
     let f = &case.facts;
-    let data = serde_json::to_value(case).expect("a case serializes");
-    let r = sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO business_case (case_id, business, student_id, student_name, in_province, in_school, out_province,
             out_school, application_id, data, stage, state, waiting_party, waiting_step, since, deadline, attempts, last_error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-         ON CONFLICT (student_id) WHERE closed_at IS NULL DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(case.id.uuid())
     .bind(serde_json::to_value(f.business).ok().and_then(|v| v.as_str().map(str::to_owned)))
@@ -54,26 +88,9 @@ pub async fn insert(conn: &mut PgConnection, case: &Case, application_id: Uuid) 
     .bind(f.in_school.as_ref())
     .bind(f.out_province.code())
     .bind(f.out_school.as_ref())
-    .bind(application_id)
-    .bind(&data)
-    .bind(case.stage.name())
-    .bind(state)
-    .bind(party)
-    .bind(step)
-    .bind(case.since)
-    .bind(deadline)
-    .bind(i32::try_from(case.attempts).unwrap_or(i32::MAX))
-    .bind(&case.last_error)
-    .execute(conn)
-    .await;
-    // A concurrent application for the same student may have committed since the caller looked:
-    // the conflict is answered without an error, which would abort the whole transaction (and
-    // with it the refusal written to the outbox).
-    match r {
-        Ok(done) if done.rows_affected() == 1 => Ok(()),
-        Ok(_) => Err(InsertError::StudentBusy),
-        Err(e) => Err(InsertError::Other(e)),
-    }
+    .bind(application_id);
+    columns.bind(insert).execute(conn).await?;
+    Ok(())
 }
 
 /// Writes a case's new state.
@@ -81,28 +98,15 @@ pub async fn insert(conn: &mut PgConnection, case: &Case, application_id: Uuid) 
 /// # Errors
 /// Database errors.
 pub async fn save(conn: &mut PgConnection, case: &Case) -> sqlx::Result<()> {
-    let (state, party, step, deadline) = columns(case);
-    let data = serde_json::to_value(case).expect("a case serializes");
-    sqlx::query(
+    let columns = StateColumns::of(case);
+    let update = sqlx::query(
         "UPDATE business_case SET data = $2, stage = $3, state = $4, waiting_party = $5, waiting_step = $6, since = $7,
             deadline = $8, attempts = $9, last_error = $10, out_school = $11, updated_at = now(),
             closed_at = CASE WHEN $12 THEN COALESCE(closed_at, now()) ELSE NULL END
          WHERE case_id = $1",
     )
-    .bind(case.id.uuid())
-    .bind(&data)
-    .bind(case.stage.name())
-    .bind(state)
-    .bind(party)
-    .bind(step)
-    .bind(case.since)
-    .bind(deadline)
-    .bind(i32::try_from(case.attempts).unwrap_or(i32::MAX))
-    .bind(&case.last_error)
-    .bind(case.facts.out_school.as_ref())
-    .bind(case.stage.is_closed())
-    .execute(conn)
-    .await?;
+    .bind(case.id.uuid());
+    columns.bind(update).bind(case.facts.out_school.as_ref()).bind(case.phase.is_closed()).execute(conn).await?;
     Ok(())
 }
 
@@ -139,20 +143,16 @@ async fn read(conn: &mut PgConnection, case_id: Uuid, select: &'static str) -> R
     data.map(|d| serde_json::from_value(d).context("Corrupt case data")).transpose()
 }
 
-/// The open case of a student, if any: its id and state.
+/// The state of a case, as the provinces see it.
 ///
 /// # Errors
-/// Database errors.
-pub async fn open_case_of(conn: &mut PgConnection, student_id: &str) -> Result<Option<(Uuid, CaseState)>> {
-    let row: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT case_id, state FROM business_case WHERE student_id = $1 AND closed_at IS NULL")
-            .bind(student_id)
-            .fetch_optional(conn)
-            .await?;
-    row.map(|(id, state)| {
-        Ok((id, serde_json::from_value(serde_json::Value::String(state)).context("Corrupt case state")?))
-    })
-    .transpose()
+/// Database errors or a corrupt row.
+pub async fn state_of(conn: &mut PgConnection, case_id: Uuid) -> Result<Option<CaseState>> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM business_case WHERE case_id = $1")
+        .bind(case_id)
+        .fetch_optional(conn)
+        .await?;
+    state.map(|s| serde_json::from_value(serde_json::Value::String(s)).context("Corrupt case state")).transpose()
 }
 
 /// Records a reviewer's decision.
@@ -250,18 +250,11 @@ pub async fn events(conn: &mut PgConnection, case_id: Uuid) -> sqlx::Result<Vec<
 /// Database errors.
 pub async fn save_evidence(conn: &mut PgConnection, case_id: CaseId, evidence: &[Attachment]) -> sqlx::Result<()> {
     for a in evidence {
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO case_evidence (case_id, name, media_type, size, sha256, content) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (case_id, name) DO NOTHING",
-        )
-        .bind(case_id.uuid())
-        .bind(a.name.as_ref())
-        .bind(a.media_type.as_ref())
-        .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
-        .bind(a.sha256.to_string())
-        .bind(a.content.bytes())
-        .execute(&mut *conn)
-        .await?;
+        );
+        bind_file(insert, case_id, a).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -287,6 +280,8 @@ impl AttachmentRow {
     }
 }
 
+/// The evidence files of a case, in name order.
+///
 /// # Errors
 /// Database errors or a corrupt row.
 pub async fn evidence(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<Attachment>> {
@@ -299,83 +294,41 @@ pub async fn evidence(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<Atta
     rows.into_iter().map(AttachmentRow::into_attachment).collect()
 }
 
-/// Stores (or replaces) the package's record and manifest.
-///
-/// # Errors
-/// Database errors.
-pub async fn save_package(
-    conn: &mut PgConnection,
-    case_id: CaseId,
-    record: &StudentRecord,
-    manifest: &[AttachmentRef],
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO archive_package (case_id, record, manifest) VALUES ($1, $2, $3)
-         ON CONFLICT (case_id) DO UPDATE SET record = EXCLUDED.record, manifest = EXCLUDED.manifest, received_at = now()",
-    )
-    .bind(case_id.uuid())
-    .bind(serde_json::to_value(record).expect("serializes"))
-    .bind(serde_json::to_value(manifest).expect("serializes"))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Stores (or replaces) one attachment of the package.
+/// Keeps (or replaces) one file of the archive package.
 ///
 /// # Errors
 /// Database errors.
 pub async fn save_attachment(conn: &mut PgConnection, case_id: CaseId, a: &Attachment) -> sqlx::Result<()> {
-    sqlx::query(
+    let upsert = sqlx::query(
         "INSERT INTO archive_attachment (case_id, name, media_type, size, sha256, content) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (case_id, name) DO UPDATE SET media_type = EXCLUDED.media_type, size = EXCLUDED.size,
            sha256 = EXCLUDED.sha256, content = EXCLUDED.content, received_at = now()",
-    )
-    .bind(case_id.uuid())
-    .bind(a.name.as_ref())
-    .bind(a.media_type.as_ref())
-    .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
-    .bind(a.sha256.to_string())
-    .bind(a.content.bytes())
-    .execute(conn)
-    .await?;
+    );
+    bind_file(upsert, case_id, a).execute(conn).await?;
     Ok(())
 }
 
-/// The stored package, if any.
+/// One kept file of the archive package, by name.
 ///
 /// # Errors
 /// Database errors or a corrupt row.
-pub async fn package(conn: &mut PgConnection, case_id: Uuid) -> Result<Option<(StudentRecord, Vec<AttachmentRef>)>> {
-    let row: Option<(serde_json::Value, serde_json::Value)> =
-        sqlx::query_as("SELECT record, manifest FROM archive_package WHERE case_id = $1")
-            .bind(case_id)
-            .fetch_optional(conn)
-            .await?;
-    row.map(|(r, m)| Ok((serde_json::from_value(r)?, serde_json::from_value(m)?))).transpose()
-}
-
-/// The stored attachments of a package.
-///
-/// # Errors
-/// Database errors or a corrupt row.
-pub async fn attachments(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<Attachment>> {
-    let rows: Vec<AttachmentRow> = sqlx::query_as(
-        "SELECT name, media_type, size, sha256, content FROM archive_attachment WHERE case_id = $1 ORDER BY name",
+pub async fn archive_file(conn: &mut PgConnection, case_id: Uuid, name: &str) -> Result<Option<Attachment>> {
+    let row: Option<AttachmentRow> = sqlx::query_as(
+        "SELECT name, media_type, size, sha256, content FROM archive_attachment WHERE case_id = $1 AND name = $2",
     )
     .bind(case_id)
-    .fetch_all(conn)
+    .bind(name)
+    .fetch_optional(conn)
     .await?;
-    rows.into_iter().map(AttachmentRow::into_attachment).collect()
+    row.map(AttachmentRow::into_attachment).transpose()
 }
 
-/// Forgets a package, to ask for it again.
+/// Forgets the kept files of the archive package, to ask for it again.
 ///
 /// # Errors
 /// Database errors.
-pub async fn drop_package(conn: &mut PgConnection, case_id: CaseId) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM archive_attachment WHERE case_id = $1").bind(case_id.uuid()).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM archive_package WHERE case_id = $1").bind(case_id.uuid()).execute(conn).await?;
+pub async fn drop_attachments(conn: &mut PgConnection, case_id: CaseId) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM archive_attachment WHERE case_id = $1").bind(case_id.uuid()).execute(conn).await?;
     Ok(())
 }
 
@@ -416,21 +369,31 @@ pub struct Filter {
     pub limit: Option<i64>,
 }
 
+/// `SELECT` of a case's [`Summary`] columns `FROM business_case`, then `rest`: one column list
+/// for every view.
+macro_rules! select_summary {
+    ($rest:literal) => {
+        concat!(
+            "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, ",
+            "stage, state, waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at ",
+            "FROM business_case ",
+            $rest
+        )
+    };
+}
+
 /// # Errors
 /// Database errors.
 pub async fn list(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<Summary>> {
-    sqlx::query_as(
-        "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, stage, state,
-                waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at
-         FROM business_case
-         WHERE ($1::text IS NULL OR student_id = $1)
-           AND ($2::text IS NULL OR in_school = $2 OR out_school = $2)
-           AND ($3::text IS NULL OR in_province = $3 OR out_province = $3)
-           AND ($4::text IS NULL OR state = $4)
-           AND ($5::text IS NULL OR waiting_party = $5)
-           AND ($6::bool IS NULL OR (closed_at IS NULL) = $6)
-         ORDER BY created_at DESC LIMIT $7",
-    )
+    sqlx::query_as(select_summary!(
+        "WHERE ($1::text IS NULL OR student_id = $1)
+               AND ($2::text IS NULL OR in_school = $2 OR out_school = $2)
+               AND ($3::text IS NULL OR in_province = $3 OR out_province = $3)
+               AND ($4::text IS NULL OR state = $4)
+               AND ($5::text IS NULL OR waiting_party = $5)
+               AND ($6::bool IS NULL OR (closed_at IS NULL) = $6)
+             ORDER BY created_at DESC LIMIT $7"
+    ))
     .bind(&f.student)
     .bind(&f.school)
     .bind(&f.province)
@@ -447,14 +410,7 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<Summa
 /// # Errors
 /// Database errors.
 pub async fn summary(conn: &mut PgConnection, case_id: Uuid) -> sqlx::Result<Option<Summary>> {
-    sqlx::query_as(
-        "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, stage, state,
-                waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at
-         FROM business_case WHERE case_id = $1",
-    )
-    .bind(case_id)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(select_summary!("WHERE case_id = $1")).bind(case_id).fetch_optional(conn).await
 }
 
 /// Open cases in a machine-driven stage that has not moved since before `before` (stuck).
@@ -463,12 +419,11 @@ pub async fn summary(conn: &mut PgConnection, case_id: Uuid) -> sqlx::Result<Opt
 /// Database errors.
 pub async fn stuck(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<Vec<Summary>> {
     sqlx::query_as(
-        "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, stage, state,
-                waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at
-         FROM business_case
-         WHERE closed_at IS NULL AND stage IN ('verifying', 'releasing', 'archive_requested', 'delivering', 'committing')
-           AND since < $1
-         ORDER BY since",
+        select_summary!(
+            "WHERE closed_at IS NULL AND stage IN ('verifying', 'releasing', 'archive_requested', 'delivering', 'committing')
+               AND since < $1
+             ORDER BY since"
+        ),
     )
     .bind(before)
     .fetch_all(conn)
@@ -480,11 +435,9 @@ pub async fn stuck(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Resu
 /// # Errors
 /// Database errors.
 pub async fn overdue(conn: &mut PgConnection, today: NaiveDate) -> sqlx::Result<Vec<Summary>> {
-    sqlx::query_as(
-        "SELECT case_id, business, student_id, student_name, in_province, in_school, out_province, out_school, stage, state,
-                waiting_party, waiting_step, since, deadline, attempts, last_error, created_at, closed_at
-         FROM business_case WHERE closed_at IS NULL AND stage = 'reviewing' AND deadline < $1 ORDER BY deadline",
-    )
+    sqlx::query_as(select_summary!(
+        "WHERE closed_at IS NULL AND stage = 'reviewing' AND deadline < $1 ORDER BY deadline"
+    ))
     .bind(today)
     .fetch_all(conn)
     .await

@@ -56,18 +56,23 @@ pub async fn revoke(conn: &mut PgConnection, serial: &str, reason: &str) -> sqlx
     .await
 }
 
+/// Whether a certificate with `column = $1` is registered, unrevoked and valid now.
+macro_rules! valid_now {
+    ($column:literal) => {
+        concat!(
+            "SELECT EXISTS (SELECT 1 FROM certificate WHERE ",
+            $column,
+            " = $1 AND revoked_at IS NULL AND not_before <= now() AND not_after > now())"
+        )
+    };
+}
+
 /// Whether `principal` holds at least one registered, unrevoked certificate valid now.
 ///
 /// # Errors
 /// Database errors.
 pub async fn is_admitted(conn: &mut PgConnection, principal: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM certificate WHERE principal = $1 AND revoked_at IS NULL
-                        AND not_before <= now() AND not_after > now())",
-    )
-    .bind(principal)
-    .fetch_one(conn)
-    .await
+    sqlx::query_scalar(valid_now!("principal")).bind(principal).fetch_one(conn).await
 }
 
 /// All registered certificates, newest first.
@@ -83,13 +88,7 @@ pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Registered>> {
 /// # Errors
 /// Database errors.
 pub async fn serial_admitted(conn: &mut PgConnection, serial: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM certificate WHERE serial = $1 AND revoked_at IS NULL
-                        AND not_before <= now() AND not_after > now())",
-    )
-    .bind(serial)
-    .fetch_one(conn)
-    .await
+    sqlx::query_scalar(valid_now!("serial")).bind(serial).fetch_one(conn).await
 }
 
 /// One registered certificate by serial.

@@ -65,11 +65,16 @@ pub async fn record(conn: &mut PgConnection, d: &NewDeadLetter<'_>) -> sqlx::Res
     Ok(())
 }
 
-/// How many dead letters `sender` caused in the last minute.
+/// How many dead letters `sender` caused in the last minute. Concurrent dead letters of one
+/// sender are serialized here (a lock until the transaction ends), so the rate holds exactly.
 ///
 /// # Errors
 /// Database errors.
 pub async fn recent(conn: &mut PgConnection, sender: &str) -> sqlx::Result<i64> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dead_letter:' || $1))")
+        .bind(sender)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query_scalar(
         "SELECT count(*) FROM dead_letter WHERE sender = $1 AND first_seen > now() - interval '1 minute'",
     )

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod index;
 pub mod outbox;
 pub mod permissions;
+pub mod register;
 pub mod retention;
 pub mod schools;
 pub mod timers;
@@ -29,7 +30,7 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&settings.url)
+        .connect_lazy(settings.url.expose())
         .context("Invalid database URL")
 }
 

@@ -1,63 +1,66 @@
-//! Timers: rows with a due time, each fired once by whichever hub claims it.
+//! Timers: rows with a due time, each fired once by whichever hub claims it. A timer belongs to
+//! an owner (a business and one of its ids) and fills one of its slots; its kind is the owner's
+//! business to read back as a typed value.
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
+/// Whose timer it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner<'a> {
+    /// `case`, `problem-group`, …
+    pub business: &'a str,
+    pub id: Uuid,
+}
+
 /// A timer due now.
 #[derive(Debug, Clone, FromRow)]
 pub struct Due {
     pub timer_id: i64,
+    pub owner_business: String,
+    pub owner_id: Uuid,
     pub kind: String,
-    pub case_id: Option<Uuid>,
     pub due_at: DateTime<Utc>,
-    pub payload: serde_json::Value,
     pub attempts: i32,
 }
 
-/// Arms a timer. With a case, it replaces the case's timer of the same kind.
+/// Arms a timer: it replaces the owner's timer in the same slot.
 ///
 /// # Errors
 /// Database errors.
 pub async fn schedule(
     conn: &mut PgConnection,
+    owner: Owner<'_>,
+    slot: &str,
     kind: &str,
-    case_id: Option<Uuid>,
     due_at: DateTime<Utc>,
-    payload: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    match case_id {
-        Some(_) => {
-            sqlx::query(
-                "INSERT INTO timer (kind, case_id, due_at, payload) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (kind, case_id) WHERE case_id IS NOT NULL
-                 DO UPDATE SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload, attempts = 0, last_error = NULL",
-            )
-            .bind(kind)
-            .bind(case_id)
-            .bind(due_at)
-            .bind(payload)
-            .execute(conn)
-            .await?
-        }
-        None => {
-            sqlx::query("INSERT INTO timer (kind, due_at, payload) VALUES ($1, $2, $3)")
-                .bind(kind)
-                .bind(due_at)
-                .bind(payload)
-                .execute(conn)
-                .await?
-        }
-    };
+    sqlx::query(
+        "INSERT INTO timer (owner_business, owner_id, slot, kind, due_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (owner_business, owner_id, slot)
+         DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, attempts = 0, last_error = NULL",
+    )
+    .bind(owner.business)
+    .bind(owner.id)
+    .bind(slot)
+    .bind(kind)
+    .bind(due_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-/// Disarms a case's timer of `kind`, if any.
+/// Disarms every timer of an owner.
 ///
 /// # Errors
 /// Database errors.
-pub async fn cancel(conn: &mut PgConnection, kind: &str, case_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM timer WHERE kind = $1 AND case_id = $2").bind(kind).bind(case_id).execute(conn).await?;
+pub async fn cancel_all(conn: &mut PgConnection, owner: Owner<'_>) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM timer WHERE owner_business = $1 AND owner_id = $2")
+        .bind(owner.business)
+        .bind(owner.id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -79,7 +82,7 @@ pub async fn due_ids(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) ->
 /// Database errors.
 pub async fn claim(conn: &mut PgConnection, timer_id: i64, now: DateTime<Utc>) -> sqlx::Result<Option<Due>> {
     sqlx::query_as(
-        "SELECT timer_id, kind, case_id, due_at, payload, attempts FROM timer
+        "SELECT timer_id, owner_business, owner_id, kind, due_at, attempts FROM timer
          WHERE timer_id = $1 AND due_at <= $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(timer_id)

@@ -179,7 +179,7 @@ async fn main() -> Result<()> {
         .fetch_all(&db)
         .await?;
         let codes: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT data->'stage'->>'code', count(*) FROM business_case WHERE state = 'REFUSED' AND business = $1
+            "SELECT data->'phase'->>'code', count(*) FROM business_case WHERE state = 'REFUSED' AND business = $1
              GROUP BY 1 ORDER BY 1",
         )
         .bind(business)

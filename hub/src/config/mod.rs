@@ -5,8 +5,43 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use schemas::messages::{Level, StudentStatus};
+use schemas::ids::ProvinceCode;
 use serde::Deserialize;
+
+mod business;
+
+pub use self::business::{
+    Cases, ProvinceRules, Rules, default_graduation_levels, default_levels, default_transfer_statuses,
+};
+
+/// A secret setting (a password, a URL with one): read like a string, never printed — its
+/// `Debug` and `Display` say `[redacted]`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
 
 /// Everything the hub needs to run.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,147 +65,14 @@ pub struct Settings {
     pub cases: Cases,
     /// Per-province rules, keyed by GB/T 2260 code (`[provinces."37"]`).
     #[serde(default)]
-    pub provinces: std::collections::BTreeMap<String, ProvinceRules>,
-}
-
-/// How cases run.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Cases {
-    /// Working days per review step ([003 Q33]: 10).
-    #[serde(default = "default_review_days")]
-    pub review_days: u32,
-    /// Working days before a deadline for the first reminder.
-    #[serde(default = "default_remind_before")]
-    pub remind_before_days: u32,
-    /// How long an automated stage waits before its request is sent again.
-    #[serde(default = "default_resend")]
-    pub resend_after_secs: u64,
-    /// An automated stage that has not moved for this long is stuck (default 48 h: [003 Q48],
-    /// domain.md G-5).
-    #[serde(default = "default_stuck")]
-    pub stuck_after_secs: u64,
-    /// Holidays and make-up working days (TOML: `holidays = [...]`, `workdays = [...]`);
-    /// without it, weekends only.
-    pub calendar: Option<PathBuf>,
-    /// Largest attachment of a transfer (domain.md G-2: 1 MB).
-    #[serde(default = "default_transfer_attachment")]
-    pub transfer_attachment_max_bytes: u64,
-    /// Largest attachment of an enrollment (domain.md G-2: 2 MB).
-    #[serde(default = "default_enrollment_attachment")]
-    pub enrollment_attachment_max_bytes: u64,
-    /// Media types accepted for the attachments of a transfer.
-    #[serde(default = "default_attachment_types")]
-    pub attachment_types: Vec<String>,
-    /// Media types accepted for the evidence of an enrollment ([002 §19]: JPG, PNG, JPEG).
-    #[serde(default = "default_enrollment_types")]
-    pub enrollment_attachment_types: Vec<String>,
-    /// Largest file of an archive hand-over (scans of the paper archive): the applicants' upload
-    /// limits do not apply to it. One attachment travels in one message, base64-encoded, so it
-    /// must stay well under `[limits] max_message_bytes` (default 8 MiB of 16).
-    #[serde(default = "default_archive_attachment")]
-    pub archive_attachment_max_bytes: u64,
-    /// Media types accepted in an archive hand-over.
-    #[serde(default = "default_attachment_types")]
-    pub archive_attachment_types: Vec<String>,
-}
-
-fn default_review_days() -> u32 {
-    10
-}
-fn default_remind_before() -> u32 {
-    2
-}
-fn default_resend() -> u64 {
-    1800
-}
-fn default_stuck() -> u64 {
-    48 * 3600
-}
-fn default_transfer_attachment() -> u64 {
-    1024 * 1024
-}
-fn default_enrollment_attachment() -> u64 {
-    2 * 1024 * 1024
-}
-fn default_archive_attachment() -> u64 {
-    8 * 1024 * 1024
-}
-fn default_attachment_types() -> Vec<String> {
-    ["application/pdf", "image/jpeg", "image/png"].map(str::to_owned).to_vec()
-}
-fn default_enrollment_types() -> Vec<String> {
-    ["image/jpeg", "image/png"].map(str::to_owned).to_vec()
-}
-
-impl Default for Cases {
-    fn default() -> Self {
-        Cases {
-            review_days: default_review_days(),
-            remind_before_days: default_remind_before(),
-            resend_after_secs: default_resend(),
-            stuck_after_secs: default_stuck(),
-            calendar: None,
-            transfer_attachment_max_bytes: default_transfer_attachment(),
-            enrollment_attachment_max_bytes: default_enrollment_attachment(),
-            attachment_types: default_attachment_types(),
-            enrollment_attachment_types: default_enrollment_types(),
-            archive_attachment_max_bytes: default_archive_attachment(),
-            archive_attachment_types: default_attachment_types(),
-        }
-    }
-}
-
-/// One province's own rules ([002 §22]: chains are configured per province and business).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvinceRules {
-    /// Review levels when this province receives a transfer (default school, bureau).
-    #[serde(default = "default_levels")]
-    pub transfer_in: Vec<Level>,
-    /// Review levels when this province sends a student away (default school, bureau).
-    #[serde(default = "default_levels")]
-    pub transfer_out: Vec<Level>,
-    /// Statuses that may transfer out of this province (default: `[rules] transfer_statuses`).
-    pub transfer_statuses: Option<Vec<StudentStatus>>,
-    /// Review levels when one of this province's schools enrolls a graduate of another
-    /// province (default school, bureau: [002 §19]).
-    #[serde(default = "default_levels")]
-    pub enrollment_in: Vec<Level>,
-    /// Review levels when a graduate of this province is enrolled elsewhere: the graduation
-    /// side's chain (default: the graduating school's bureau, [002 §19]; Shandong's city
-    /// bureau, [003 Q29]; domain.md G-4).
-    #[serde(default = "default_graduation_levels")]
-    pub enrollment_out: Vec<Level>,
-}
-
-/// 毕业学校所属教育局.
-pub fn default_graduation_levels() -> Vec<Level> {
-    vec![Level::Bureau]
-}
-
-/// 学校 → 主管教育局.
-pub fn default_levels() -> Vec<Level> {
-    vec![Level::School, Level::Bureau]
-}
-
-impl Default for ProvinceRules {
-    fn default() -> Self {
-        ProvinceRules {
-            transfer_in: default_levels(),
-            transfer_out: default_levels(),
-            transfer_statuses: None,
-            enrollment_in: default_levels(),
-            enrollment_out: default_graduation_levels(),
-        }
-    }
+    pub provinces: std::collections::BTreeMap<ProvinceCode, ProvinceRules>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `postgres://user:password@host:port/database`
-    pub url: String,
+    /// `postgres://user:password@host:port/database` (a secret: it may hold the password).
+    pub url: Secret,
     #[serde(default = "default_pool")]
     pub max_connections: u32,
 }
@@ -216,7 +118,7 @@ pub struct BrokerAdmin {
     pub url: String,
     pub user: String,
     /// The password, or a file holding it.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub password_file: Option<PathBuf>,
     /// The broker's `collect_statistics_interval` in milliseconds: how stale its connection
     /// listings can be. Revocation keeps closing connections for three such periods.
@@ -231,13 +133,14 @@ fn default_statistics_interval() -> u64 {
 impl BrokerAdmin {
     /// # Errors
     /// When neither a password nor a readable password file is configured.
-    pub fn password(&self) -> Result<String> {
+    pub fn password(&self) -> Result<Secret> {
         match (&self.password, &self.password_file) {
             (Some(p), _) => Ok(p.clone()),
-            (None, Some(f)) => Ok(std::fs::read_to_string(f)
-                .with_context(|| format!("Failed to read the broker admin password from {}", f.display()))?
-                .trim()
-                .to_owned()),
+            (None, Some(f)) => Ok(Secret::new(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("Failed to read the broker admin password from {}", f.display()))?
+                    .trim(),
+            )),
             (None, None) => bail!("broker.admin needs password or password_file"),
         }
     }
@@ -308,22 +211,8 @@ impl ServerLimits {
     /// # Errors
     /// A zero cap or a deadline that is not a positive number of seconds.
     pub fn to_limits(&self, what: &str) -> Result<certs::serve::Limits> {
-        let secs = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 && v < 86_400.0 {
-                Ok(std::time::Duration::from_secs_f64(v))
-            } else {
-                bail!("{what} {name}: {v} is not a number of seconds between 0 and a day")
-            }
-        };
-        if self.max_connections == 0 {
-            bail!("{what} max_connections must be at least 1");
-        }
-        Ok(certs::serve::Limits {
-            max_connections: self.max_connections,
-            handshake_timeout: secs("handshake_timeout_secs", self.handshake_timeout_secs)?,
-            header_timeout: secs("header_timeout_secs", self.header_timeout_secs)?,
-            idle_timeout: secs("idle_timeout_secs", self.idle_timeout_secs)?,
-        })
+        let deadlines = [self.handshake_timeout_secs, self.header_timeout_secs, self.idle_timeout_secs];
+        certs::serve::Limits::from_settings(what, self.max_connections, deadlines).map_err(anyhow::Error::msg)
     }
 }
 
@@ -440,27 +329,6 @@ impl Default for Limits {
     }
 }
 
-/// Business rules that the sources leave to configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rules {
-    /// Record statuses that may transfer cross-province (domain.md G-1; default from [002 §18]).
-    #[serde(default = "default_transfer_statuses")]
-    pub transfer_statuses: Vec<StudentStatus>,
-}
-
-/// [002 §18]: 在校, 其他离校, 出国(出境), 退学, 开除, 小学毕业.
-pub fn default_transfer_statuses() -> Vec<StudentStatus> {
-    use StudentStatus::*;
-    vec![Enrolled, OtherDeparture, Abroad, Withdrawn, Expelled, PrimaryGraduate]
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        Rules { transfer_statuses: default_transfer_statuses() }
-    }
-}
-
 impl Settings {
     /// Reads `path`, then applies `HUB_DATABASE_URL`, `HUB_BROKER_URL`, `HUB_BROKER_VHOST`,
     /// `HUB_BROKER_ADMIN_PASSWORD` and `HUB_HTTP_LISTEN` when set, then validates.
@@ -478,7 +346,7 @@ impl Settings {
 
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(v) = var("HUB_DATABASE_URL") {
-            self.database.url = v;
+            self.database.url = Secret::new(v);
         }
         if let Some(v) = var("HUB_BROKER_URL") {
             self.broker.url = v;
@@ -487,7 +355,7 @@ impl Settings {
             self.broker.vhost = v;
         }
         if let (Some(v), Some(admin)) = (var("HUB_BROKER_ADMIN_PASSWORD"), self.broker.admin.as_mut()) {
-            admin.password = Some(v);
+            admin.password = Some(Secret::new(v));
         }
         if let Some(v) = var("HUB_HTTP_LISTEN") {
             self.http.listen = v.parse().context("HUB_HTTP_LISTEN is not an address")?;
@@ -501,7 +369,8 @@ impl Settings {
     /// The first problem found.
     pub fn validate(&self) -> Result<()> {
         certs::amqp::uri(&self.broker.url, &self.broker.vhost).context("broker.url")?;
-        if !self.database.url.starts_with("postgres://") && !self.database.url.starts_with("postgresql://") {
+        let url = self.database.url.expose();
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("database.url must be a postgres:// URL");
         }
         if self.broker.prefetch == 0 || self.limits.workers == 0 {
@@ -526,45 +395,9 @@ impl Settings {
         if self.retention.prune_interval_secs == 0 {
             bail!("retention.prune_interval_secs must be at least 1");
         }
-        check_transfer_statuses("[rules] transfer_statuses", &self.rules.transfer_statuses)?;
-        for (code, rules) in &self.provinces {
-            schemas::ids::ProvinceCode::parse(code)
-                .with_context(|| format!("[provinces.\"{code}\"] is not a province code"))?;
-            if let Some(statuses) = &rules.transfer_statuses {
-                check_transfer_statuses(&format!("[provinces.\"{code}\"] transfer_statuses"), statuses)?;
-            }
-            let chains = [
-                ("transfer_in", &rules.transfer_in),
-                ("transfer_out", &rules.transfer_out),
-                ("enrollment_in", &rules.enrollment_in),
-                ("enrollment_out", &rules.enrollment_out),
-            ];
-            for (name, chain) in chains {
-                if chain.is_empty() {
-                    bail!("[provinces.\"{code}\"] {name}: a review chain needs at least one level");
-                }
-                // A step is named by side and level: a repeated level could not be told apart.
-                if chain.iter().enumerate().any(|(i, l)| chain[..i].contains(l)) {
-                    bail!("[provinces.\"{code}\"] {name}: a level appears twice in {chain:?}");
-                }
-            }
-        }
-        if self.cases.review_days == 0 || self.cases.resend_after_secs == 0 {
-            bail!("cases.review_days and cases.resend_after_secs must be at least 1");
-        }
+        business::check(&self.rules, &self.cases, &self.provinces)?;
         Ok(())
     }
-}
-
-/// 休学, 死亡, 失踪 and 辍学 are never eligible, whatever a province configures (domain.md G-1);
-/// nor is 初中毕业, which goes on through post-graduation enrollment.
-fn check_transfer_statuses(what: &str, statuses: &[StudentStatus]) -> Result<()> {
-    use StudentStatus::*;
-    let never = [Suspended, Deceased, Missing, DroppedOut, JuniorGraduate];
-    if let Some(s) = statuses.iter().find(|s| never.contains(s)) {
-        bail!("{what}: {s:?} may never transfer (domain.md G-1)");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -601,11 +434,26 @@ pub(crate) mod tests {
         assert!(err.contains("enrollment_in") && err.contains("at least one level"), "{err}");
         let err = with("transfer_out = [\"SCHOOL\", \"SCHOOL\"]").unwrap_err().to_string();
         assert!(err.contains("transfer_out") && err.contains("twice"), "{err}");
-        let s: Settings = toml::from_str(&format!("{MINIMAL}\n[provinces.\"99\"]\n")).unwrap();
-        assert!(s.validate().is_err(), "not a province code");
         with("transfer_statuses = [\"ENROLLED\", \"WITHDRAWN\"]").unwrap();
         let err = with("transfer_statuses = [\"ENROLLED\", \"SUSPENDED\"]").unwrap_err().to_string();
         assert!(err.contains("Suspended") && err.contains("G-1"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let mut s: Settings = toml::from_str(MINIMAL).unwrap();
+        s.database.url = Secret::new("postgres://xueji:hunter2@db/hub");
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2") && printed.contains("[redacted]"), "{printed}");
+        assert_eq!(s.database.url.expose(), "postgres://xueji:hunter2@db/hub");
+    }
+
+    #[test]
+    fn keys_and_lists_are_parsed_into_their_types_at_load() {
+        let bad_province = toml::from_str::<Settings>(&format!("{MINIMAL}\n[provinces.\"99\"]\n"));
+        assert!(bad_province.is_err(), "not a province code");
+        let bad_type = toml::from_str::<Settings>(&format!("{MINIMAL}\n[cases]\nattachment_types = [\"pdf\"]\n"));
+        assert!(bad_type.is_err(), "not a media type");
     }
 
     #[test]

@@ -1,44 +1,70 @@
 //! The operators' and national office's API (运维与国家平台接口), JSON over HTTPS with client
-//! certificates: case search and full history, stuck archive transfers, overdue reviews, and
-//! the actions operators take on them — each audited with who took it.
-//!
-//! Access: a certificate with role `operator` or `national-office`, issued by the exchange CA,
-//! registered with the hub (`hub certs admit`) and not revoked.
+//! certificates: case search and full history, stuck archive transfers, overdue reviews, dead
+//! letters, index disputes, and the actions operators take on cases — each audited with who
+//! took it. Who may call which route is the extractor it takes ([`auth`]). The paths are
+//! [`paths`], shared with the [`client`].
+
+pub mod auth;
+pub mod client;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use certs::Role;
+use axum::{Json, Router};
 use chrono::Utc;
 use schemas::ErrorCode;
 use schemas::messages::ErrorReport;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use self::auth::Staff;
+use crate::context::Context;
 use crate::handlers::case::{Actor, Operated, operate};
-use crate::service::{self, Context};
+use crate::outgoing::Cause;
 use crate::store::{self, cases};
+use crate::unit::UnitOfWork;
 use crate::workflow::calendar::business_date;
 use crate::workflow::case::OperatorAction;
-use certs::serve::Peer;
+
+/// The routes, as the router serves them and the client calls them.
+pub mod paths {
+    use crate::workflow::case::OperatorAction;
+
+    pub const CASES: &str = "/cases";
+    pub const CASE: &str = "/cases/{id}";
+    pub const STUCK: &str = "/ops/stuck";
+    pub const OVERDUE: &str = "/ops/overdue";
+    pub const AUDIT: &str = "/ops/audit";
+    pub const DEAD_LETTERS: &str = "/ops/dead-letters";
+    pub const INDEX_DISPUTES: &str = "/ops/index-disputes";
+    pub const ACTION: &str = "/ops/cases/{id}/{action}";
+
+    pub fn case(id: &str) -> String {
+        CASE.replace("{id}", id)
+    }
+
+    pub fn action(id: &str, action: OperatorAction) -> String {
+        ACTION.replace("{id}", id).replace("{action}", action.as_str())
+    }
+}
 
 pub fn router(ctx: Context) -> Router {
     Router::new()
-        .route("/cases", get(list))
-        .route("/cases/{id}", get(detail))
-        .route("/ops/stuck", get(stuck))
-        .route("/ops/overdue", get(overdue))
-        .route("/ops/audit", get(audit))
-        .route("/ops/dead-letters", get(dead_letters))
-        .route("/ops/index-disputes", get(index_disputes))
-        .route("/ops/cases/{id}/{action}", post(act))
+        .route(paths::CASES, get(list))
+        .route(paths::CASE, get(detail))
+        .route(paths::STUCK, get(stuck))
+        .route(paths::OVERDUE, get(overdue))
+        .route(paths::AUDIT, get(audit))
+        .route(paths::DEAD_LETTERS, get(dead_letters))
+        .route(paths::INDEX_DISPUTES, get(index_disputes))
+        .route(paths::ACTION, post(act))
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
         .with_state(ctx)
 }
 
-struct ApiError(StatusCode, ErrorReport);
+/// A refusal of the API: a status and the typed error body.
+pub struct ApiError(StatusCode, ErrorReport);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -55,48 +81,14 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "the hub could not complete the request; retry")
 }
 
-/// Who is asking, if allowed: role operator or national office, this certificate registered
-/// and unrevoked.
-async fn authorize(ctx: &Context, peer: Option<Extension<Peer>>) -> Result<certs::CertInfo, ApiError> {
-    let Some(Extension(Peer(cert))) = peer else {
-        return Err(error(StatusCode::UNAUTHORIZED, ErrorCode::Forbidden, "a client certificate is required"));
-    };
-    if !matches!(cert.role, Role::Operator(_) | Role::National(_)) {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            &format!("role {} may not use this API", cert.role.unit()),
-        ));
-    }
-    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
-    if !store::certs::serial_admitted(&mut conn, &cert.serial).await.map_err(internal)? {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Revoked,
-            "this certificate is not registered, revoked or expired",
-        ));
-    }
-    Ok(cert)
-}
-
-async fn list(
-    State(ctx): State<Context>,
-    peer: Option<Extension<Peer>>,
-    Query(f): Query<cases::Filter>,
-) -> Result<Response, ApiError> {
-    authorize(&ctx, peer).await?;
+async fn list(State(ctx): State<Context>, _: Staff, Query(f): Query<cases::Filter>) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     Ok(Json(cases::list(&mut conn, &f).await.map_err(internal)?).into_response())
 }
 
 /// A case with its full history: facts, every decision (who, when, opinion), every change of
 /// stage and its cause, operators' actions, and who it waits on since when.
-async fn detail(
-    State(ctx): State<Context>,
-    peer: Option<Extension<Peer>>,
-    Path(id): Path<Uuid>,
-) -> Result<Response, ApiError> {
-    authorize(&ctx, peer).await?;
+async fn detail(State(ctx): State<Context>, _: Staff, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     let Some(case) = cases::get(&mut conn, id).await.map_err(internal)? else {
         return Err(error(StatusCode::NOT_FOUND, ErrorCode::CaseNotFound, &format!("no case {id}")));
@@ -107,11 +99,12 @@ async fn detail(
         "state": case.state(),
         "waiting": case.waiting(),
         "facts": case.facts,
-        "stage": case.stage,
+        "phase": case.phase,
         "attempts": case.attempts,
         "resends": case.resends,
         "lastError": case.last_error,
-        "decisions": cases::history(&mut conn, id).await.map_err(internal)?,
+        "chain": case.chain,
+        "decisions": case.decisions,
         "events": cases::events(&mut conn, id).await.map_err(internal)?,
         "audit": cases::audit_trail(&mut conn, Some(id)).await.map_err(internal)?,
     }))
@@ -120,8 +113,7 @@ async fn detail(
 
 /// Machine-driven stages (verification, release, the archive hand-over) that have not moved for
 /// longer than `cases.stuck_after_secs`: who waits on whom, since when, attempts, last error.
-async fn stuck(State(ctx): State<Context>, peer: Option<Extension<Peer>>) -> Result<Response, ApiError> {
-    authorize(&ctx, peer).await?;
+async fn stuck(State(ctx): State<Context>, _: Staff) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     let now = Utc::now();
     let rows = cases::stuck(&mut conn, now - ctx.rules.stuck_after()).await.map_err(internal)?;
@@ -136,24 +128,21 @@ async fn stuck(State(ctx): State<Context>, peer: Option<Extension<Peer>>) -> Res
 }
 
 /// Review steps past their deadline (working days), for escalation.
-async fn overdue(State(ctx): State<Context>, peer: Option<Extension<Peer>>) -> Result<Response, ApiError> {
-    authorize(&ctx, peer).await?;
+async fn overdue(State(ctx): State<Context>, _: Staff) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     let rows = cases::overdue(&mut conn, business_date(Utc::now())).await.map_err(internal)?;
     Ok(Json(rows).into_response())
 }
 
 /// Dead letters, newest first (without their bodies).
-async fn dead_letters(State(ctx): State<Context>, peer: Option<Extension<Peer>>) -> Result<Response, ApiError> {
-    authorize(&ctx, peer).await?;
+async fn dead_letters(State(ctx): State<Context>, _: Staff) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     Ok(Json(store::dead_letters::list(&mut conn, 1000).await.map_err(internal)?).into_response())
 }
 
 /// Index entries their province contradicted (verification found no such student), waiting
 /// for the province to report the student again.
-async fn index_disputes(State(ctx): State<Context>, peer: Option<Extension<Peer>>) -> Result<Response, ApiError> {
-    authorize(&ctx, peer).await?;
+async fn index_disputes(State(ctx): State<Context>, _: Staff) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     Ok(Json(store::index::disputes(&mut conn).await.map_err(internal)?).into_response())
 }
@@ -163,12 +152,7 @@ struct AuditQuery {
     case: Option<Uuid>,
 }
 
-async fn audit(
-    State(ctx): State<Context>,
-    peer: Option<Extension<Peer>>,
-    Query(q): Query<AuditQuery>,
-) -> Result<Response, ApiError> {
-    authorize(&ctx, peer).await?;
+async fn audit(State(ctx): State<Context>, _: Staff, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     Ok(Json(cases::audit_trail(&mut conn, q.case).await.map_err(internal)?).into_response())
 }
@@ -179,32 +163,27 @@ struct ActionBody {
     note: String,
 }
 
-/// `resend`, `rerequest` or `resolve`, audited.
+/// `resend`, `rerequest` or `resolve`, audited, in a unit of work caused by the audit entry.
 async fn act(
     State(ctx): State<Context>,
-    peer: Option<Extension<Peer>>,
+    Staff(who): Staff,
     Path((id, action)): Path<(Uuid, String)>,
     body: Option<Json<ActionBody>>,
 ) -> Result<Response, ApiError> {
-    let who = authorize(&ctx, peer).await?;
-    let action = match action.as_str() {
-        "resend" => OperatorAction::Resend,
-        "rerequest" => OperatorAction::Rerequest,
-        "resolve" => OperatorAction::Resolve,
-        other => return Err(error(StatusCode::NOT_FOUND, ErrorCode::Unexpected, &format!("unknown action `{other}`"))),
+    let Some(action) = OperatorAction::parse(&action) else {
+        let known: Vec<&str> = OperatorAction::ALL.iter().map(|a| a.as_str()).collect();
+        let detail = format!("unknown action `{action}`; one of {}", known.join(", "));
+        return Err(error(StatusCode::NOT_FOUND, ErrorCode::Unexpected, &detail));
     };
     let note = body.map(|Json(b)| b.note).unwrap_or_default();
-    let now = Utc::now();
-    let mut tx = ctx.pool.begin().await.map_err(internal)?;
+    let mut unit = UnitOfWork::begin(&ctx.pool, Utc::now()).await.map_err(internal)?;
     let name = who.role.common_name();
     let by = Actor { name: &name, role: who.role.unit(), note: &note };
-    let outcome = operate(&mut tx, &ctx, id, action, &by, now).await.map_err(internal)?;
+    let now = unit.now;
+    let outcome = operate(unit.conn(), &ctx, id, action, &by, now).await.map_err(internal)?;
     match outcome {
         Operated::Done { audit_id, replies } => {
-            service::emit(&mut tx, format!("audit:{audit_id}").as_bytes(), replies, None, now)
-                .await
-                .map_err(internal)?;
-            tx.commit().await.map_err(internal)?;
+            unit.finish(&Cause::Operator { audit_id }, replies, None).await.map_err(internal)?;
             Ok(Json(serde_json::json!({ "auditId": audit_id })).into_response())
         }
         Operated::Refused(code, detail) => Err(error(StatusCode::CONFLICT, code, &detail)),

@@ -1,0 +1,161 @@
+//! The middle of the test pyramid: the hub's message handling run in this process against a
+//! real PostgreSQL database (fresh per test) — no broker, no spawned processes. A test sends a
+//! message as a province would (the same bytes, the same authenticated sender), the hub
+//! processes it exactly as its consumer would ([`hub::service::handle`]), and the test reads
+//! what it wrote to the outbox. Milliseconds per message.
+
+use std::path::PathBuf;
+
+use certs::{Ca, Profile, Role};
+use hub::context::Context;
+use hub::service::{self, Handled, Inbound};
+use schemas::ids::ProvinceCode;
+use schemas::messages::{Body, StudentSummary};
+use schemas::{Envelope, Party, codec};
+
+use crate::DevEnv;
+
+/// One test's hub, in process.
+pub struct Hub {
+    pub ctx: Context,
+    pub pool: sqlx::PgPool,
+    database: String,
+    admin_url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// What the hub did with a message.
+#[derive(Debug)]
+pub struct Sent {
+    pub handled: Handled,
+    /// What it wrote to the outbox in answer, in order.
+    pub replies: Vec<Envelope>,
+}
+
+impl Sent {
+    /// The refusal's code, if the hub answered with an `error`.
+    pub fn refusal(&self) -> Option<&'static str> {
+        self.replies.iter().find_map(|e| match &e.body {
+            Body::Error(r) => Some(r.code.code()),
+            _ => None,
+        })
+    }
+
+    /// The replies to `province`.
+    pub fn to(&self, province: &str) -> Vec<&Envelope> {
+        let p = Party::Province(province.parse().expect("province"));
+        self.replies.iter().filter(|e| e.recipient == p).collect()
+    }
+}
+
+impl Hub {
+    /// A fresh database, migrated, with the given provinces admitted and `extra` settings (TOML
+    /// tables).
+    ///
+    /// # Panics
+    /// When the development services are not provisioned (`tests/services.sh`).
+    pub async fn new(provinces: &[&str], extra: &str) -> Hub {
+        let env = DevEnv::load().expect("development services");
+        let database = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let admin = sqlx::PgPool::connect(&env.pg_url).await.expect("PostgreSQL reachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).execute(&admin).await.unwrap();
+        admin.close().await;
+        let url = format!("{}/{database}", env.pg_url.rsplit_once('/').expect("URL with a database").0);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path: PathBuf = dir.path().join("hub.toml");
+        // The broker settings are never used here; the files they name exist.
+        let toml = format!(
+            "[database]\nurl = \"{url}\"\nmax_connections = 4\n[broker]\nurl = \"amqps://localhost:1\"\nvhost = \"none\"\n\
+             ca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n{extra}\n",
+            ca = env.ca_cert.display(),
+            cert = env.hub_cert.display(),
+            key = env.hub_key.display(),
+        );
+        std::fs::write(&path, toml).unwrap();
+        let settings = hub::config::Settings::load(&path).expect("valid settings");
+        let pool = hub::store::pool(&settings.database).unwrap();
+        hub::store::migrate(&pool).await.unwrap();
+        let ca = Ca::create("In-process CA", 30).unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        for p in provinces {
+            let issued = ca.issue(&Profile::new(Role::Province(p.parse().unwrap()), 30)).unwrap();
+            hub::store::certs::register(&mut conn, &issued.info).await.unwrap();
+        }
+        drop(conn);
+        let ctx = Context::new(pool.clone(), settings).expect("rules");
+        Hub { ctx, pool, database, admin_url: env.pg_url, _dir: dir }
+    }
+
+    /// Adds or replaces schools of the registry: (code, province, active, usable from).
+    pub async fn schools(&self, schools: &[(&str, &str, bool, Option<chrono::DateTime<chrono::Utc>>)]) {
+        let rows: Vec<hub::store::schools::School> = schools
+            .iter()
+            .map(|(code, province, active, from)| hub::store::schools::School {
+                code: (*code).into(),
+                province: (*province).into(),
+                name: format!("学校{code}"),
+                active: *active,
+                code_usable_from: *from,
+            })
+            .collect();
+        let mut tx = self.pool.begin().await.unwrap();
+        hub::store::schools::upsert(&mut tx, &rows).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// Sends a body from a province, about a case or not; returns what the hub did.
+    pub async fn send(&self, from: &str, body: Body, case: Option<schemas::CaseId>) -> Sent {
+        let sender = Party::Province(from.parse::<ProvinceCode>().expect("province"));
+        let mut env = Envelope::new(sender, Party::Hub, body);
+        env.case_id = case;
+        self.send_envelope(&env).await
+    }
+
+    /// Sends an envelope as its sender's adapter would.
+    pub async fn send_envelope(&self, env: &Envelope) -> Sent {
+        let before: i64 =
+            sqlx::query_scalar("SELECT COALESCE(max(outbox_id), 0) FROM outbox").fetch_one(&self.pool).await.unwrap();
+        let body = codec::to_xml(env).into_bytes();
+        let id = env.message_id.to_string();
+        let user = env.sender.to_string();
+        let inbound = Inbound { body: &body, user_id: Some(&user), amqp_message_id: Some(&id) };
+        let handled = service::handle(&self.ctx, inbound).await.expect("handled");
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT body FROM outbox WHERE outbox_id > $1 AND message_type <> 'dead-letter' ORDER BY outbox_id",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        let replies = rows.iter().map(|b| codec::from_xml(b, schemas::DEFAULT_MAX_BYTES).expect("valid")).collect();
+        Sent { handled, replies }
+    }
+
+    /// A province reports students to the national index.
+    pub async fn index(&self, province: &str, students: Vec<StudentSummary>) {
+        let env = crate::index_upsert(province, students);
+        let sent = self.send_envelope(&env).await;
+        assert!(matches!(sent.replies[0].body, Body::IndexResult(ref r) if r.conflicting == 0), "{sent:?}");
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let (database, url) = (self.database.clone(), self.admin_url.clone());
+        // Cleanup runs on a thread of its own: Drop may run inside a runtime. The pool's
+        // connections belong to the test's runtime; dropping the database with FORCE ends them.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                if let Ok(admin) = sqlx::PgPool::connect(&url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}

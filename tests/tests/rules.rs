@@ -1,0 +1,274 @@
+//! Every admission and verification rule of transfers and enrollments (domain.md §B.1, §B.2),
+//! in process: the hub's message handling against a real PostgreSQL database, no broker, no
+//! spawned processes.
+
+use chrono::{Duration, Utc};
+use e2e::inprocess::{Hub, Sent};
+use e2e::student;
+use schemas::messages::{
+    Application, Attachment, Base64Data, Body, CaseCancel, CaseReleased, Decision, EnrollmentPermit, HeldStudent,
+    LookupKey, LookupRequest, ReviewDecision, StudentStatus, StudentSummary, UpTo, VerifyResult,
+};
+use schemas::{CaseId, MessageType, samples};
+
+/// The receiving school in 37, and the student's in 51 (as `e2e::student` places him).
+const IN_SCHOOL: &str = "3137000001";
+
+async fn hub() -> Hub {
+    let hub = Hub::new(&["37", "44", "51"], "").await;
+    let schools: Vec<String> = (0..7).map(|n| format!("3151{n:06}")).chain([IN_SCHOOL.to_owned()]).collect();
+    let rows: Vec<(&str, &str, bool, Option<chrono::DateTime<Utc>>)> =
+        schools.iter().map(|c| (c.as_str(), &c[2..4], true, None)).collect();
+    hub.schools(&rows).await;
+    hub
+}
+
+fn pdf(name: &str, bytes: usize) -> Attachment {
+    let mut content = b"%PDF-1.4".to_vec();
+    content.resize(bytes.max(8), b'.');
+    Attachment::new(name.parse().unwrap(), "application/pdf".parse().unwrap(), content)
+}
+
+fn application(s: &StudentSummary) -> Application {
+    Application {
+        school: IN_SCHOOL.parse().unwrap(),
+        student_name: s.name.clone(),
+        student_id: s.student_id.clone(),
+        target_grade: s.grade,
+        reason: "随父母迁居。".parse().unwrap(),
+        evidence: UpTo::new(vec![pdf("户籍证明.pdf", 64)]).unwrap(),
+    }
+}
+
+async fn apply(hub: &Hub, app: Application) -> Sent {
+    hub.send("37", Body::TransferApply(app), None).await
+}
+
+/// An indexed student of 51, as `tune` makes him.
+async fn indexed(hub: &Hub, n: u32, tune: impl FnOnce(&mut StudentSummary)) -> StudentSummary {
+    let mut s = student("51", n);
+    tune(&mut s);
+    hub.index("51", vec![s.clone()]).await;
+    s
+}
+
+#[tokio::test]
+async fn an_application_is_refused_by_every_rule_it_breaks() {
+    let hub = hub().await;
+    let s = indexed(&hub, 1, |_| {}).await;
+    hub.schools(&[("3137999998", "37", true, Some(Utc::now() + Duration::days(1))), ("3137999997", "37", false, None)])
+        .await;
+
+    let with_school = |code: &str| Application { school: code.parse().unwrap(), ..application(&s) };
+    let cases: Vec<(&str, Application, &str)> = vec![
+        ("not in the national index", application(&student("51", 999)), "E_STUDENT_NOT_FOUND"),
+        ("a school the registry does not know", with_school("3137999999"), "E_SCHOOL_UNKNOWN"),
+        ("a school whose code is not usable yet", with_school("3137999998"), "E_SCHOOL_NO_CODE"),
+        ("a revoked school", with_school("3137999997"), "E_SCHOOL_UNKNOWN"),
+        ("another province's school", with_school("3151000001"), "E_SCHOOL_UNKNOWN"),
+    ];
+    for (what, app, code) in cases {
+        assert_eq!(apply(&hub, app).await.refusal(), Some(code), "{what}");
+    }
+    // Evidence: two of one name, not matching its digest, too large, of a type not accepted.
+    let evidence = |files: Vec<Attachment>| Application { evidence: UpTo::new(files).unwrap(), ..application(&s) };
+    let mut forged = pdf("证明.pdf", 64);
+    forged.content = Base64Data::new(b"something else".to_vec());
+    let text = Attachment::new("说明.txt".parse().unwrap(), "text/plain".parse().unwrap(), b"hi".to_vec());
+    let cases: Vec<(&str, Application, &str)> = vec![
+        ("two files of one name", evidence(vec![pdf("a.pdf", 9), pdf("a.pdf", 9)]), "E_SCHEMA"),
+        ("a forged digest", evidence(vec![forged]), "E_ATTACHMENT_DIGEST"),
+        ("over 1 MB", evidence(vec![pdf("大.pdf", 1024 * 1024 + 1)]), "E_ATTACHMENT_TOO_LARGE"),
+        ("plain text", evidence(vec![text]), "E_ATTACHMENT_TYPE"),
+    ];
+    for (what, app, code) in cases {
+        let sent = apply(&hub, app).await;
+        assert_eq!(sent.refusal(), Some(code), "{what}");
+        let Body::Error(e) = &sent.replies[0].body else { unreachable!() };
+        assert!(e.offending_message_id.is_some(), "{what}: the refusal names the application");
+    }
+    // The student's own province, and a student whose current school is unknown.
+    let own = student("37", 5);
+    hub.index("37", vec![own.clone()]).await;
+    assert_eq!(apply(&hub, application(&own)).await.refusal(), Some("E_SAME_PROVINCE"));
+    let moved = indexed(&hub, 2, |s| s.school = "3151999999".parse().unwrap()).await;
+    assert_eq!(apply(&hub, application(&moved)).await.refusal(), Some("E_SCHOOL_UNKNOWN"), "the current school");
+    // None of these opened a case.
+    let cases: i64 = sqlx::query_scalar("SELECT count(*) FROM business_case").fetch_one(&hub.pool).await.unwrap();
+    assert_eq!(cases, 0);
+}
+
+fn case_of(sent: &Sent) -> CaseId {
+    assert_eq!(sent.replies[0].message_type(), MessageType::CaseAccepted, "{sent:?}");
+    sent.replies[0].case_id.expect("a case id")
+}
+
+fn held(s: &StudentSummary, status: StudentStatus) -> VerifyResult {
+    let Body::VerifyResult(VerifyResult::Held(h)) = samples::body(MessageType::VerifyResult) else { unreachable!() };
+    VerifyResult::Held(HeldStudent { status, school: s.school.clone(), grade: s.grade, ..h })
+}
+
+#[tokio::test]
+async fn one_open_business_per_student_and_a_cancel_holds_him_until_released() {
+    let hub = hub().await;
+    let s = indexed(&hub, 1, |_| {}).await;
+    let case = case_of(&apply(&hub, application(&s)).await);
+    assert_eq!(apply(&hub, application(&s)).await.refusal(), Some("E_IN_FLIGHT"));
+    // Verified, then cancelled while under review: until 51 releases him, he stays busy.
+    hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
+    let cancel = Body::CaseCancel(CaseCancel { reason: "家长决定不转学。".parse().unwrap() });
+    hub.send("37", cancel, Some(case)).await;
+    let refused = apply(&hub, application(&s)).await;
+    assert_eq!(refused.refusal(), Some("E_IN_FLIGHT"));
+    let Body::Error(e) = &refused.replies[0].body else { unreachable!() };
+    assert!(e.detail.as_deref().is_some_and(|d| d.contains("cancelled")), "{e:?}");
+    // The lookup says so too, from the same register.
+    let lookup =
+        Body::LookupRequest(LookupRequest { name: s.name.clone(), key: LookupKey::StudentId(s.student_id.clone()) });
+    let found = hub.send("37", lookup.clone(), None).await;
+    let Body::LookupResult(r) = &found.replies[0].body else { panic!("{found:?}") };
+    assert!(r.student.as_ref().is_some_and(|m| m.reason.contains(&schemas::ErrorCode::InFlight)), "{r:?}");
+    hub.send("51", Body::CaseReleased(CaseReleased {}), Some(case)).await;
+    assert!(matches!(apply(&hub, application(&s)).await.replies[0].body, Body::CaseAccepted(_)), "free again");
+}
+
+#[tokio::test]
+async fn verification_refuses_what_the_student_s_record_does_not_allow() {
+    let hub = hub().await;
+    let cases = [
+        ("suspended", StudentStatus::Suspended, "E_STATUS_INELIGIBLE", "复学"),
+        ("deceased", StudentStatus::Deceased, "E_STATUS_INELIGIBLE", "恢复在校生"),
+        ("a junior-high graduate transfers no more", StudentStatus::JuniorGraduate, "E_WRONG_STAGE", "毕业后跨省就学"),
+    ];
+    for (n, (what, status, code, advice)) in cases.into_iter().enumerate() {
+        let s = indexed(&hub, 10 + n as u32, |_| {}).await;
+        let case = case_of(&apply(&hub, application(&s)).await);
+        let sent = hub.send("51", Body::VerifyResult(held(&s, status)), Some(case)).await;
+        assert_eq!(sent.to("51").iter().map(|e| e.message_type()).collect::<Vec<_>>()[0], MessageType::CaseRelease);
+        let closed = hub.send("51", Body::CaseReleased(CaseReleased {}), Some(case)).await;
+        let to_37 = closed.to("37");
+        let Some(Body::CaseClosed(c)) = to_37.iter().map(|e| &e.body).find(|b| matches!(b, Body::CaseClosed(_))) else {
+            panic!("{what}: {closed:?}")
+        };
+        assert_eq!(c.code.map(|k| k.code()), Some(code), "{what}");
+        let remark = c.remark.as_ref().map(|r| r.to_string()).unwrap_or_default();
+        assert!(remark.contains(advice), "{what}: {remark}");
+    }
+    // The out-province refuses (a problem record, not found): the case closes with its code.
+    for (n, code) in [schemas::ErrorCode::ProblemRecord, schemas::ErrorCode::StudentNotFound].into_iter().enumerate() {
+        let s = indexed(&hub, 20 + n as u32, |_| {}).await;
+        let case = case_of(&apply(&hub, application(&s)).await);
+        let refusal = VerifyResult::Refused(schemas::messages::Refusal { code, remark: None });
+        let sent = hub.send("51", Body::VerifyResult(refusal), Some(case)).await;
+        let closing = sent.to("37").into_iter().find_map(|e| match &e.body {
+            Body::CaseClosed(c) => c.code,
+            _ => None,
+        });
+        assert_eq!(closing, Some(code));
+    }
+}
+
+#[tokio::test]
+async fn an_enrollment_needs_permission_evidence_and_a_junior_high_graduate() {
+    let hub = hub().await;
+    let graduate = indexed(&hub, 1, |s| s.status = StudentStatus::JuniorGraduate).await;
+    let jpeg =
+        Attachment::new("录取通知书.jpg".parse().unwrap(), "image/jpeg".parse().unwrap(), b"\xff\xd8jpeg".to_vec());
+    let enroll = |s: &StudentSummary, evidence: Vec<Attachment>| {
+        Body::EnrollmentApply(Application {
+            target_grade: "31".parse().unwrap(),
+            evidence: UpTo::new(evidence).unwrap(),
+            ..application(s)
+        })
+    };
+    let no_evidence = hub.send("37", enroll(&graduate, vec![]), None).await;
+    assert_eq!(no_evidence.refusal(), Some("E_EVIDENCE_MISSING"));
+    assert_eq!(hub.send("37", enroll(&graduate, vec![jpeg.clone()]), None).await.refusal(), Some("E_NOT_PERMITTED"));
+    let permit = EnrollmentPermit { grant: vec![IN_SCHOOL.parse().unwrap()], revoke: vec![] };
+    hub.send("37", Body::EnrollmentPermit(permit), None).await;
+    // A PDF is not the image an enrollment's evidence must be ([002 §19]).
+    let pdf_only = hub.send("37", enroll(&graduate, vec![pdf("成绩.pdf", 64)]), None).await;
+    assert_eq!(pdf_only.refusal(), Some("E_ATTACHMENT_TYPE"));
+    let sent = hub.send("37", enroll(&graduate, vec![jpeg.clone()]), None).await;
+    let case = case_of(&sent);
+    hub.send("51", Body::VerifyResult(held(&graduate, StudentStatus::JuniorGraduate)), Some(case)).await;
+    assert_eq!(state(&hub, case).await, "UNDER_REVIEW");
+    // Someone still at school is refused at verification.
+    let pupil = indexed(&hub, 2, |_| {}).await;
+    let case = case_of(&hub.send("37", enroll(&pupil, vec![jpeg]), None).await);
+    let sent = hub.send("51", Body::VerifyResult(held(&pupil, StudentStatus::Enrolled)), Some(case)).await;
+    assert_eq!(sent.to("51")[0].message_type(), MessageType::CaseRelease, "refused: the hold is released first");
+}
+
+#[tokio::test]
+async fn decisions_come_from_the_acting_province_for_the_pending_step_only() {
+    let hub = hub().await;
+    let s = indexed(&hub, 1, |_| {}).await;
+    let case = case_of(&apply(&hub, application(&s)).await);
+    hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
+    let decide = |step: &str| {
+        Body::ReviewDecision(ReviewDecision {
+            step: step.parse().unwrap(),
+            decision: Decision::Approve,
+            unit: "某校".parse().unwrap(),
+            reviewer: "审核人".parse().unwrap(),
+            opinion: "同意。".parse().unwrap(),
+        })
+    };
+    assert_eq!(hub.send("51", decide("IN_SCHOOL"), Some(case)).await.refusal(), Some("E_NOT_YOUR_STEP"));
+    assert_eq!(hub.send("37", decide("OUT_SCHOOL"), Some(case)).await.refusal(), Some("E_NOT_YOUR_STEP"));
+    assert_eq!(hub.send("44", decide("IN_SCHOOL"), Some(case)).await.refusal(), Some("E_NOT_YOUR_STEP"), "no party");
+    let next = hub.send("37", decide("IN_SCHOOL"), Some(case)).await;
+    assert!(next.refusal().is_none(), "{next:?}");
+    assert!(next.to("37").iter().any(|e| e.message_type() == MessageType::ReviewRequest), "the next step is 37's");
+}
+
+/// The case's stored state, by id.
+async fn state(hub: &Hub, case: CaseId) -> String {
+    sqlx::query_scalar("SELECT state FROM business_case WHERE case_id = $1")
+        .bind(case.uuid())
+        .fetch_one(&hub.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_statuses_of_002_transfer_and_a_province_may_narrow_them() {
+    // 51 keeps the national list; 44 lets only students at school (在校) leave.
+    let hub = Hub::new(&["37", "44", "51"], "[provinces.\"44\"]\ntransfer_statuses = [\"ENROLLED\"]\n").await;
+    let schools =
+        [IN_SCHOOL, "3151000001", "3151000002", "3151000003", "3151000004", "3151000005", "3151000006", "3144000001"];
+    let rows: Vec<_> = schools.iter().map(|c| (*c, &c[2..4], true, None)).collect();
+    hub.schools(&rows).await;
+    use StudentStatus::*;
+    for (n, status) in [Enrolled, OtherDeparture, Abroad, Withdrawn, Expelled, PrimaryGraduate].into_iter().enumerate()
+    {
+        let s = indexed(&hub, 1 + n as u32, |_| {}).await;
+        let case = case_of(&apply(&hub, application(&s)).await);
+        hub.send("51", Body::VerifyResult(held(&s, status)), Some(case)).await;
+        assert_eq!(state(&hub, case).await, "UNDER_REVIEW", "{status:?} may transfer ([002 §18])");
+    }
+    let mut s = student("44", 1);
+    s.school = "3144000001".parse().unwrap();
+    hub.index("44", vec![s.clone()]).await;
+    let case = case_of(&apply(&hub, application(&s)).await);
+    let sent = hub.send("44", Body::VerifyResult(held(&s, Abroad)), Some(case)).await;
+    assert_eq!(sent.to("44")[0].message_type(), MessageType::CaseRelease, "44 narrowed its list: {sent:?}");
+}
+
+#[tokio::test]
+async fn a_student_his_province_says_it_does_not_hold_is_refused_until_reported_again() {
+    let hub = hub().await;
+    let s = indexed(&hub, 1, |_| {}).await;
+    let case = case_of(&apply(&hub, application(&s)).await);
+    let refusal =
+        VerifyResult::Refused(schemas::messages::Refusal { code: schemas::ErrorCode::StudentNotFound, remark: None });
+    hub.send("51", Body::VerifyResult(refusal), Some(case)).await;
+    let again = apply(&hub, application(&s)).await;
+    assert_eq!(again.refusal(), Some("E_STUDENT_NOT_FOUND"));
+    let Body::Error(e) = &again.replies[0].body else { unreachable!() };
+    assert!(e.detail.as_deref().is_some_and(|d| d.contains("reported")), "{e:?}");
+    // The province reports him again ([003 Q38]: sync lag): he may apply.
+    hub.index("51", vec![s.clone()]).await;
+    assert!(matches!(apply(&hub, application(&s)).await.replies[0].body, Body::CaseAccepted(_)));
+}
