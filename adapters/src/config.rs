@@ -1,5 +1,5 @@
-//! Adapter settings: a TOML file, then `ADAPTER_…` environment variables, validated before any
-//! connection is made. Every problem is reported with the key it concerns.
+//! Adapter settings: a TOML file, then `ADAPTER_…` environment variables (any key, by one rule:
+//! see [`certs::settings`]), validated before any connection is made. Every problem is reported with the key it concerns.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -143,6 +143,10 @@ impl ApiLimits {
 pub struct Webhook {
     /// Inbound messages are POSTed here until it answers 2xx.
     pub url: String,
+    /// The key of the HMAC-SHA256 signature every push carries (`x-xueji-signature`), shared
+    /// with the provincial system; at least 32 characters. From a file:
+    /// `ADAPTER_WEBHOOK__SECRET_FILE`.
+    pub secret: crate::webhook::Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,40 +167,29 @@ impl Default for Limits {
 }
 
 impl Settings {
-    /// Reads `path`, applies `ADAPTER_PROVINCE`, `ADAPTER_BROKER_URL`, `ADAPTER_BROKER_VHOST`,
-    /// `ADAPTER_STORAGE_PATH`, `ADAPTER_API_LISTEN`, `ADAPTER_WEBHOOK_URL`, then validates.
+    /// The environment variables the command line reads; not settings.
+    pub const RESERVED_ENV: &[&str] = &["ADAPTER_CONFIG", "ADAPTER_LOG_FORMAT"];
+
+    /// Reads `path`, then the `ADAPTER_…` environment by the rule of [`certs::settings`] (every
+    /// key: `ADAPTER_` and its path in capitals joined by `__`, e.g. `ADAPTER_PROVINCE`,
+    /// `ADAPTER_BROKER__URL`, `ADAPTER_WEBHOOK__SECRET_FILE`), then validates.
     ///
     /// # Errors
-    /// An unreadable file, unknown keys, or invalid values, each named.
+    /// An unreadable file, unknown keys, or invalid values.
     pub fn load(path: &Path) -> Result<Settings> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))?;
-        let mut s: Settings =
-            toml::from_str(&text).with_context(|| format!("Invalid settings in {}", path.display()))?;
-        s.apply_env(|k| std::env::var(k).ok())?;
+        let s: Settings = certs::settings::load(path, "ADAPTER", Self::RESERVED_ENV)?;
         s.validate()?;
         Ok(s)
     }
 
-    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
-        if let Some(v) = var("ADAPTER_PROVINCE") {
-            self.province = Some(v);
-        }
-        if let Some(v) = var("ADAPTER_BROKER_URL") {
-            self.broker.url = v;
-        }
-        if let Some(v) = var("ADAPTER_BROKER_VHOST") {
-            self.broker.vhost = v;
-        }
-        if let Some(v) = var("ADAPTER_STORAGE_PATH") {
-            self.storage.path = v.into();
-        }
-        if let Some(v) = var("ADAPTER_API_LISTEN") {
-            self.api.listen = v.parse().context("ADAPTER_API_LISTEN is not an address like 127.0.0.1:8437")?;
-        }
-        if let Some(v) = var("ADAPTER_WEBHOOK_URL") {
-            self.webhook = Some(Webhook { url: v });
-        }
-        Ok(())
+    /// [`Settings::load`] with the environment given.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_with(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
+        let s: Settings = certs::settings::load_with(path, "ADAPTER", Self::RESERVED_ENV, vars)?;
+        s.validate()?;
+        Ok(s)
     }
 
     /// The configured province, if any, parsed.
@@ -215,6 +208,15 @@ impl Settings {
     pub fn validate(&self) -> Result<()> {
         self.claimed_province()?;
         certs::amqp::uri(&self.broker.url, &self.broker.vhost).context("broker.url")?;
+        if let Some(w) = &self.webhook {
+            let url = url::Url::parse(&w.url).context("webhook.url is not a URL")?;
+            if !matches!(url.scheme(), "http" | "https") {
+                bail!("webhook.url must be http:// or https://, not {}", url.scheme());
+            }
+            if w.secret.len() < crate::webhook::MIN_SECRET {
+                bail!("webhook.secret must be at least {} characters", crate::webhook::MIN_SECRET);
+            }
+        }
         for (key, p) in
             [("broker.ca", &self.broker.ca), ("broker.cert", &self.broker.cert), ("broker.key", &self.broker.key)]
         {
@@ -279,11 +281,15 @@ mod tests {
 
     #[test]
     fn a_minimal_file_gets_defaults_and_env_overrides() {
-        let mut s: Settings = toml::from_str(&minimal()).unwrap();
-        s.validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("adapter.toml");
+        std::fs::write(&path, minimal()).unwrap();
+        let s = Settings::load_with(&path, []).unwrap();
         assert_eq!(s.api.listen.to_string(), "127.0.0.1:8437");
-        s.apply_env(|k| (k == "ADAPTER_PROVINCE").then(|| "37".to_owned())).unwrap();
+        let vars = [("ADAPTER_PROVINCE", "37"), ("ADAPTER_API__LISTEN", "127.0.0.1:9000"), ("ADAPTER_CONFIG", "x")];
+        let s = Settings::load_with(&path, vars.map(|(k, v)| (k.to_owned(), v.to_owned()))).unwrap();
         assert_eq!(s.claimed_province().unwrap().unwrap().code(), "37");
+        assert_eq!(s.api.listen.to_string(), "127.0.0.1:9000");
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! - [`link`]: the broker connection (publish the outbox, take the inbox);
 //! - [`api`]: the local API for the provincial system; [`webhook`]: optional push;
 //! - [`simulate`]: a simulated provincial system, for demos and tests;
-//! - [`runner`]: run until stopped.
+//! - [`runner`]: run until stopped; [`check`]: what it checks first, and `adapter check`.
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub use certs::failpoint;
 pub mod identity;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use backon::BackoffBuilder;
+use certs::preflight::Problem;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::options::{
@@ -20,7 +21,7 @@ use schemas::{Party, codec};
 use sha2::Digest;
 use sqlx::SqlitePool;
 use tokio::sync::{Notify, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::failpoint;
@@ -74,35 +75,56 @@ pub struct Link {
 }
 
 impl Link {
-    /// Runs sessions until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs sessions until `shutdown` turns true. A failure that waiting cannot heal (a refused
+    /// certificate or login, a missing vhost) before the first session ends the link with it,
+    /// so that the adapter stops and says why; later, every failure is retried (the local API
+    /// keeps serving what arrived) and logged at WARN, or ERROR with its fix when permanent.
+    ///
+    /// # Errors
+    /// The permanent problem that kept the first session from starting.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::result::Result<(), Problem> {
         let mut delays = backoff(Duration::from_secs(30));
+        let mut ever_up = false;
         loop {
             if *shutdown.borrow() {
-                return;
+                return Ok(());
             }
             let started = Instant::now();
             let result = self.session(shutdown.clone()).await;
-            let was_up = self.state.connected_since().is_some();
+            ever_up |= self.state.connected_since().is_some();
             match result {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err(e) => {
-                    let message = format!("{e:#}");
-                    if was_up {
-                        warn!(error = %message, "Link down.");
+                    let problem = self.classify(&e);
+                    self.state.down(problem.to_string());
+                    if problem.permanent && !ever_up {
+                        return Err(problem);
                     }
-                    self.state.down(message.clone());
                     if started.elapsed() > Duration::from_secs(60) {
                         delays = backoff(Duration::from_secs(30));
                     }
                     let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                    tracing::debug!(error = %message, retry_in = ?delay, "Broker unreachable; retrying.");
+                    if problem.permanent {
+                        error!(error = %problem.why, fix = %problem.fix, retry_in = ?delay, "Link refused; retrying.");
+                    } else {
+                        warn!(error = %problem.why, retry_in = ?delay, "Link down; retrying.");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
             }
+        }
+    }
+
+    /// What a session's failure means.
+    fn classify(&self, e: &anyhow::Error) -> Problem {
+        let user = self.me.to_string();
+        match e.chain().find_map(|c| c.downcast_ref::<certs::amqp::ConnectError>()) {
+            Some(c) => certs::preflight::classify(c, &user, &self.settings.broker.vhost),
+            // The connection was made; what failed after it (a consumer, a channel) is retried.
+            None => Problem { permanent: false, why: format!("{e:#}"), fix: "retried".into() },
         }
     }
 

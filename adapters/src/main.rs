@@ -14,8 +14,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the adapter until SIGTERM/SIGINT.
+    /// Run the adapter until SIGTERM/SIGINT. It first checks what `check --offline` checks and
+    /// refuses to start on a problem; a broker that refuses its certificate or has no vhost for
+    /// it stops it with the reason; an unreachable broker is retried.
     Run {
+        /// The adapter's settings (TOML).
         #[arg(long, env = "ADAPTER_CONFIG")]
         config: PathBuf,
     },
@@ -33,10 +36,17 @@ enum Command {
         #[arg(long)]
         stem: Option<String>,
     },
-    /// Check the configuration and the certificate, print the identity, and exit.
+    /// Check the set-up and exit: the certificate (role, validity, chain to the exchange CA),
+    /// that the key is the certificate's and private, the local API's TLS files, the store's
+    /// directory, and the broker (TLS, the EXTERNAL login, the vhost). Each problem is named with
+    /// its fix; exit status 1 if any.
     Check {
+        /// The adapter's settings (TOML).
         #[arg(long, env = "ADAPTER_CONFIG")]
         config: PathBuf,
+        /// Skip the broker (check the files only).
+        #[arg(long)]
+        offline: bool,
     },
     /// Run a simulated provincial system against an adapter's local API.
     Simulate {
@@ -98,9 +108,9 @@ enum Command {
     },
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,lapin=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -115,12 +125,19 @@ fn init_logging() {
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    init_logging();
+    // Usage errors exit 2 (clap); every other error 1, said once: a running adapter logs it,
+    // a command prints it (and its report: the connection library's own log lines would only
+    // repeat it).
     let cli = Cli::parse();
+    let logs = matches!(cli.command, Command::Run { .. } | Command::Simulate { .. });
+    init_logging(if logs { "info,sqlx=warn,lapin=warn" } else { "warn,lapin=off" });
     if let Err(e) = dispatch(cli) {
-        tracing::error!("{e:#}");
-        eprintln!("adapter: {e:#}");
-        std::process::exit(2);
+        if logs {
+            tracing::error!("{e:#}");
+        } else {
+            eprintln!("adapter: {e:#}");
+        }
+        std::process::exit(1);
     }
 }
 
@@ -144,17 +161,18 @@ fn dispatch(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Check { config } => {
+        Command::Check { config, offline } => {
             let settings = adapters::config::Settings::load(&config)?;
-            let id = adapters::runner::check_identity(&settings)?;
-            println!(
-                "province {} ({}), certificate serial {}, valid until {} ({} days)",
-                id.province.code(),
-                id.province.name_zh(),
-                id.cert.serial,
-                id.cert.not_after,
-                id.days_left
-            );
+            let report = if offline {
+                adapters::check::offline(&settings)
+            } else {
+                runtime.block_on(adapters::check::online(&settings))
+            };
+            print!("{report}");
+            if !report.passed() {
+                anyhow::bail!("the set-up has problems (above)");
+            }
+            println!("ready: {}", config.display());
             Ok(())
         }
         Command::Simulate {

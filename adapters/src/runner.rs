@@ -49,6 +49,10 @@ fn warn_if_expiring(id: &Identity) {
 /// # Errors
 /// When the identity, the store or the local API port is unusable.
 pub async fn run(settings: Settings) -> Result<()> {
+    let preflight = crate::check::offline(&settings);
+    if !preflight.passed() {
+        anyhow::bail!("not starting: {}", preflight.failures());
+    }
     let identity = Arc::new(check_identity(&settings)?);
     let me = Party::Province(identity.province);
     let pool = store::open(&settings.storage.path).await?;
@@ -59,9 +63,11 @@ pub async fn run(settings: Settings) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let link = Link { settings: settings.clone(), me, pool: pool.clone(), state: state.clone() };
-    let link_task = tokio::spawn(link.run(stop_rx.clone()));
-    let webhook_task =
-        settings.webhook.as_ref().map(|w| tokio::spawn(webhook::run(pool.clone(), w.url.clone(), stop_rx.clone())));
+    let mut link_task = tokio::spawn(link.run(stop_rx.clone()));
+    let webhook_task = settings
+        .webhook
+        .as_ref()
+        .map(|w| tokio::spawn(webhook::run(pool.clone(), w.url.clone(), w.secret.clone(), stop_rx.clone())));
     let housekeeping = tokio::spawn(housekeeping(
         pool.clone(),
         settings.broker.cert.clone(),
@@ -96,18 +102,33 @@ pub async fn run(settings: Settings) -> Result<()> {
         stop_rx.clone(),
     ));
 
-    wait_for_signal().await;
+    // A link that cannot work (a refused certificate, a missing vhost) stops the adapter with
+    // its reason, rather than retrying for ever.
+    let refused = tokio::select! {
+        _ = wait_for_signal() => None,
+        ended = &mut link_task => match ended {
+            Ok(Err(problem)) => Some(problem),
+            _ => None,
+        },
+    };
     info!("Stopping.");
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(15), link_task).await;
+    if refused.is_none() {
+        let _ = tokio::time::timeout(Duration::from_secs(15), link_task).await;
+    }
     if let Some(w) = webhook_task {
         let _ = w.await;
     }
     let _ = housekeeping.await;
     let _ = http.await;
     pool.close().await;
-    info!("Stopped.");
-    Ok(())
+    match refused {
+        Some(problem) => Err(anyhow::anyhow!("the broker link cannot work: {problem}")),
+        None => {
+            info!("Stopped.");
+            Ok(())
+        }
+    }
 }
 
 /// Daily: prune old rows, and check the certificate again (a long-running adapter must not

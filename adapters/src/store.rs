@@ -300,9 +300,9 @@ pub async fn inbox_ack_many(pool: &SqlitePool, ids: &[String]) -> Result<u64> {
 ///
 /// # Errors
 /// Database errors.
-pub async fn due_pushes(pool: &SqlitePool, limit: i64) -> Result<Vec<(String, Vec<u8>, i64)>> {
+pub async fn due_pushes(pool: &SqlitePool, limit: i64) -> Result<Vec<(String, String, Vec<u8>, i64)>> {
     Ok(sqlx::query_as(
-        "SELECT message_id, body, push_attempts FROM inbox WHERE acknowledged_at IS NULL AND next_push_at <= ?
+        "SELECT message_id, message_type, body, push_attempts FROM inbox WHERE acknowledged_at IS NULL AND next_push_at <= ?
          ORDER BY seq LIMIT ?",
     )
     .bind(now())

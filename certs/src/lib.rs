@@ -23,9 +23,13 @@ pub mod amqp;
 pub mod crl;
 pub mod failpoint;
 pub mod files;
+#[cfg(feature = "amqp")]
+pub mod preflight;
 mod request;
 #[cfg(feature = "serve")]
 pub mod serve;
+#[cfg(feature = "settings")]
+pub mod settings;
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -65,6 +65,14 @@ impl Admin {
         Ok(())
     }
 
+    /// Whether the management API takes the configured user and password.
+    ///
+    /// # Errors
+    /// Unreachable, or the login refused (with the status).
+    pub async fn whoami(&self) -> Result<()> {
+        self.expect_ok(Method::GET, "whoami", None).await
+    }
+
     /// # Errors
     /// When the API refuses.
     pub async fn ensure_vhost(&self, vhost: &str) -> Result<()> {

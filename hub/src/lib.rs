@@ -20,7 +20,7 @@
 //! - [`api`]: health, readiness, metrics and the operators' API (roles by extractor:
 //!   [`api::ops`]); [`cli`]: the command line, one module per command family;
 //! - [`provision`] and [`broker_admin`]: admitting and cutting off parties; [`startup`]: run
-//!   until stopped; [`health`], [`retry`], [`rules`], [`config`], [`telemetry`]: shared pieces
+//!   until stopped, after [`check`] (also `hub check`); [`health`], [`retry`], [`rules`], [`config`], [`telemetry`]: shared pieces
 //!   with no business in them.
 //!
 //! No two of these modules import each other, directly or around a circle (`tests/layout.rs`).
@@ -46,6 +46,7 @@
 pub mod amqp;
 pub mod api;
 pub mod broker_admin;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod context;

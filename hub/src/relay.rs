@@ -64,7 +64,7 @@ async fn session(
     health: &Health,
 ) -> Result<()> {
     // Leadership: a session-level advisory lock on a connection of our own.
-    let mut lock_conn = PgConnection::connect(ctx.settings.database.url.expose())
+    let mut lock_conn = PgConnection::connect_with(&ctx.settings.database.connect_options()?)
         .await
         .context("Failed to connect for the relay lock")?;
     loop {

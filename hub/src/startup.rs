@@ -22,14 +22,29 @@ use crate::{housekeeping, relay, scheduler, store};
 /// # Errors
 /// When the HTTP port cannot be bound or the migrations fail.
 pub async fn run(settings: Settings) -> Result<()> {
-    for key in std::iter::once(&settings.broker.key).chain(settings.ops.as_ref().map(|o| &o.key)) {
-        if let Some(why) = certs::files::key_exposure(key) {
-            warn!("{why}");
+    // What would only fail later (a wrong key, a province's certificate, a bad calendar) stops
+    // the hub now, named, before it binds a port or touches the database.
+    let preflight = crate::check::offline(&settings);
+    if !preflight.passed() {
+        anyhow::bail!("not starting: {}", preflight.failures());
+    }
+    for (check, outcome) in &preflight.lines {
+        if let certs::preflight::Outcome::Warn(what) = outcome {
+            warn!(check = *check, "{what}");
         }
     }
     let pool = store::pool(&settings.database)?;
-    wait_for_database(&pool).await;
+    wait_for_database(&pool).await?;
     store::migrate(&pool).await?;
+    // A broker that refuses the hub's certificate, or has no vhost for it, will not change its
+    // mind: stop and say so. One that is down is waited for by the consumer and the relay.
+    if let Err(e) = crate::amqp::probe(&settings.broker).await {
+        let problem = crate::check::broker_problem(&e, &settings.broker.vhost);
+        if problem.permanent {
+            anyhow::bail!("not starting: broker: {problem}");
+        }
+        warn!(error = %problem.why, "Broker not reachable yet; the consumer and the relay will keep trying.");
+    }
     let metrics = crate::telemetry::install_metrics().context("Failed to install the metrics recorder")?;
 
     let listener = tokio::net::TcpListener::bind(settings.http.listen)
@@ -147,13 +162,22 @@ where
     }
 }
 
-async fn wait_for_database(pool: &sqlx::PgPool) {
+/// Waits for the database while waiting can help.
+///
+/// # Errors
+/// A database that does not exist or refuses the login: waiting will not help.
+async fn wait_for_database(pool: &sqlx::PgPool) -> Result<()> {
     let mut delays = backoff();
-    while let Err(e) = sqlx::query("SELECT 1").execute(pool).await {
+    while let Err(e) = store::ping(pool).await {
+        let problem = store::problem(&e);
+        if problem.permanent {
+            anyhow::bail!("not starting: database: {problem}");
+        }
         let delay = delays.next().unwrap_or(Duration::from_secs(15));
-        warn!(error = %e, retry_in = ?delay, "Database not reachable yet.");
+        warn!(error = %problem.why, retry_in = ?delay, "Database not reachable yet.");
         tokio::time::sleep(delay).await;
     }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -238,16 +238,24 @@ async fn inbound_messages_are_pushed_to_the_webhook_until_it_accepts() {
     let a = bed.add_province("37").await;
     bed.spawn_hub("hub").await;
     // The provincial system's webhook: refuses twice, then accepts.
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::new(Mutex::new(Vec::<(String, String, String, String)>::new()));
+    let bodies = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let app = axum::Router::new().route(
         "/inbox",
         axum::routing::post({
-            let seen = seen.clone();
-            move |headers: axum::http::HeaderMap| {
+            let (seen, bodies) = (seen.clone(), bodies.clone());
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                bodies.lock().unwrap().push(body.to_vec());
                 let seen = seen.clone();
                 async move {
                     let mut s = seen.lock().unwrap();
-                    s.push(headers["x-message-id"].to_str().unwrap().to_owned());
+                    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+                    s.push((
+                        header("x-message-id"),
+                        header("x-message-type"),
+                        header("x-xueji-timestamp"),
+                        header("x-xueji-signature"),
+                    ));
                     if s.len() <= 2 {
                         axum::http::StatusCode::INTERNAL_SERVER_ERROR
                     } else {
@@ -263,7 +271,8 @@ async fn inbound_messages_are_pushed_to_the_webhook_until_it_accepts() {
 
     let proc = bed.adapter_config("adapter", &a);
     let mut cfg = std::fs::read_to_string(&proc.config).unwrap();
-    cfg.push_str(&format!("\n[webhook]\nurl = \"http://{hook}/inbox\"\n"));
+    const SECRET: &str = "a webhook secret of the province 37";
+    cfg.push_str(&format!("\n[webhook]\nurl = \"http://{hook}/inbox\"\nsecret = \"{SECRET}\"\n"));
     std::fs::write(&proc.config, cfg).unwrap();
     bed.start_adapter(&proc, &[]);
     eventually("adapter up", WAIT, || async { reqwest::get(proc.url("/healthz")).await.ok().map(|_| ()) }).await;
@@ -275,7 +284,17 @@ async fn inbound_messages_are_pushed_to_the_webhook_until_it_accepts() {
     })
     .await;
     let seen = seen.lock().unwrap().clone();
-    assert!(seen.len() >= 3 && seen.iter().all(|id| *id == seen[0]), "{seen:?}");
+    assert!(seen.len() >= 3 && seen.iter().all(|h| h.0 == seen[0].0), "{seen:?}");
+    let bodies = bodies.lock().unwrap().clone();
+    // Each push names its type and is signed over its timestamp and body with the shared secret.
+    let secret = adapters::webhook::Secret::new(SECRET);
+    for ((_, kind, timestamp, sig), body) in seen.iter().zip(&bodies) {
+        assert_eq!(kind, "index.result");
+        let t: i64 = timestamp.parse().unwrap();
+        assert!((Utc::now().timestamp() - t).abs() < 300, "a current timestamp");
+        assert_eq!(*sig, adapters::webhook::signature(&secret, t, body));
+        assert_ne!(*sig, adapters::webhook::signature(&adapters::webhook::Secret::new("x".repeat(40)), t, body));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -291,7 +310,7 @@ async fn the_adapter_refuses_a_bad_certificate_and_warns_before_expiry() {
     let proc = bed.adapter_config("expired", &creds);
     bed.start_adapter(&proc, &[]);
     let status = bed.wait_exit("expired", WAIT).await;
-    assert_eq!(status.code(), Some(2), "refuses to start");
+    assert_eq!(status.code(), Some(1), "refuses to start");
     assert!(bed.log("expired").contains("expired on"), "{}", bed.log("expired"));
     assert!(!bed.log("expired").contains("Local API listening"), "never listened");
 
@@ -316,7 +335,7 @@ async fn the_adapter_refuses_a_bad_certificate_and_warns_before_expiry() {
     cfg.insert_str(0, "province = \"44\"\n");
     std::fs::write(&proc.config, cfg).unwrap();
     bed.start_adapter(&proc, &[]);
-    assert_eq!(bed.wait_exit("claims", WAIT).await.code(), Some(2));
+    assert_eq!(bed.wait_exit("claims", WAIT).await.code(), Some(1));
     assert!(bed.log("claims").contains("the certificate is for province 37"), "{}", bed.log("claims"));
 }
 

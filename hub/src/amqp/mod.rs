@@ -32,6 +32,16 @@ pub async fn connect(b: &BrokerSettings, name: &str) -> Result<Connection> {
     .with_context(|| format!("Failed to connect to the broker at {} (vhost {})", b.url, b.vhost))
 }
 
+/// Connects once and closes: whether the broker takes the hub (start-up's first look).
+///
+/// # Errors
+/// As [`connect`].
+pub async fn probe(b: &BrokerSettings) -> Result<()> {
+    let conn = connect(b, "hub-start").await?;
+    let _ = conn.close(200, "start-up check".into()).await;
+    Ok(())
+}
+
 fn quorum_args(delivery_limit: u32) -> FieldTable {
     let mut t = FieldTable::default();
     t.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));

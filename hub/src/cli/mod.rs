@@ -28,8 +28,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the hub until SIGTERM/SIGINT.
+    /// Run the hub until SIGTERM/SIGINT. It first checks what `check --offline` checks and
+    /// refuses to start on a problem; a database or broker that refuses it stops it with the
+    /// reason; one that is down is waited for.
     Run,
+    /// Check the set-up and exit: the hub's certificate (role, validity, chain to the exchange
+    /// CA), that its key is the certificate's and private, the operator API's TLS files, the
+    /// PKI paths, the calendar and rules, then the database (and pending migrations), the broker
+    /// (TLS, the EXTERNAL login, the vhost) and its management API. Each problem is named with
+    /// its fix; exit status 1 if any.
+    Check {
+        /// Skip the database and the broker (check the files only).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// The exchange PKI: the CA, requests and certificates, the registry, revocation.
@@ -65,6 +77,20 @@ fn run(cli: Cli) -> Result<()> {
             crate::telemetry::init();
             let settings = load(config)?;
             runtime.block_on(crate::startup::run(settings))
+        }
+        Command::Check { offline } => {
+            let settings = load(config)?;
+            let report = if offline {
+                crate::check::offline(&settings)
+            } else {
+                runtime.block_on(crate::check::online(&settings))
+            };
+            print!("{report}");
+            if !report.passed() {
+                anyhow::bail!("the set-up has problems (above)");
+            }
+            println!("ready: {}", config.map(|p| p.display().to_string()).unwrap_or_default());
+            Ok(())
         }
         Command::Migrate => {
             crate::telemetry::init();

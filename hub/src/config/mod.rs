@@ -1,5 +1,5 @@
-//! Hub settings: a TOML file, then `HUB_…` environment variables for the values that differ
-//! per deployment (URLs, secrets), validated into typed settings before any connection is made.
+//! Hub settings: a TOML file, then `HUB_…` environment variables (any key, by one rule: see
+//! [`certs::settings`]), validated into typed settings before any connection is made.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,8 +73,26 @@ pub struct Settings {
 pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/database` (a secret: it may hold the password).
     pub url: Secret,
+    /// The password, when the URL does not hold it (e.g. from a secret file:
+    /// `HUB_DATABASE__PASSWORD_FILE`).
+    pub password: Option<Secret>,
     #[serde(default = "default_pool")]
     pub max_connections: u32,
+}
+
+impl DatabaseSettings {
+    /// How to connect: the URL, with the separate password if one is set.
+    ///
+    /// # Errors
+    /// A malformed URL.
+    pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions> {
+        let options: sqlx::postgres::PgConnectOptions =
+            self.url.expose().parse().context("database.url is not a valid postgres:// URL")?;
+        Ok(match &self.password {
+            Some(p) => options.password(p.expose()),
+            None => options,
+        })
+    }
 }
 
 fn default_pool() -> u32 {
@@ -330,37 +348,30 @@ impl Default for Limits {
 }
 
 impl Settings {
-    /// Reads `path`, then applies `HUB_DATABASE_URL`, `HUB_BROKER_URL`, `HUB_BROKER_VHOST`,
-    /// `HUB_BROKER_ADMIN_PASSWORD` and `HUB_HTTP_LISTEN` when set, then validates.
+    /// The environment variables the command line reads; not settings.
+    pub const RESERVED_ENV: &[&str] =
+        &["HUB_CONFIG", "HUB_LOG_FORMAT", "HUB_OPS_URL", "HUB_OPS_CERT", "HUB_OPS_KEY", "HUB_OPS_CA"];
+
+    /// Reads `path`, then the `HUB_…` environment by the rule of [`certs::settings`] (every key:
+    /// `HUB_` and its path in capitals joined by `__`; `…_FILE` reads a secret file), then
+    /// validates.
     ///
     /// # Errors
     /// An unreadable file, unknown keys, or invalid values.
     pub fn load(path: &Path) -> Result<Settings> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))?;
-        let mut s: Settings =
-            toml::from_str(&text).with_context(|| format!("Invalid settings in {}", path.display()))?;
-        s.apply_env(|k| std::env::var(k).ok())?;
+        let s: Settings = certs::settings::load(path, "HUB", Self::RESERVED_ENV)?;
         s.validate()?;
         Ok(s)
     }
 
-    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
-        if let Some(v) = var("HUB_DATABASE_URL") {
-            self.database.url = Secret::new(v);
-        }
-        if let Some(v) = var("HUB_BROKER_URL") {
-            self.broker.url = v;
-        }
-        if let Some(v) = var("HUB_BROKER_VHOST") {
-            self.broker.vhost = v;
-        }
-        if let (Some(v), Some(admin)) = (var("HUB_BROKER_ADMIN_PASSWORD"), self.broker.admin.as_mut()) {
-            admin.password = Some(Secret::new(v));
-        }
-        if let Some(v) = var("HUB_HTTP_LISTEN") {
-            self.http.listen = v.parse().context("HUB_HTTP_LISTEN is not an address")?;
-        }
-        Ok(())
+    /// [`Settings::load`] with the environment given.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_with(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
+        let s: Settings = certs::settings::load_with(path, "HUB", Self::RESERVED_ENV, vars)?;
+        s.validate()?;
+        Ok(s)
     }
 
     /// Checks what can be checked without connecting.
@@ -457,12 +468,29 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn environment_overrides_the_file_and_bad_values_are_refused() {
-        let mut s: Settings = toml::from_str(MINIMAL).unwrap();
-        s.apply_env(|k| (k == "HUB_BROKER_VHOST").then(|| "other".to_owned())).unwrap();
-        assert_eq!(s.broker.vhost, "other");
-        s.broker.url = "amqp://guest:guest@localhost".into();
-        assert!(s.validate().is_err());
+    fn environment_overrides_the_file_by_one_rule_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, format!("{MINIMAL}\n[provinces.\"37\"]\n")).unwrap();
+        let vars = |v: &[(&str, &str)]| v.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        let s = Settings::load_with(
+            &path,
+            vars(&[
+                ("HUB_BROKER__VHOST", "other"),
+                ("HUB_DATABASE__PASSWORD", "123456"),
+                ("HUB_LIMITS__WORKERS", "4"),
+                ("HUB_CONFIG", "/not/a/setting.toml"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((s.broker.vhost.as_str(), s.limits.workers), ("other", 4));
+        assert_eq!(s.database.password.as_ref().map(Secret::expose), Some("123456"));
+        assert!(s.provinces.contains_key(&ProvinceCode::parse("37").unwrap()));
+        assert!(format!("{s:?}").contains("[redacted]") && !format!("{s:?}").contains("123456"));
+        let err = Settings::load_with(&path, vars(&[("HUB_DATABASE_URL", "postgres://x")])).unwrap_err();
+        assert!(format!("{err:#}").contains("database_url"), "a single underscore names no key: {err:#}");
+        let err = Settings::load_with(&path, vars(&[("HUB_BROKER__URL", "amqp://guest:guest@localhost")])).unwrap_err();
+        assert!(format!("{err:#}").contains("broker.url"), "{err:#}");
         assert!(toml::from_str::<Settings>(&format!("{MINIMAL}\nunknown = 1")).is_err());
     }
 }

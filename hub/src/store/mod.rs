@@ -27,11 +27,60 @@ use crate::config::DatabaseSettings;
 /// # Errors
 /// A malformed URL.
 pub fn pool(settings: &DatabaseSettings) -> Result<PgPool> {
-    PgPoolOptions::new()
+    Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(settings.url.expose())
-        .context("Invalid database URL")
+        .connect_lazy_with(settings.connect_options()?))
+}
+
+/// One round trip.
+///
+/// # Errors
+/// The database's error.
+pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+/// Connects once and counts the migrations applied and pending.
+///
+/// # Errors
+/// What keeps the hub from its database, and whether waiting can heal it.
+pub async fn check(settings: &DatabaseSettings) -> std::result::Result<(usize, usize), ::certs::preflight::Problem> {
+    use sqlx::Connection as _;
+    let options = settings.connect_options().map_err(|e| ::certs::preflight::Problem {
+        permanent: true,
+        why: format!("{e:#}"),
+        fix: "database.url must be postgres://user@host:port/database".into(),
+    })?;
+    let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(|e| problem(&e))?;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(0);
+    let known = sqlx::migrate!("./migrations").migrations.len();
+    let applied = usize::try_from(applied).unwrap_or(0);
+    Ok((applied, known.saturating_sub(applied)))
+}
+
+/// What a database error means for a process that needs the database.
+pub fn problem(e: &sqlx::Error) -> ::certs::preflight::Problem {
+    let permanent = |why: String, fix: &str| ::certs::preflight::Problem { permanent: true, why, fix: fix.to_owned() };
+    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some("3D000") => permanent(
+            format!("the database does not exist: {e}"),
+            "create it (CREATE DATABASE …, owned by the hub's user) or correct database.url",
+        ),
+        Some("28P01" | "28000") => permanent(
+            format!("the database refused the login: {e}"),
+            "correct the user or password (HUB_DATABASE__PASSWORD_FILE) or pg_hba.conf",
+        ),
+        Some("42501") => permanent(format!("no privilege: {e}"), "grant the hub's user ownership of its database"),
+        _ => ::certs::preflight::Problem {
+            permanent: false,
+            why: format!("database unreachable: {e}"),
+            fix: "is PostgreSQL running and reachable from here? (retried)".into(),
+        },
+    }
 }
 
 /// Applies the embedded migrations (idempotent; concurrent hubs serialize on sqlx's lock).

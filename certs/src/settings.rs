@@ -1,0 +1,174 @@
+//! Settings in layers, by one rule for every key: the TOML file, then the environment.
+//!
+//! A key is set from the environment by its path in capitals, levels joined by `__`, after the
+//! program's prefix: `[database] url` is `HUB_DATABASE__URL`, `[broker.admin] password` is
+//! `HUB_BROKER__ADMIN__PASSWORD`, the adapter's top-level `province` is `ADAPTER_PROVINCE`. A
+//! variable whose name ends in `_FILE` gives the path of a file holding the value (Docker and
+//! Kubernetes secrets): `HUB_DATABASE__PASSWORD_FILE=/run/secrets/pg`. Values are text and
+//! are converted to the key's type (`HUB_BROKER__PREFETCH=32`); lists and per-province tables
+//! are set in the file. A variable with the prefix that names no key is refused with the keys
+//! that exist, like an unknown key in the file; the variables the command line itself reads
+//! (`reserved`) are left alone.
+//!
+//! Here because both programs load their settings this way, and this is the crate both share
+//! for their plumbing (certificates, TLS serving, failpoints).
+
+use std::path::Path;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::de::DeserializeOwned;
+
+/// Why settings could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("Failed to read {path}: {source}")]
+    Unreadable { path: String, source: std::io::Error },
+    #[error("{var}: failed to read {path}: {source}")]
+    SecretFile { var: String, path: String, source: std::io::Error },
+    #[error("Invalid settings in {path} or the {prefix}_… environment: {source}")]
+    Invalid { path: String, prefix: String, source: Box<config::ConfigError> },
+}
+
+/// Reads `path`, then the process environment under `prefix` (e.g. `HUB`).
+///
+/// # Errors
+/// An unreadable file or secret file, an unknown key (in the file or the environment), or a
+/// value of the wrong type, each named.
+pub fn load<T: DeserializeOwned>(path: &Path, prefix: &str, reserved: &[&str]) -> Result<T, SettingsError> {
+    let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    load_with(path, prefix, reserved, vars)
+}
+
+/// [`load`] with the environment given.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with<T: DeserializeOwned>(
+    path: &Path,
+    prefix: &str,
+    reserved: &[&str],
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, SettingsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| SettingsError::Unreadable { path: path.display().to_string(), source })?;
+    let lead = format!("{prefix}_");
+    let mut env = config::Map::new();
+    for (name, value) in vars {
+        if !name.starts_with(&lead) || reserved.contains(&name.as_str()) {
+            continue;
+        }
+        match name.strip_suffix("_FILE") {
+            Some(base) => {
+                let secret = std::fs::read_to_string(&value).map_err(|source| SettingsError::SecretFile {
+                    var: name.clone(),
+                    path: value.clone(),
+                    source,
+                })?;
+                // A file written by `echo` ends in a newline that is not part of the secret.
+                env.insert(base.to_owned(), secret.trim_end_matches(['\r', '\n']).to_owned());
+            }
+            None => {
+                env.insert(name, value);
+            }
+        }
+    }
+    let invalid = |source: config::ConfigError| SettingsError::Invalid {
+        path: path.display().to_string(),
+        prefix: prefix.to_owned(),
+        source: Box::new(source),
+    };
+    Config::builder()
+        .add_source(File::from_str(&text, FileFormat::Toml))
+        .add_source(Environment::with_prefix(prefix).prefix_separator("_").separator("__").source(Some(env)))
+        .build()
+        .map_err(invalid)?
+        .try_deserialize()
+        .map_err(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Settings {
+        province: Option<String>,
+        broker: Broker,
+        #[serde(default)]
+        provinces: BTreeMap<String, Vec<String>>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Broker {
+        url: String,
+        prefetch: u16,
+        tls: bool,
+        admin: Option<Admin>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Admin {
+        password: String,
+    }
+
+    fn load(file: &str, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, file).unwrap();
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        load_with(&path, "APP", &["APP_CONFIG"], vars)
+    }
+
+    const FILE: &str = "[broker]\nurl = \"amqps://a\"\nprefetch = 64\ntls = true\n[provinces]\n\"37\" = [\"SCHOOL\"]\n";
+
+    #[test]
+    fn every_key_has_its_variable_and_values_take_the_key_s_type() {
+        let s = load(FILE, &[]).unwrap();
+        assert_eq!((s.broker.prefetch, s.province.as_deref()), (64, None));
+        let s = load(
+            FILE,
+            &[
+                ("APP_BROKER__PREFETCH", "8"),
+                ("APP_BROKER__TLS", "false"),
+                ("APP_PROVINCE", "37"),
+                ("APP_BROKER__ADMIN__PASSWORD", "111111"),
+                ("APP_CONFIG", "/elsewhere.toml"),
+                ("OTHER_BROKER__URL", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((s.broker.prefetch, s.broker.tls), (8, false));
+        assert_eq!(s.province.as_deref(), Some("37"), "digits stay a string where the key is one");
+        assert_eq!(s.broker.admin.unwrap().password, "111111");
+        assert_eq!(s.broker.url, "amqps://a");
+        assert_eq!(s.provinces["37"], ["SCHOOL"]);
+    }
+
+    #[test]
+    fn a_secret_comes_from_the_file_a_file_variable_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let s = load(FILE, &[("APP_BROKER__ADMIN__PASSWORD_FILE", secret.to_str().unwrap())]).unwrap();
+        assert_eq!(s.broker.admin.unwrap().password, "s3cret", "the final newline is not part of it");
+        let err = load(FILE, &[("APP_BROKER__ADMIN__PASSWORD_FILE", "/nonexistent/pw")]).unwrap_err().to_string();
+        assert!(err.contains("APP_BROKER__ADMIN__PASSWORD_FILE") && err.contains("/nonexistent/pw"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_or_variable_is_named() {
+        let err = load(&format!("{FILE}\n[brokr]\nurl = \"x\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("brokr"), "{err}");
+        let err = load(FILE, &[("APP_BROKER__PREFETCHH", "8")]).unwrap_err().to_string();
+        assert!(err.contains("prefetchh") && err.contains("prefetch"), "{err}");
+        let err = load(FILE, &[("APP_BROKER__PREFETCH", "many")]).unwrap_err().to_string();
+        assert!(err.contains("prefetch"), "{err}");
+    }
+}
