@@ -336,7 +336,7 @@ async fn the_adapter_refuses_a_bad_certificate_and_warns_before_expiry() {
     std::fs::write(&proc.config, cfg).unwrap();
     bed.start_adapter(&proc, &[]);
     assert_eq!(bed.wait_exit("claims", WAIT).await.code(), Some(1));
-    assert!(bed.log("claims").contains("the certificate is for province 37"), "{}", bed.log("claims"));
+    assert!(bed.log("claims").contains("is prov-37 (province), but this needs province 44's"), "{}", bed.log("claims"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
