@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/inbox/{id}/ack", post(inbox_ack))
         .layer(body_limit)
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
+        .layer(axum::middleware::from_fn(certs::serve::access_log))
         .with_state(state)
 }
 

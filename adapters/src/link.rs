@@ -252,7 +252,13 @@ impl Link {
         d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a stored message")?;
         if new {
             metrics::counter!("adapter_messages_received_total").increment(1);
-            tracing::debug!(message_id = %id, message_type = %kind, "Received.");
+            info!(
+                message_id = %id,
+                message_type = %kind,
+                case_id = case.as_deref().unwrap_or(""),
+                correlation_id = corr.as_deref().unwrap_or(""),
+                "Received from the hub."
+            );
         }
         Ok(())
     }

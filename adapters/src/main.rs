@@ -59,8 +59,11 @@ enum Command {
         /// GB/T 2260 code of the simulated province.
         #[arg(long)]
         province: String,
+        /// Students of the simulated province (generated on first run).
         #[arg(long, default_value_t = 300)]
         students: usize,
+        /// The generator's seed. Every province of one exchange uses the same seed, so that a
+        /// simulator knows its peers' students and the hub's school registry matches them.
         #[arg(long, default_value_t = 2026)]
         seed: u64,
         /// Other provinces (codes), generated from the same seed: looked up (the first) and
@@ -70,6 +73,7 @@ enum Command {
         /// Students in each peer province.
         #[arg(long, default_value_t = 300)]
         peer_students: usize,
+        /// Lookups of the first peer's students to make (some by a wrong name).
         #[arg(long, default_value_t = 0)]
         lookups: usize,
         /// Transfers to apply for (students of the peers coming to this province).
@@ -128,8 +132,20 @@ fn main() {
     // Usage errors exit 2 (clap); every other error 1, said once: a running adapter logs it,
     // a command prints it (and its report: the connection library's own log lines would only
     // repeat it).
+    // A command piped into `head` ends quietly when the reader leaves (SIGPIPE's default); the
+    // daemons ignore it, so that a closed socket never kills them.
+    // SAFETY: setting a signal's disposition, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let logs = matches!(cli.command, Command::Run { .. } | Command::Simulate { .. });
+    if logs {
+        // SAFETY: as above.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
     init_logging(if logs { "info,sqlx=warn,lapin=warn" } else { "warn,lapin=off" });
     if let Err(e) = dispatch(cli) {
         if logs {
@@ -146,6 +162,15 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => {
             let settings = adapters::config::Settings::load(&config)?;
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                config = %config.display(),
+                broker = %settings.broker.url,
+                vhost = %settings.broker.vhost,
+                storage = %settings.storage.path.display(),
+                api = %settings.api.listen,
+                "Adapter starting."
+            );
             runtime.block_on(adapters::runner::run(settings))
         }
         Command::Request { province, out, stem } => {
@@ -229,5 +254,31 @@ fn dispatch(cli: Cli) -> Result<()> {
                 sim.run(stop_rx).await
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_and_option_has_help_text() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(sub.get_name().to_owned());
+            }
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }

@@ -408,6 +408,23 @@ pub async fn typed_errors(response: axum::response::Response) -> axum::response:
     (status, axum::Json(report)).into_response()
 }
 
+/// The access log: one line per request — method, path (never the query: it may carry a
+/// student's identifiers), status, milliseconds. Probes and scrapes (`/healthz`, `/readyz`,
+/// `/metrics`) at DEBUG, everything else at INFO.
+pub async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(%method, %path, status, ms, "HTTP request.");
+    } else {
+        info!(%method, %path, status, ms, "HTTP request.");
+    }
+    response
+}
+
 /// Logs where a server listens.
 pub fn announce(what: &str, listener: &TcpListener, tls: bool, limits: &Limits) {
     if let Ok(addr) = listener.local_addr() {

@@ -21,11 +21,11 @@ use serde::de::DeserializeOwned;
 /// Why settings could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("Failed to read {path}: {source}")]
+    #[error("Failed to read {path}")]
     Unreadable { path: String, source: std::io::Error },
-    #[error("{var}: failed to read {path}: {source}")]
+    #[error("{var}: failed to read {path}")]
     SecretFile { var: String, path: String, source: std::io::Error },
-    #[error("Invalid settings in {path} or the {prefix}_… environment: {source}")]
+    #[error("Invalid settings in {path} or the {prefix}_… environment")]
     Invalid { path: String, prefix: String, source: Box<config::ConfigError> },
 }
 
@@ -126,6 +126,17 @@ mod tests {
         load_with(&path, "APP", &["APP_CONFIG"], vars)
     }
 
+    /// The error and its causes, as a log line shows them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
+    }
+
     const FILE: &str = "[broker]\nurl = \"amqps://a\"\nprefetch = 64\ntls = true\n[provinces]\n\"37\" = [\"SCHOOL\"]\n";
 
     #[test]
@@ -158,17 +169,20 @@ mod tests {
         std::fs::write(&secret, "s3cret\n").unwrap();
         let s = load(FILE, &[("APP_BROKER__ADMIN__PASSWORD_FILE", secret.to_str().unwrap())]).unwrap();
         assert_eq!(s.broker.admin.unwrap().password, "s3cret", "the final newline is not part of it");
-        let err = load(FILE, &[("APP_BROKER__ADMIN__PASSWORD_FILE", "/nonexistent/pw")]).unwrap_err().to_string();
+        let err = load(FILE, &[("APP_BROKER__ADMIN__PASSWORD_FILE", "/nonexistent/pw")])
+            .map(|_| ())
+            .map_err(|e| chain(&e))
+            .unwrap_err();
         assert!(err.contains("APP_BROKER__ADMIN__PASSWORD_FILE") && err.contains("/nonexistent/pw"), "{err}");
     }
 
     #[test]
     fn an_unknown_key_or_variable_is_named() {
-        let err = load(&format!("{FILE}\n[brokr]\nurl = \"x\"\n"), &[]).unwrap_err().to_string();
+        let err = load(&format!("{FILE}\n[brokr]\nurl = \"x\"\n"), &[]).map(|_| ()).map_err(|e| chain(&e)).unwrap_err();
         assert!(err.contains("brokr"), "{err}");
-        let err = load(FILE, &[("APP_BROKER__PREFETCHH", "8")]).unwrap_err().to_string();
+        let err = load(FILE, &[("APP_BROKER__PREFETCHH", "8")]).map(|_| ()).map_err(|e| chain(&e)).unwrap_err();
         assert!(err.contains("prefetchh") && err.contains("prefetch"), "{err}");
-        let err = load(FILE, &[("APP_BROKER__PREFETCH", "many")]).unwrap_err().to_string();
+        let err = load(FILE, &[("APP_BROKER__PREFETCH", "many")]).map(|_| ()).map_err(|e| chain(&e)).unwrap_err();
         assert!(err.contains("prefetch"), "{err}");
     }
 }

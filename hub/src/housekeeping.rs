@@ -17,7 +17,13 @@ pub async fn run(pool: sqlx::PgPool, config: Retention, mut shutdown: watch::Rec
     loop {
         match prune(&pool, &config).await {
             Ok(p) if p != retention::Pruned::default() => {
-                info!(outbox = p.outbox, dead_letters = p.dead_letters, inbox = p.inbox, "Old rows pruned.");
+                info!(
+                    outbox = p.outbox,
+                    dead_letters = p.dead_letters,
+                    inbox = p.inbox,
+                    trace = p.trace,
+                    "Old rows pruned."
+                );
             }
             Ok(_) => {}
             Err(e) if store::is_transient_any(&e) => warn!(error = format!("{e:#}"), "Pruning waits for the database."),
@@ -42,8 +48,15 @@ pub async fn prune(pool: &sqlx::PgPool, config: &Retention) -> Result<retention:
         outbox: retention::outbox(&mut conn, ago(config.outbox_published_secs)).await?,
         dead_letters: retention::dead_letters(&mut conn, ago(config.dead_letter_secs)).await?,
         inbox: retention::inbox(&mut conn, ago(config.inbox_secs)).await?,
+        trace: retention::trace(&mut conn, ago(config.trace_secs)).await?,
     };
-    for (table, n) in [("outbox", pruned.outbox), ("dead_letter", pruned.dead_letters), ("inbox", pruned.inbox)] {
+    let tables = [
+        ("outbox", pruned.outbox),
+        ("dead_letter", pruned.dead_letters),
+        ("inbox", pruned.inbox),
+        ("message_trace", pruned.trace),
+    ];
+    for (table, n) in tables {
         metrics::counter!("hub_pruned_rows_total", "table" => table).increment(n);
     }
     Ok(pruned)

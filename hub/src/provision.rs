@@ -124,11 +124,15 @@ pub async fn provision(settings: &Settings, province_certs: &[&Path]) -> Result<
 /// that is still starting.
 async fn connect_when_admitted(settings: &Settings) -> Result<lapin::Connection> {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut told = false;
     loop {
         match amqp::connect(&settings.broker, "hub-provision").await {
             Ok(c) => return Ok(c),
             Err(e) if Instant::now() < deadline => {
-                tracing::debug!(error = format!("{e:#}"), "Waiting for the broker to accept the hub.");
+                if !told {
+                    info!(error = format!("{e:#}"), "Waiting (up to 20 s) for the broker to accept the hub…");
+                    told = true;
+                }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
             Err(e) => return Err(e),
@@ -304,11 +308,22 @@ async fn close_all(admin: &Admin, vhost: &str, user: &str, reason: &str, settle:
     let mut closed = 0;
     let mut quiet_since = Instant::now();
     let started = Instant::now();
+    let mut told = Instant::now();
+    info!(
+        user,
+        settle_secs = settle.as_secs(),
+        "Closing the connections of {user} until the broker's statistics show none for {} s…",
+        settle.as_secs()
+    );
     while quiet_since.elapsed() < settle && started.elapsed() < settle * 5 {
         let n = admin.close_connections(vhost, user, reason).await?;
         if n > 0 {
             closed += n;
             quiet_since = Instant::now();
+        }
+        if told.elapsed() >= Duration::from_secs(5) {
+            info!(user, closed, elapsed_secs = started.elapsed().as_secs(), "Still closing connections…");
+            told = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -6,42 +6,46 @@ use schemas::ids::{ProvinceCode, SchoolCode};
 
 use crate::store::schools::School;
 
-/// Parses `code,province,name[,active[,code_usable_from]]` with a header line. Names may not
-/// contain commas; every code is validated.
+/// Parses a CSV file with the header `code,province,name[,active[,code_usable_from]]` (RFC
+/// 4180: a name with a comma or a quote is quoted). Every code is validated.
 ///
 /// # Errors
-/// The first bad line, with its number.
+/// The first bad row, with its line and the field at fault.
 pub fn read_csv(text: &str) -> Result<Vec<School>> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers = reader.headers().context("the header line")?.clone();
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(code_at), Some(province_at), Some(name_at)) = (column("code"), column("province"), column("name")) else {
+        bail!("the first line must be the header code,province,name[,active[,code_usable_from]], not {headers:?}");
+    };
+    let (active_at, from_at) = (column("active"), column("code_usable_from"));
     let mut out = Vec::new();
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    match lines.next() {
-        Some((_, header)) if header.trim_start_matches('\u{feff}').starts_with("code,province,name") => {}
-        _ => bail!("the first line must be the header code,province,name[,active[,code_usable_from]]"),
-    }
-    for (n, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let at = || format!("line {}", n + 1);
-        if !(3..=5).contains(&fields.len()) {
-            bail!("{}: expected 3 to 5 fields", at());
+    for record in reader.records() {
+        let record = record.context("unreadable CSV")?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let at = |field: &str| format!("line {line}, field `{field}`");
+        let get = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("");
+        let code = SchoolCode::parse(get(Some(code_at))).with_context(|| at("code"))?;
+        let province = ProvinceCode::parse(get(Some(province_at))).with_context(|| at("province"))?;
+        let name = get(Some(name_at));
+        if name.is_empty() {
+            bail!("{}: empty", at("name"));
         }
-        let code = SchoolCode::parse(fields[0]).with_context(at)?;
-        let province = ProvinceCode::parse(fields[1]).with_context(at)?;
-        if fields[2].is_empty() {
-            bail!("{}: empty name", at());
-        }
-        let active = match fields.get(3).copied() {
-            None | Some("") | Some("true") | Some("1") => true,
-            Some("false") | Some("0") => false,
-            Some(other) => bail!("{}: active must be true or false, not {other}", at()),
+        let active = match get(active_at) {
+            "" | "true" | "1" => true,
+            "false" | "0" => false,
+            other => bail!("{}: `{other}` is not true or false", at("active")),
         };
-        let code_usable_from = match fields.get(4).copied() {
-            None | Some("") => None,
-            Some(t) => Some(t.parse::<DateTime<Utc>>().with_context(at)?),
+        let code_usable_from = match get(from_at) {
+            "" => None,
+            t => Some(t.parse::<DateTime<Utc>>().with_context(|| {
+                format!("{}: `{t}` is not an RFC 3339 time such as 2026-09-01T00:00:00+08:00", at("code_usable_from"))
+            })?),
         };
         out.push(School {
             code: code.to_string(),
             province: province.code().to_owned(),
-            name: fields[2].to_owned(),
+            name: name.to_owned(),
             active,
             code_usable_from,
         });
@@ -61,7 +65,16 @@ mod tests {
         assert_eq!(ok.len(), 2);
         assert!(ok[0].active && !ok[1].active);
         let bad = read_csv("code,province,name\n313700045,37,x\n").unwrap_err();
-        assert!(format!("{bad:#}").contains("line 2"), "{bad:#}");
+        assert!(format!("{bad:#}").contains("line 2, field `code`"), "{bad:#}");
         assert!(read_csv("nope\n").is_err());
+        // A quoted name may hold a comma and a quote; a byte order mark is not a header.
+        let quoted =
+            read_csv("\u{feff}code,province,name\n3137000456,37,\"青岛市实验小学, 东校区 \"\"新\"\"\"\n").unwrap();
+        assert_eq!(quoted[0].name, "青岛市实验小学, 东校区 \"新\"");
+        let bad =
+            read_csv("code,province,name,active,code_usable_from\n3137000456,37,x,true,2026-13-01\n").unwrap_err();
+        assert!(format!("{bad:#}").contains("line 2, field `code_usable_from`"), "{bad:#}");
+        let bad = read_csv("code,province,name,active\n3137000456,37,x,yes\n").unwrap_err();
+        assert!(format!("{bad:#}").contains("field `active`"), "{bad:#}");
     }
 }

@@ -10,13 +10,13 @@ use schemas::codec::{self, ParseError};
 use schemas::messages::{Body, ErrorReport};
 use schemas::{CaseId, Envelope, ErrorCode, MessageId, MessageType, Party};
 use sha2::Digest;
-use tracing::{Instrument, debug, error, warn};
+use tracing::{Instrument, debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::context::Context;
 use crate::handlers;
 use crate::outgoing::{self, Cause, fallback_id};
-use crate::store::{self, dead_letters, inbox};
+use crate::store::{self, dead_letters, inbox, trace};
 use crate::unit::UnitOfWork;
 
 /// A delivery as the consumer hands it over.
@@ -114,9 +114,11 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
         return reject(ErrorCode::Unexpected, detail).await;
     }
 
-    let span = tracing::info_span!("message", message_id = %envelope.message_id, case_id = ?envelope.case_id.map(|c| c.to_string()), message_type = %envelope.message_type(), %sender);
+    let case_text = envelope.case_id.map(|c| c.to_string()).unwrap_or_default();
+    let span = tracing::info_span!("message", message_id = %envelope.message_id, case_id = %case_text, message_type = %envelope.message_type(), %sender);
+    let started = std::time::Instant::now();
     // Instrumented, not entered: a span guard held across awaits corrupts the span stack.
-    async {
+    let handled = async {
         let province = sender.province().expect("the sender gate admits provinces only");
         let mut unit = UnitOfWork::begin(&ctx.pool, now).await?;
         if !store::certs::is_admitted(unit.conn(), &key).await? {
@@ -150,12 +152,48 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
             }
             None => Handled::Processed(message_type),
         };
+        let (outcome, code) = match &handled {
+            Handled::Refused(_, code) => ("refused", Some(code.code())),
+            _ => ("processed", None),
+        };
+        // An application belongs to the case it opened: its answers name it.
+        let opened = effects.replies.iter().find_map(|r| r.case_id.map(|c| c.uuid()));
+        let traced = trace::NewTrace {
+            message_id: id,
+            direction: trace::Direction::In,
+            party: &key,
+            message_type: message_type.as_str(),
+            case_id: case_id.or(opened),
+            correlation_id: envelope.correlation_id.map(|c| c.uuid()),
+            outcome,
+            code,
+        };
+        trace::record(unit.conn(), &traced).await?;
         let cause = Cause::Message { sender: &key, message_id: id, digest: &digest };
         unit.finish(&cause, effects.replies, Some(envelope.message_id)).await?;
         Ok(handled)
     }
     .instrument(span)
-    .await
+    .await?;
+    // One line per message, with its plain ids and never its content (no names, no student
+    // identifiers): what happened and how long it took. A dead letter has its own line.
+    let (outcome, code) = match &handled {
+        Handled::Processed(_) => ("processed", ""),
+        Handled::Refused(_, c) => ("refused", c.code()),
+        Handled::Duplicate => ("duplicate", ""),
+        Handled::Poison(_) | Handled::Suppressed(_) => return Ok(handled),
+    };
+    info!(
+        message_type = %envelope.message_type(),
+        message_id = %envelope.message_id,
+        case_id = %case_text,
+        %sender,
+        outcome,
+        code,
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "Message {outcome}."
+    );
+    Ok(handled)
 }
 
 /// Records a poison message once, bounded, and answers its sender when known — in one
@@ -185,13 +223,33 @@ async fn dead_letter(
         }
         return Ok(Handled::Suppressed(poison.code));
     }
-    warn!(code = poison.code.code(), sender = sender_key, %message_id, detail = %poison.detail, "Message dead-lettered.");
+    // The detail stays in the dead-letter table: it may quote the message's content.
+    warn!(
+        message_type = poison.message_type.unwrap_or(""),
+        %message_id,
+        case_id = %poison.case_id.map(|c| c.to_string()).unwrap_or_default(),
+        sender = sender_key,
+        outcome = "dead-lettered",
+        code = poison.code.code(),
+        "Message dead-lettered."
+    );
     let case_id = poison.case_id.map(|c| c.uuid());
     let claim =
         inbox::claim(&mut tx, sender_key, message_id, "unknown", case_id, digest, inbox::Outcome::Poison).await?;
     if claim == inbox::Claim::Redelivery {
         return Ok(Handled::Poison(poison.code));
     }
+    let traced = trace::NewTrace {
+        message_id,
+        direction: trace::Direction::In,
+        party: sender_key,
+        message_type: poison.message_type.unwrap_or("unknown"),
+        case_id,
+        correlation_id: None,
+        outcome: "dead-lettered",
+        code: Some(poison.code.code()),
+    };
+    trace::record(&mut tx, &traced).await?;
     if let Some(recipient) = poison.reply_to {
         let report = ErrorReport::new(poison.code, poison.offending, Some(&poison.detail));
         let cause = Cause::Message { sender: sender_key, message_id, digest };

@@ -19,6 +19,8 @@ use crate::DevEnv;
 pub struct Hub {
     pub ctx: Context,
     pub pool: sqlx::PgPool,
+    /// The CA the parties' certificates come from (for operators, see [`Hub::ops`]).
+    pub ca: Ca,
     database: String,
     admin_url: String,
     _dir: tempfile::TempDir,
@@ -83,7 +85,7 @@ impl Hub {
         }
         drop(conn);
         let ctx = Context::new(pool.clone(), settings).expect("rules");
-        Hub { ctx, pool, database, admin_url: env.pg_url, _dir: dir }
+        Hub { ctx, pool, ca, database, admin_url: env.pg_url, _dir: dir }
     }
 
     /// Adds or replaces schools of the registry: (code, province, active, usable from).
@@ -129,6 +131,33 @@ impl Hub {
         .unwrap();
         let replies = rows.iter().map(|b| codec::from_xml(b, schemas::DEFAULT_MAX_BYTES).expect("valid")).collect();
         Sent { handled, replies }
+    }
+
+    /// Calls the operators' API as `role` (its certificate issued and registered first), the
+    /// way the HTTPS server hands a verified client certificate to the routes.
+    pub async fn ops(
+        &self,
+        role: Role,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        use tower::ServiceExt as _;
+        let issued = self.ca.issue(&Profile::new(role, 30)).expect("certificate");
+        let mut conn = self.pool.acquire().await.unwrap();
+        hub::store::certs::register(&mut conn, &issued.info).await.unwrap();
+        drop(conn);
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap();
+        request.extensions_mut().insert(certs::serve::Peer(issued.info));
+        let response = hub::api::ops::router(self.ctx.clone()).oneshot(request).await.expect("an answer");
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
     /// A province reports students to the national index.

@@ -28,6 +28,8 @@ pub struct Options {
     pub extra_toml: String,
     /// More keys of the hub's `[limits]` table (one `key = value` per line).
     pub extra_limits: String,
+    /// The hub's log filter (`RUST_LOG`); by default INFO with the hub's own DEBUG lines.
+    pub hub_log: Option<&'static str>,
 }
 
 /// Runs `tests/services.sh` with arguments (for dedicated instances).
@@ -286,7 +288,7 @@ max_message_bytes = {max_bytes}
         let mut cmd = Command::new(binary("hub"));
         cmd.args(["run", "--config"])
             .arg(settings)
-            .env("RUST_LOG", "info,hub=debug,sqlx=warn,lapin=warn")
+            .env("RUST_LOG", self.options.hub_log.unwrap_or("info,hub=debug,sqlx=warn,lapin=warn"))
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in env {

@@ -12,3 +12,143 @@ fn demo_help_prints_its_options_instead_of_running() {
     assert!(text.contains("Usage") && text.contains("--transfers"), "{text}");
     assert!(!text.contains("Setting up"), "it must not start the demo: {text}");
 }
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use certs::Role;
+use e2e::{TestBed, eventually, publish_raw};
+
+/// `hub ops …` as an operator runs it, with the options after the subcommand.
+fn ops(bed: &TestBed, args: &[&str]) -> Output {
+    let dir = bed.dir.path();
+    let listen = bed.settings.ops.as_ref().expect("operator API").listen;
+    Command::new(binary("hub"))
+        .arg("ops")
+        .args(args)
+        .arg("--url")
+        .arg(format!("https://localhost:{}", listen.port()))
+        .arg("--cert")
+        .arg(dir.join("op-cli.pem"))
+        .arg("--key")
+        .arg(dir.join("op-cli.key"))
+        .arg("--ca")
+        .arg(&bed.env.ca_cert)
+        .output()
+        .expect("run hub ops")
+}
+
+fn out(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_ops_prints_tables_or_json_pages_lists_and_shows_the_server_s_refusals() {
+    let bed = TestBed::new().await;
+    bed.spawn_hub("hub").await;
+    bed.operator(Role::Operator("cli".into())).await;
+    // Three dead letters, to list and page.
+    let creds = bed.add_province("37").await;
+    let conn = bed.connect(&creds).await;
+    for _ in 0..3 {
+        publish_raw(&conn, b"not xml", Some("prov-37"), &uuid::Uuid::new_v4().to_string()).await.unwrap();
+    }
+    let db = bed.db().await;
+    eventually("three dead letters", Duration::from_secs(30), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter").fetch_one(&db).await.ok()?;
+        (n == 3).then_some(())
+    })
+    .await;
+
+    // A table by default, with the options after the subcommand; one row per dead letter.
+    let o = ops(&bed, &["dead-letters"]);
+    let (stdout, stderr) = out(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.lines().next().is_some_and(|h| h.contains("SENDER") && h.contains("CODE")), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("E_MALFORMED")).count(), 3, "{stdout}");
+    // JSON for scripts; a page of two, and where the next one starts.
+    let o = ops(&bed, &["dead-letters", "--output", "json", "--limit", "2"]);
+    let (stdout, stderr) = out(&o);
+    let rows: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(rows.as_array().map(Vec::len), Some(2));
+    assert!(stderr.contains("--offset 2"), "{stderr}");
+    let o = ops(&bed, &["dead-letters", "--output", "json", "--limit", "2", "--offset", "2"]);
+    let rows: serde_json::Value = serde_json::from_str(&out(&o).0).expect("JSON");
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "the rest");
+
+    // The server's refusal is shown, once, and the exit status is 1.
+    let o = ops(&bed, &["case", &uuid::Uuid::new_v4().to_string()]);
+    let (_, stderr) = out(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr.contains("E_CASE_NOT_FOUND") && stderr.contains("业务不存在"), "{stderr}");
+    assert_eq!(stderr.matches("hub:").count(), 1, "said once: {stderr}");
+    // Usage errors exit 2 and list what is valid.
+    let o = ops(&bed, &["cases", "--state", "bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(out(&o).1.contains("UNDER_REVIEW"), "{}", out(&o).1);
+    assert_eq!(ops(&bed, &["case", "not-a-uuid"]).status.code(), Some(2));
+    // The API itself refuses an unknown state with the valid ones.
+    let op = bed.operator(Role::Operator("api".into())).await;
+    let (status, body) = op.get("/cases?state=bogus").await;
+    assert_eq!(status, 400);
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("UNDER_REVIEW")), "{body}");
+    // A message by its id, from the trace.
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT message_id FROM dead_letter LIMIT 1").fetch_one(&db).await.unwrap();
+    let o = ops(&bed, &["message", &id.to_string()]);
+    let (stdout, stderr) = out(&o);
+    assert!(
+        o.status.success() && stdout.contains("dead-lettered") && stdout.contains("E_MALFORMED"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    // The reader is gone before the command writes: a pipe closed early, as `| head` does.
+    let env = e2e::DevEnv::load().expect("development services");
+    let cert = env.hub_cert.display().to_string();
+    for args in [vec!["certs", "inspect", cert.as_str()], vec!["--help"]] {
+        let mut child = Command::new(binary("hub"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let o = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_ne!(o.status.code(), Some(101), "{args:?}: no panic");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_school_registry_is_read_as_csv_and_a_bad_row_is_named() {
+    let bed = TestBed::new().await;
+    let file = bed.dir.path().join("schools.csv");
+    std::fs::write(
+        &file,
+        "code,province,name\n3137000456,37,\"青岛市实验小学, 东校区\"\n3151000123,5,成都市示范小学\n",
+    )
+    .unwrap();
+    let load = |file: &std::path::Path| {
+        Command::new(binary("hub"))
+            .arg("--config")
+            .arg(&bed.settings_path)
+            .args(["schools", "load"])
+            .arg(file)
+            .output()
+            .expect("run")
+    };
+    let o = load(&file);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out(&o).1.contains("line 3, field `province`"), "{}", out(&o).1);
+    std::fs::write(&file, "code,province,name\n3137000456,37,\"青岛市实验小学, 东校区\"\n").unwrap();
+    let o = load(&file);
+    assert!(o.status.success(), "{}", out(&o).1);
+    let name: String = sqlx::query_scalar("SELECT name FROM school WHERE code = '3137000456'")
+        .fetch_one(&bed.db().await)
+        .await
+        .unwrap();
+    assert_eq!(name, "青岛市实验小学, 东校区", "the quoted comma is part of the name");
+}

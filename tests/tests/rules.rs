@@ -272,3 +272,50 @@ async fn a_student_his_province_says_it_does_not_hold_is_refused_until_reported_
     hub.index("51", vec![s.clone()]).await;
     assert!(matches!(apply(&hub, application(&s)).await.replies[0].body, Body::CaseAccepted(_)));
 }
+
+#[tokio::test]
+async fn a_case_s_detail_lists_its_messages_and_the_refusal_that_stalls_it() {
+    let hub = hub().await;
+    let s = indexed(&hub, 1, |_| {}).await;
+    let applied = apply(&hub, application(&s)).await;
+    let case = case_of(&applied);
+    // 51's certificate is revoked: its verification is dead-lettered, and the case waits.
+    sqlx::query("UPDATE certificate SET revoked_at = now() WHERE principal = 'prov-51'")
+        .execute(&hub.pool)
+        .await
+        .unwrap();
+    let sent = hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
+    assert!(matches!(sent.handled, hub::service::Handled::Poison(schemas::ErrorCode::Revoked)), "{sent:?}");
+
+    let (status, detail) = hub.ops(certs::Role::Operator("zhang".into()), "GET", &format!("/cases/{case}"), None).await;
+    assert_eq!(status, 200, "{detail}");
+    let messages = detail["messages"].as_array().expect("messages");
+    let kinds: Vec<(&str, &str, &str)> = messages
+        .iter()
+        .map(|m| (m["direction"].as_str().unwrap(), m["messageType"].as_str().unwrap(), m["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("in", "transfer.apply", "processed"),
+            ("out", "case.accepted", "queued"),
+            ("out", "verify.request", "queued"),
+            ("out", "case.status", "queued"),
+            ("out", "case.status", "queued"),
+            ("in", "verify.result", "dead-lettered"),
+            ("out", "error", "queued"),
+        ],
+        "{detail:#}"
+    );
+    assert_eq!(detail["lastRefusal"]["code"], "E_REVOKED", "{detail:#}");
+    assert_eq!(detail["lastRefusal"]["party"], "prov-51");
+    // The same message found by its id.
+    let id = messages[5]["messageId"].as_str().unwrap();
+    let (status, found) = hub.ops(certs::Role::Operator("zhang".into()), "GET", &format!("/messages/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert!(found[0]["reason"].as_str().is_some_and(|r| r.contains("prov-51")), "{found}");
+    // A province may not read the operators' API.
+    let (status, _) =
+        hub.ops(certs::Role::Province("37".parse().unwrap()), "GET", &format!("/messages/{id}"), None).await;
+    assert_eq!(status, 403);
+}

@@ -394,6 +394,8 @@ async fn an_interrupted_revocation_completes_when_run_again() {
     let out = hub_cli(&bed, &["certs", "revoke", "--serial", &a.serial], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("broker access removed"));
+    // It said what it was waiting for while it waited.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Closing the connections of prov-37"), "progress");
     e2e::eventually("A's old connection closed", SHORT, || async { (!conn_a.status().connected()).then_some(()) })
         .await;
     assert!(refused(&bed, &a).await);

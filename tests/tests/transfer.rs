@@ -14,7 +14,8 @@ fn ordinary(s: &schemas::messages::StudentSummary) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transfer_completes_with_the_student_in_exactly_one_province() {
-    let w = World::new(WorldOptions::default()).await;
+    let bed = e2e::Options { hub_log: Some(hub::telemetry::DEFAULT_FILTER), ..Default::default() };
+    let w = World::new(WorldOptions { bed, ..Default::default() }).await;
     let s = w.student("51", ordinary);
     let app = w.apply("37", &s).await;
     let case = w.case_of(app).await;
@@ -42,6 +43,27 @@ async fn a_transfer_completes_with_the_student_in_exactly_one_province() {
             .map(|(s, p)| (s.to_string(), p.to_string(), "APPROVE".to_string()))
             .collect();
     assert_eq!(steps, expected, "four reviews in order");
+
+    // At the default level, the hub logged one line per message it took, with plain ids, and
+    // no student's name or identifiers.
+    let log = w.bed.log("hub");
+    let taken: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT message_id FROM inbox").fetch_all(&db).await.unwrap();
+    assert!(taken.len() > 10, "the index reports, the application, the answers: {}", taken.len());
+    for id in &taken {
+        let lines = log.lines().filter(|l| l.contains(&format!("message_id={id}")) && l.contains("outcome=")).count();
+        assert_eq!(lines, 1, "one line for {id}:\n{log}");
+    }
+    assert!(log.contains(&format!("case_id={case}")), "the case id, plain");
+    assert!(!log.contains("Some(\""), "no debug-formatted options");
+    for p in ["37", "51"] {
+        for st in &w.province(p).students {
+            let document = st.id_document.number().map(str::to_owned);
+            for personal in [Some(st.name.to_string()), Some(st.student_id.to_string()), document].into_iter().flatten()
+            {
+                assert!(!log.contains(&personal), "personal data in the log: {personal}");
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -37,12 +37,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(certs::serve::access_log))
         .with_state(state)
 }
 
 /// Ready when the database answers and this process consumes from the broker.
 async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let ping = sqlx::query("SELECT 1").execute(&s.pool);
+    let ping = crate::store::ping(&s.pool);
     let database = matches!(tokio::time::timeout(DATABASE_WAIT, ping).await, Ok(Ok(_)));
     let consuming = s.health.consuming.load(Ordering::SeqCst);
     let relaying = s.health.relaying.load(Ordering::SeqCst);

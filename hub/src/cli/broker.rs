@@ -18,6 +18,7 @@ pub(super) enum BrokerCommand {
     /// Admit one province by its certificate (CN prov-NN): broker user, permissions, queue.
     /// Refuses a revoked certificate.
     AddProvince {
+        /// The province's certificate (PEM, signed by the exchange CA, CN prov-NN).
         #[arg(long)]
         cert: PathBuf,
     },

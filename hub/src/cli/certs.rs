@@ -23,6 +23,7 @@ pub(super) enum RoleArg {
 /// Whom a certificate is for: a role, and its province or name.
 #[derive(Args)]
 pub(super) struct Identity {
+    /// Whose certificate: a province, the hub, an operator, the national office, or a server.
     #[arg(long, value_enum)]
     role: RoleArg,
     /// Province code (GB/T 2260) for --role province.
@@ -54,6 +55,7 @@ fn role(who: Identity) -> Result<Role> {
 pub(super) enum CertsCommand {
     /// Create a new exchange CA: DIR/ca.pem and DIR/ca.key (owner-only). Refuses to overwrite.
     InitCa {
+        /// Directory for ca.pem and ca.key (the key owner-only; keep it offline).
         #[arg(long)]
         out: PathBuf,
         /// The CA's common name.
@@ -128,6 +130,7 @@ pub(super) enum CertsCommand {
     },
     /// Show what a certificate says: subject, role, province, serial, validity.
     Inspect {
+        /// The certificate (PEM).
         file: PathBuf,
         /// JSON instead of text.
         #[arg(long)]
@@ -136,6 +139,7 @@ pub(super) enum CertsCommand {
     /// Register an operator's or the national office's certificate, so it may use the operator
     /// API (provinces are admitted with `hub broker add-province`). Refuses a revoked one.
     Admit {
+        /// The operator's or national office's certificate (PEM, signed by the exchange CA).
         #[arg(long)]
         cert: PathBuf,
     },

@@ -5,6 +5,7 @@
 mod broker;
 mod certs;
 mod ops;
+mod output;
 mod schools;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,9 @@ struct Cli {
     /// database or the broker.
     #[arg(long, env = "HUB_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// How commands print what they answer: a table, or the JSON (for scripts).
+    #[arg(long, value_enum, default_value_t = output::Format::Table, global = true)]
+    output: output::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,7 +63,11 @@ enum Command {
 
 /// Parses the command line, runs the command, and turns its outcome into the exit code.
 pub fn main() -> ExitCode {
+    sigpipe(true);
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run) {
+        sigpipe(false);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -76,6 +84,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run => {
             crate::telemetry::init();
             let settings = load(config)?;
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                config = %config.map(|p| p.display().to_string()).unwrap_or_default(),
+                broker = %settings.broker.url,
+                vhost = %settings.broker.vhost,
+                database = %settings.database.target(),
+                "Hub starting."
+            );
             runtime.block_on(crate::startup::run(settings))
         }
         Command::Check { offline } => {
@@ -108,7 +124,7 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(broker::run(cmd, &load(config)?))
         }
         Command::Schools(cmd) => runtime.block_on(schools::run(cmd, &load(config)?)),
-        Command::Ops(args) => runtime.block_on(ops::run(args)),
+        Command::Ops(args) => runtime.block_on(ops::run(args, cli.output)),
     }
 }
 
@@ -116,4 +132,47 @@ fn run(cli: Cli) -> Result<()> {
 fn load(config: Option<&Path>) -> Result<Settings> {
     let path = config.context("this command needs the hub's settings: --config FILE (or HUB_CONFIG)")?;
     Settings::load(path)
+}
+
+/// A command whose output is piped into `head` ends quietly when the reader leaves, as Unix
+/// tools do (`true`: SIGPIPE's default), instead of failing on the closed pipe; the daemon
+/// ignores it (`false`, Rust's default), so that a peer closing a socket never kills it.
+pub fn sigpipe(default: bool) {
+    let disposition = if default { libc::SIG_DFL } else { libc::SIG_IGN };
+    // SAFETY: setting a signal's disposition, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, disposition);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every option and argument of every command, with the command's path.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                out.push(format!("{path} {} (the command)", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_command_and_option_has_help_text() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        undocumented(&cmd, "hub", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

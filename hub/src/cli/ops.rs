@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
+use super::output::{self, Column, Format};
 use crate::api::ops::client::Client;
 use crate::api::ops::paths;
 use crate::workflow::case::OperatorAction;
@@ -28,9 +29,30 @@ pub(super) struct OpsArgs {
     command: OpsCommand,
 }
 
+/// Filters and paging of a list.
+#[derive(clap::Args, Clone, Copy)]
+struct Paging {
+    /// At most this many rows (1–10000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    limit: i64,
+    /// Skip this many rows first (for the next page).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    offset: i64,
+}
+
+impl Paging {
+    fn query(self) -> Vec<(&'static str, String)> {
+        vec![("limit", self.limit.to_string()), ("offset", self.offset.to_string())]
+    }
+}
+
+fn case_states() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(schemas::messages::CaseState::ALL.map(|s| s.as_str()))
+}
+
 #[derive(Subcommand)]
 enum OpsCommand {
-    /// Search cases.
+    /// Search cases, newest first.
     Cases {
         /// National student ID.
         #[arg(long)]
@@ -41,8 +63,8 @@ enum OpsCommand {
         /// Province code (either side).
         #[arg(long)]
         province: Option<String>,
-        /// Case state, e.g. UNDER_REVIEW.
-        #[arg(long)]
+        /// Case state.
+        #[arg(long, value_parser = case_states())]
         state: Option<String>,
         /// Who must act, e.g. prov-37.
         #[arg(long)]
@@ -50,9 +72,19 @@ enum OpsCommand {
         /// Only open (true) or only closed (false) cases.
         #[arg(long)]
         open: Option<bool>,
+        #[command(flatten)]
+        paging: Paging,
     },
-    /// One case with its full history.
-    Case { id: String },
+    /// One case with its full history: facts, decisions, every message in and out.
+    Case {
+        /// The case id (UUID).
+        id: uuid::Uuid,
+    },
+    /// One message by its id: which way, between whom, its type, case, outcome and code.
+    Message {
+        /// The message id (UUID).
+        id: uuid::Uuid,
+    },
     /// Stuck archive transfers and other machine stages that do not move.
     Stuck,
     /// Review steps past their deadline.
@@ -60,35 +92,65 @@ enum OpsCommand {
     /// An operator's action on a case (audited): `resend` the current stage's request,
     /// `rerequest` the archive package, or `resolve` a stuck alert handled outside the system.
     Act {
+        /// The case id (UUID).
         id: uuid::Uuid,
+        /// What to do.
         #[arg(value_enum)]
         action: OperatorAction,
         /// Why, or what was done, for the audit trail.
         #[arg(long, default_value = "")]
         note: String,
     },
-    /// Dead letters (without their bodies).
-    DeadLetters,
+    /// Dead letters, newest first (without their bodies).
+    DeadLetters {
+        #[command(flatten)]
+        paging: Paging,
+    },
     /// Index entries their province contradicted, waiting to be reported again.
     IndexDisputes,
-    /// The audit trail (of one case, or all).
+    /// The audit trail (of one case, or all), newest first.
     Audit {
         /// Only this case.
         #[arg(long)]
-        case: Option<String>,
+        case: Option<uuid::Uuid>,
+        #[command(flatten)]
+        paging: Paging,
     },
 }
 
-pub(super) async fn run(args: OpsArgs) -> Result<()> {
+const CASE_COLUMNS: &[Column] = &[
+    ("CASE", "/caseId"),
+    ("BUSINESS", "/business"),
+    ("STATE", "/state"),
+    ("WAITING ON", "/waitingParty"),
+    ("STEP", "/waitingStep"),
+    ("SINCE", "/since"),
+    ("DEADLINE", "/deadline"),
+    ("TRIES", "/attempts"),
+    ("LAST ERROR", "/lastError"),
+];
+
+const MESSAGE_COLUMNS: &[Column] = &[
+    ("AT", "/at"),
+    ("DIR", "/direction"),
+    ("PARTY", "/party"),
+    ("TYPE", "/messageType"),
+    ("MESSAGE", "/messageId"),
+    ("OUTCOME", "/outcome"),
+    ("CODE", "/code"),
+    ("SENT", "/sentAt"),
+];
+
+pub(super) async fn run(args: OpsArgs, format: Format) -> Result<()> {
     let need = |v: Option<PathBuf>, what: &str| {
         v.with_context(|| format!("hub ops needs --{what} (or HUB_OPS_{})", what.to_uppercase()))
     };
     let (cert, key, ca) = (need(args.cert, "cert")?, need(args.key, "key")?, need(args.ca, "ca")?);
     let url = args.url.context("hub ops needs --url (or HUB_OPS_URL)")?;
     let client = Client::new(&url, &cert, &key, &ca)?;
-    let answer = match &args.command {
-        OpsCommand::Cases { student, school, province, state, waiting_on, open } => {
-            let mut q: Vec<(&str, String)> = Vec::new();
+    let (answer, paging) = match &args.command {
+        OpsCommand::Cases { student, school, province, state, waiting_on, open, paging } => {
+            let mut q = paging.query();
             for (k, v) in [
                 ("student", student),
                 ("school", school),
@@ -103,22 +165,129 @@ pub(super) async fn run(args: OpsArgs) -> Result<()> {
             if let Some(o) = open {
                 q.push(("open", o.to_string()));
             }
-            client.get(paths::CASES, &q).await?
+            (client.get(paths::CASES, &q).await?, Some(*paging))
         }
-        OpsCommand::Case { id } => client.case(id).await?,
-        OpsCommand::Stuck => client.get(paths::STUCK, &[]).await?,
-        OpsCommand::Overdue => client.get(paths::OVERDUE, &[]).await?,
-        OpsCommand::DeadLetters => client.get(paths::DEAD_LETTERS, &[]).await?,
-        OpsCommand::IndexDisputes => client.get(paths::INDEX_DISPUTES, &[]).await?,
-        OpsCommand::Act { id, action, note } => client.act(*id, *action, note).await?,
-        OpsCommand::Audit { case } => {
-            let q: Vec<(&str, String)> = case.iter().map(|c| ("case", c.clone())).collect();
-            client.get(paths::AUDIT, &q).await?
+        OpsCommand::Case { id } => (client.case(&id.to_string()).await?, None),
+        OpsCommand::Message { id } => (client.get(&paths::message(&id.to_string()), &[]).await?, None),
+        OpsCommand::Stuck => (client.get(paths::STUCK, &[]).await?, None),
+        OpsCommand::Overdue => (client.get(paths::OVERDUE, &[]).await?, None),
+        OpsCommand::DeadLetters { paging } => (client.get(paths::DEAD_LETTERS, &paging.query()).await?, Some(*paging)),
+        OpsCommand::IndexDisputes => (client.get(paths::INDEX_DISPUTES, &[]).await?, None),
+        OpsCommand::Act { id, action, note } => (client.act(*id, *action, note).await?, None),
+        OpsCommand::Audit { case, paging } => {
+            let mut q = paging.query();
+            q.extend(case.iter().map(|c| ("case", c.to_string())));
+            (client.get(paths::AUDIT, &q).await?, Some(*paging))
         }
     };
-    println!("{:#}", answer.body);
     if !answer.is_success() {
-        bail!("the operator API answered {}", answer.status);
+        bail!("the operator API refused ({}): {}", answer.status, refusal(&answer.body));
+    }
+    let body = &answer.body;
+    let text = match format {
+        Format::Json => output::json(body),
+        Format::Table => render(&args.command, body),
+    };
+    print!("{text}");
+    if let Some(p) = paging {
+        let shown = output::rows(body).len();
+        if i64::try_from(shown).is_ok_and(|n| n == p.limit) {
+            eprintln!("({shown} shown; the next page: --offset {})", p.offset + p.limit);
+        }
     }
     Ok(())
+}
+
+/// The API's typed error, as a line: code, both texts, the detail.
+fn refusal(body: &serde_json::Value) -> String {
+    let field = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    match field("code") {
+        "" => body.to_string(),
+        code => format!("{code} {} / {}: {}", field("messageZh"), field("messageEn"), field("detail")),
+    }
+}
+
+fn render(command: &OpsCommand, body: &serde_json::Value) -> String {
+    let rows = output::rows(body);
+    match command {
+        OpsCommand::Cases { .. } | OpsCommand::Overdue => output::table(rows, CASE_COLUMNS),
+        OpsCommand::Stuck => output::table(
+            rows,
+            &[
+                ("CASE", "/case/caseId"),
+                ("STATE", "/case/state"),
+                ("WAITING ON", "/case/waitingParty"),
+                ("WAITING S", "/waitingSeconds"),
+                ("TRIES", "/case/attempts"),
+                ("LAST ERROR", "/case/lastError"),
+            ],
+        ),
+        OpsCommand::Case { .. } => {
+            let mut out = output::fields(
+                body,
+                &[
+                    ("case", "/summary/caseId"),
+                    ("business", "/summary/business"),
+                    ("state", "/state"),
+                    ("stage", "/summary/stage"),
+                    ("in", "/summary/inProvince"),
+                    ("out", "/summary/outProvince"),
+                    ("waiting on", "/waiting/party"),
+                    ("step", "/waiting/step"),
+                    ("since", "/waiting/since"),
+                    ("deadline", "/summary/deadline"),
+                    ("attempts", "/attempts"),
+                    ("resends", "/resends"),
+                    ("last error", "/lastError"),
+                    ("last refusal", "/lastRefusal/code"),
+                    ("refused message", "/lastRefusal/messageId"),
+                ],
+            );
+            out.push_str("\nDecisions\n");
+            let decisions = body.get("decisions").map(output::rows).unwrap_or_default();
+            out.push_str(&output::table(
+                decisions,
+                &[("STEP", "/step"), ("DECISION", "/decision"), ("UNIT", "/unit"), ("AT", "/decidedAt")],
+            ));
+            out.push_str("\nMessages\n");
+            out.push_str(&output::table(body.get("messages").map(output::rows).unwrap_or_default(), MESSAGE_COLUMNS));
+            out
+        }
+        OpsCommand::Message { .. } => {
+            let mut columns = MESSAGE_COLUMNS.to_vec();
+            columns.extend([("CASE", "/caseId"), ("REASON", "/reason")]);
+            output::table(rows, &columns)
+        }
+        OpsCommand::DeadLetters { .. } => output::table(
+            rows,
+            &[
+                ("FIRST SEEN", "/firstSeen"),
+                ("SENDER", "/sender"),
+                ("MESSAGE", "/messageId"),
+                ("TYPE", "/messageType"),
+                ("CASE", "/caseId"),
+                ("CODE", "/code"),
+                ("SEEN", "/seen"),
+                ("REASON", "/reason"),
+            ],
+        ),
+        OpsCommand::IndexDisputes => output::table(
+            rows,
+            &[("STUDENT", "/studentId"), ("PROVINCE", "/province"), ("SINCE", "/disputedAt"), ("CASE", "/disputeCase")],
+        ),
+        OpsCommand::Audit { .. } => output::table(
+            rows,
+            &[
+                ("AT", "/at"),
+                ("ACTOR", "/actor"),
+                ("ROLE", "/role"),
+                ("ACTION", "/action"),
+                ("CASE", "/caseId"),
+                ("NOTE", "/detail"),
+            ],
+        ),
+        OpsCommand::Act { id, action, .. } => {
+            format!("{} done on case {id} (audit entry {})\n", action.as_str(), body["auditId"])
+        }
+    }
 }

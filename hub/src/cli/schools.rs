@@ -11,7 +11,10 @@ use crate::config::Settings;
 pub(super) enum SchoolsCommand {
     /// Load schools from a CSV file with the header `code,province,name[,active[,code_usable_from]]`
     /// (from the national institution-code system); existing codes are updated.
-    Load { file: PathBuf },
+    Load {
+        /// The CSV file (UTF-8; a name with a comma or a quote is quoted).
+        file: PathBuf,
+    },
 }
 
 pub(super) async fn run(cmd: SchoolsCommand, settings: &Settings) -> Result<()> {

@@ -81,6 +81,16 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// Where the database is, for logs: `user@host:port/database`, never the password.
+    pub fn target(&self) -> String {
+        match url::Url::parse(self.url.expose()) {
+            Ok(u) => {
+                format!("{}@{}:{}{}", u.username(), u.host_str().unwrap_or("?"), u.port().unwrap_or(5432), u.path())
+            }
+            Err(_) => "(unparsable URL)".into(),
+        }
+    }
+
     /// How to connect: the URL, with the separate password if one is set.
     ///
     /// # Errors
@@ -261,6 +271,10 @@ pub struct Retention {
     /// Inbox entries (deduplication and the message trace). Longer than any redelivery.
     #[serde(default = "default_inbox_retention")]
     pub inbox_secs: u64,
+    /// The message trace (every message's type, parties, outcome and code; no body): as long as
+    /// a case's history is looked into.
+    #[serde(default = "default_trace_retention")]
+    pub trace_secs: u64,
     #[serde(default = "default_prune_interval")]
     pub prune_interval_secs: u64,
 }
@@ -274,6 +288,9 @@ fn default_dead_letter_retention() -> u64 {
 fn default_inbox_retention() -> u64 {
     90 * 86_400
 }
+fn default_trace_retention() -> u64 {
+    400 * 86_400
+}
 fn default_prune_interval() -> u64 {
     3600
 }
@@ -284,6 +301,7 @@ impl Default for Retention {
             outbox_published_secs: default_outbox_retention(),
             dead_letter_secs: default_dead_letter_retention(),
             inbox_secs: default_inbox_retention(),
+            trace_secs: default_trace_retention(),
             prune_interval_secs: default_prune_interval(),
         }
     }

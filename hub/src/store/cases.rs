@@ -362,11 +362,38 @@ pub struct Filter {
     pub student: Option<String>,
     pub school: Option<String>,
     pub province: Option<String>,
-    pub state: Option<String>,
+    /// A case state as on the wire (`UNDER_REVIEW`); any other value is refused with the list.
+    pub state: Option<CaseState>,
     /// Who must act: a party such as `prov-37`.
     pub waiting_on: Option<String>,
     pub open: Option<bool>,
     pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl Filter {
+    pub fn page(&self) -> Page {
+        Page { limit: self.limit, offset: self.offset }
+    }
+}
+
+/// A page of a list: at most `limit` rows (default 100, at most 10 000) after skipping
+/// `offset`, newest first. (Not flattened into query structs: flattened, the query's numbers
+/// would reach serde as text.)
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+pub struct Page {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl Page {
+    pub fn limit(self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, 10_000)
+    }
+
+    pub fn offset(self) -> i64 {
+        self.offset.unwrap_or(0).max(0)
+    }
 }
 
 /// `SELECT` of a case's [`Summary`] columns `FROM business_case`, then `rest`: one column list
@@ -392,15 +419,16 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<Summa
                AND ($4::text IS NULL OR state = $4)
                AND ($5::text IS NULL OR waiting_party = $5)
                AND ($6::bool IS NULL OR (closed_at IS NULL) = $6)
-             ORDER BY created_at DESC LIMIT $7"
+             ORDER BY created_at DESC, case_id LIMIT $7 OFFSET $8"
     ))
     .bind(&f.student)
     .bind(&f.school)
     .bind(&f.province)
-    .bind(&f.state)
+    .bind(f.state.map(CaseState::as_str))
     .bind(&f.waiting_on)
     .bind(f.open)
-    .bind(f.limit.unwrap_or(100).clamp(1, 10_000))
+    .bind(f.page().limit())
+    .bind(f.page().offset())
     .fetch_all(conn)
     .await
 }
@@ -482,12 +510,14 @@ pub struct AuditEntry {
 
 /// # Errors
 /// Database errors.
-pub async fn audit_trail(conn: &mut PgConnection, case_id: Option<Uuid>) -> sqlx::Result<Vec<AuditEntry>> {
+pub async fn audit_trail(conn: &mut PgConnection, case_id: Option<Uuid>, page: Page) -> sqlx::Result<Vec<AuditEntry>> {
     sqlx::query_as(
         "SELECT audit_id, at, actor, role, action, case_id, detail FROM audit
-         WHERE ($1::uuid IS NULL OR case_id = $1) ORDER BY audit_id DESC LIMIT 1000",
+         WHERE ($1::uuid IS NULL OR case_id = $1) ORDER BY audit_id DESC LIMIT $2 OFFSET $3",
     )
     .bind(case_id)
+    .bind(page.limit())
+    .bind(page.offset())
     .fetch_all(conn)
     .await
 }

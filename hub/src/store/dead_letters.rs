@@ -125,13 +125,14 @@ pub struct Listed {
 ///
 /// # Errors
 /// Database errors.
-pub async fn list(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Listed>> {
+pub async fn list(conn: &mut PgConnection, page: super::cases::Page) -> sqlx::Result<Vec<Listed>> {
     sqlx::query_as(
         "SELECT dead_letter_id, sender, message_id, message_type, case_id, code, reason, size, truncated, source,
                 first_seen, last_seen, seen
-         FROM dead_letter ORDER BY dead_letter_id DESC LIMIT $1",
+         FROM dead_letter ORDER BY dead_letter_id DESC LIMIT $1 OFFSET $2",
     )
-    .bind(limit)
+    .bind(page.limit())
+    .bind(page.offset())
     .fetch_all(conn)
     .await
 }

@@ -12,6 +12,7 @@ pub mod register;
 pub mod retention;
 pub mod schools;
 pub mod timers;
+pub mod trace;
 
 use std::time::Duration;
 

@@ -12,6 +12,7 @@ pub struct Pruned {
     pub outbox: u64,
     pub dead_letters: u64,
     pub inbox: u64,
+    pub trace: u64,
 }
 
 async fn in_batches(conn: &mut PgConnection, sql: &'static str, before: DateTime<Utc>) -> sqlx::Result<u64> {
@@ -70,6 +71,19 @@ pub async fn inbox(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Resu
         conn,
         "DELETE FROM inbox WHERE (sender, message_id) IN
            (SELECT sender, message_id FROM inbox WHERE received_at < $1 LIMIT $2)",
+        before,
+    )
+    .await
+}
+
+/// Message-trace rows written before `before`.
+///
+/// # Errors
+/// Database errors.
+pub async fn trace(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    in_batches(
+        conn,
+        "DELETE FROM message_trace WHERE trace_id IN (SELECT trace_id FROM message_trace WHERE at < $1 LIMIT $2)",
         before,
     )
     .await

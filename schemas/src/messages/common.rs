@@ -201,6 +201,37 @@ pub enum CaseState {
 }
 
 impl CaseState {
+    pub const ALL: [CaseState; 11] = [
+        CaseState::WaitingVerification,
+        CaseState::UnderReview,
+        CaseState::ArchiveRequested,
+        CaseState::ArchiveDelivering,
+        CaseState::Committing,
+        CaseState::Completed,
+        CaseState::Cancelling,
+        CaseState::Cancelled,
+        CaseState::Rejecting,
+        CaseState::Rejected,
+        CaseState::Refused,
+    ];
+
+    /// The wire spelling (`UNDER_REVIEW`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseState::WaitingVerification => "WAITING_VERIFICATION",
+            CaseState::UnderReview => "UNDER_REVIEW",
+            CaseState::ArchiveRequested => "ARCHIVE_REQUESTED",
+            CaseState::ArchiveDelivering => "ARCHIVE_DELIVERING",
+            CaseState::Committing => "COMMITTING",
+            CaseState::Completed => "COMPLETED",
+            CaseState::Cancelling => "CANCELLING",
+            CaseState::Cancelled => "CANCELLED",
+            CaseState::Rejecting => "REJECTING",
+            CaseState::Rejected => "REJECTED",
+            CaseState::Refused => "REFUSED",
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(self, CaseState::Completed | CaseState::Cancelled | CaseState::Rejected | CaseState::Refused)
     }
@@ -584,6 +615,13 @@ impl<T, const MAX: usize> From<UpTo<T, MAX>> for Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_states_are_spelled_as_on_the_wire() {
+        for s in CaseState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn review_steps_round_trip() {

@@ -39,9 +39,14 @@ pub mod paths {
     pub const DEAD_LETTERS: &str = "/ops/dead-letters";
     pub const INDEX_DISPUTES: &str = "/ops/index-disputes";
     pub const ACTION: &str = "/ops/cases/{id}/{action}";
+    pub const MESSAGE: &str = "/messages/{id}";
 
     pub fn case(id: &str) -> String {
         CASE.replace("{id}", id)
+    }
+
+    pub fn message(id: &str) -> String {
+        MESSAGE.replace("{id}", id)
     }
 
     pub fn action(id: &str, action: OperatorAction) -> String {
@@ -59,7 +64,9 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::DEAD_LETTERS, get(dead_letters))
         .route(paths::INDEX_DISPUTES, get(index_disputes))
         .route(paths::ACTION, post(act))
+        .route(paths::MESSAGE, get(message))
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
+        .layer(axum::middleware::from_fn(certs::serve::access_log))
         .with_state(ctx)
 }
 
@@ -94,6 +101,12 @@ async fn detail(State(ctx): State<Context>, _: Staff, Path(id): Path<Uuid>) -> R
         return Err(error(StatusCode::NOT_FOUND, ErrorCode::CaseNotFound, &format!("no case {id}")));
     };
     let summary = cases::summary(&mut conn, id).await.map_err(internal)?;
+    let messages = store::trace::of_case(&mut conn, id, MESSAGES_SHOWN).await.map_err(internal)?;
+    // What stalls a case is often a message the hub could not take (dead-lettered, refused).
+    let last_refusal = messages
+        .iter()
+        .rev()
+        .find(|m| m.direction == "in" && matches!(m.outcome.as_str(), "refused" | "dead-lettered"));
     Ok(Json(serde_json::json!({
         "summary": summary,
         "state": case.state(),
@@ -106,9 +119,24 @@ async fn detail(State(ctx): State<Context>, _: Staff, Path(id): Path<Uuid>) -> R
         "chain": case.chain,
         "decisions": case.decisions,
         "events": cases::events(&mut conn, id).await.map_err(internal)?,
-        "audit": cases::audit_trail(&mut conn, Some(id)).await.map_err(internal)?,
+        "audit": cases::audit_trail(&mut conn, Some(id), cases::Page { limit: Some(1000), offset: None }).await.map_err(internal)?,
+        "lastRefusal": last_refusal,
+        "messages": messages,
     }))
     .into_response())
+}
+
+/// Messages of a case shown in its detail (the first ones; a case has a few dozen).
+const MESSAGES_SHOWN: i64 = 1000;
+
+/// A message by its id: which way, between whom, its type, case, outcome and code.
+async fn message(State(ctx): State<Context>, _: Staff, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    let found = store::trace::by_id(&mut conn, id).await.map_err(internal)?;
+    if found.is_empty() {
+        return Err(error(StatusCode::NOT_FOUND, ErrorCode::MessageNotFound, &format!("no message {id} in the trace")));
+    }
+    Ok(Json(found).into_response())
 }
 
 /// Machine-driven stages (verification, release, the archive hand-over) that have not moved for
@@ -135,9 +163,13 @@ async fn overdue(State(ctx): State<Context>, _: Staff) -> Result<Response, ApiEr
 }
 
 /// Dead letters, newest first (without their bodies).
-async fn dead_letters(State(ctx): State<Context>, _: Staff) -> Result<Response, ApiError> {
+async fn dead_letters(
+    State(ctx): State<Context>,
+    _: Staff,
+    Query(page): Query<cases::Page>,
+) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
-    Ok(Json(store::dead_letters::list(&mut conn, 1000).await.map_err(internal)?).into_response())
+    Ok(Json(store::dead_letters::list(&mut conn, page).await.map_err(internal)?).into_response())
 }
 
 /// Index entries their province contradicted (verification found no such student), waiting
@@ -150,11 +182,18 @@ async fn index_disputes(State(ctx): State<Context>, _: Staff) -> Result<Response
 #[derive(Deserialize)]
 struct AuditQuery {
     case: Option<Uuid>,
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 async fn audit(State(ctx): State<Context>, _: Staff, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
-    Ok(Json(cases::audit_trail(&mut conn, q.case).await.map_err(internal)?).into_response())
+    Ok(Json(
+        cases::audit_trail(&mut conn, q.case, cases::Page { limit: q.limit, offset: q.offset })
+            .await
+            .map_err(internal)?,
+    )
+    .into_response())
 }
 
 #[derive(Deserialize, Default)]
