@@ -240,6 +240,20 @@ SQL
     || die "role xueji cannot log in over TCP on 127.0.0.1:$PG_PORT (check pg_hba.conf allows password or trust for 127.0.0.1)"
 }
 
+# Python tools the suite runs against the real processes, pinned, in a venv of their own:
+# schemathesis (the adapter's API against its OpenAPI document) and openapi-spec-validator.
+PY_TOOLS=(schemathesis==4.32.5 openapi-spec-validator==0.9.0)
+ensure_python_tools() {
+  local venv="$XJ_DEV_DIR/venv" stamp="$XJ_DEV_DIR/venv/.tools"
+  if [ -x "$venv/bin/schemathesis" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${PY_TOOLS[*]}" ]; then
+    return
+  fi
+  say "installing ${PY_TOOLS[*]} into $venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${PY_TOOLS[@]}" || die "pip install ${PY_TOOLS[*]} failed"
+  echo "${PY_TOOLS[*]}" > "$stamp"
+}
+
 write_env() {
   local pw
   pw=$(cat "$XJ_DEV_DIR/mgmt.password")
@@ -258,6 +272,7 @@ XJ_MGMT_URL=http://127.0.0.1:$MGMT_PORT
 XJ_MGMT_USER=xueji-admin
 XJ_MGMT_PASSWORD=$pw
 XJ_PG_URL=postgres://xueji:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres
+XJ_PY_BIN=$XJ_DEV_DIR/venv/bin
 EOF
   chmod 600 "$XJ_DEV_DIR/dev.env"
   say "coordinates written to $XJ_DEV_DIR/dev.env"
@@ -360,8 +375,9 @@ stop_all() {
 case "${1:-up}" in
   up)
     # prometheus: for promtool, which checks the metrics and the shipped alerting rules.
-    ensure_packages openssl curl ca-certificates libxml2-utils prometheus
+    ensure_packages openssl curl ca-certificates libxml2-utils prometheus python3-venv python3-pip
     mkdir -p "$XJ_DEV_DIR"
+    ensure_python_tools
     ensure_pki
     ensure_rabbitmq
     ensure_broker_users

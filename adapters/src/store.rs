@@ -215,7 +215,7 @@ pub async fn refuse(
 }
 
 /// An inbox entry as the pull API lists it.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, FromRow, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InboxEntry {
     pub seq: i64,

@@ -41,6 +41,25 @@ macro_rules! xml_choice {
             }
         }
 
+        impl ::schemars::JsonSchema for $name {
+            fn schema_name() -> ::std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            /// Exactly one property, named by the element: `{"transferApply": {…}}`.
+            fn json_schema(generator: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+                let one_of: Vec<::schemars::Schema> = vec![$(
+                    ::schemars::json_schema!({
+                        "type": "object",
+                        "properties": { $elem: generator.subschema_for::<$ty>() },
+                        "required": [$elem],
+                        "additionalProperties": false,
+                    }),
+                )+];
+                ::schemars::json_schema!({ "description": $what, "oneOf": one_of })
+            }
+        }
+
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;

@@ -56,9 +56,14 @@ impl ParseError {
 }
 
 /// The envelope as it is written: `type` and `schemaVersion` are explicit on the wire.
-#[derive(Serialize, Deserialize)]
+/// The envelope as it travels: the XML document's elements, or the same model as JSON. Public
+/// for its JSON Schema ([`schemars::JsonSchema`], named `Envelope`); read and write envelopes
+/// with [`from_json`] / [`to_json`].
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct WireEnvelope {
+#[schemars(rename = "Envelope")]
+pub struct WireEnvelope {
+    #[schemars(extend("const" = "1.0"))]
     schema_version: String,
     message_id: MessageId,
     #[serde(rename = "type")]
@@ -117,6 +122,15 @@ impl WireEnvelope {
 }
 
 /// Writes an envelope as an XML document in the exchange namespace.
+/// The JSON Schema (draft 2020-12) of the JSON form of an envelope, generated from the types
+/// ([`WireEnvelope`]); committed as `schemas/json/envelope.schema.json`.
+pub fn envelope_json_schema() -> serde_json::Value {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.contract = schemars::generate::Contract::Deserialize;
+    let schema = settings.into_generator().root_schema_for::<WireEnvelope>();
+    serde_json::to_value(schema).expect("a schema is JSON")
+}
+
 pub fn to_xml(envelope: &Envelope) -> String {
     write_xml(envelope, false)
 }
@@ -185,7 +199,7 @@ pub fn from_json(bytes: &[u8], max_bytes: usize) -> Result<Envelope, ParseError>
         return Err(ParseError::new(ErrorCode::TooLarge, format!("{} bytes, limit {max_bytes}", bytes.len())));
     }
     /// The fields needed to answer well before the full parse: version and message id.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, schemars::JsonSchema)]
     #[serde(rename_all = "camelCase")]
     struct Peek {
         schema_version: Option<String>,

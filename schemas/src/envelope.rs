@@ -23,7 +23,7 @@ fn parse_canonical_uuid(s: &str, kind: IdKind) -> Result<Uuid, IdError> {
 }
 
 /// Message id: a UUID made by the sender; the deduplication key at every receiver.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct MessageId(Uuid, [u8; 36]);
 
@@ -65,7 +65,7 @@ impl AsRef<str> for MessageId {
 string_id!(MessageId);
 
 /// Case id (业务编号): a UUID assigned by the hub when an application becomes a case.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct CaseId(Uuid, [u8; 36]);
 
@@ -107,7 +107,7 @@ string_id!(CaseId);
 
 /// A party on the exchange: the hub, or a province's adapter. Written as the broker user
 /// name its certificate carries: `hub`, or `prov-NN` with NN the GB/T 2260 code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub enum Party {
     Hub,

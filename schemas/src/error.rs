@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident = $code:literal, $zh:literal, $en:literal; )*) => {
         /// A stable error code with its bilingual text.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
         pub enum ErrorCode {
             $( $(#[$doc])* #[serde(rename = $code)] $variant, )*
         }

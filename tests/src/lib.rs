@@ -38,6 +38,8 @@ pub struct DevEnv {
     pub mgmt_user: String,
     pub mgmt_password: String,
     pub pg_url: String,
+    /// The Python tools' directory (schemathesis, openapi-spec-validator).
+    pub py_bin: PathBuf,
 }
 
 impl DevEnv {
@@ -70,6 +72,7 @@ impl DevEnv {
             mgmt_user: get("XJ_MGMT_USER")?,
             mgmt_password: get("XJ_MGMT_PASSWORD")?,
             pg_url: get("XJ_PG_URL")?,
+            py_bin: get("XJ_PY_BIN")?.into(),
         })
     }
 

@@ -6,7 +6,7 @@ use super::{IdError, IdKind, IdProblem, ProvinceCode, require_digits, string_id}
 
 /// School identification code (学校标识码): 10 digits (domain.md §A.3.5). Its inner structure is
 /// not specified by the sources (G-12), so only the shape is checked.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct SchoolCode(String);
 
@@ -30,7 +30,7 @@ string_id!(SchoolCode);
 /// Administrative division code (行政区划代码), 12 digits: the first six identify the
 /// province, city and county, the last six are zeros ([001 Q19]). Education departments are
 /// identified by codes of the same shape ([002 §20]).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct DivisionCode(String);
 
@@ -76,7 +76,7 @@ pub enum Stage {
 /// Primary has up to 6 years, junior up to 4 (五四制), senior 3. Which grade a student enters
 /// is the receiving side's decision (domain.md B.1 grade mapping); this type only makes
 /// sure the grade exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Grade {
     stage: Stage,

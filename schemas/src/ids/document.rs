@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{IdError, IdKind, IdProblem, ResidentId, string_id};
 
 /// ID document type (身份证件类型) codes of the national system ([001 Q22]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum IdDocumentType {
     /// 居民身份证
     #[serde(rename = "1")]
@@ -61,7 +61,7 @@ impl IdDocumentType {
 
 /// The number of a non-resident ID document: 1–30 characters of letters, digits, `(`, `)`
 /// and `-` (e.g. a Hong Kong identity card `A123456(7)`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct DocumentNumber(String);
 
@@ -91,7 +91,7 @@ string_id!(DocumentNumber);
 
 /// A student's (or guardian's) ID document, valid for its type: type 1 carries a valid
 /// resident ID; types 6/7/8/9/A carry a document number; type Z may carry none ([001 Q22]).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "IdDocumentWire", into = "IdDocumentWire")]
 pub enum IdDocument {
     Resident(ResidentId),
@@ -126,7 +126,7 @@ impl IdDocument {
 }
 
 /// Wire shape: `<type>` then an optional `<number>`.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct IdDocumentWire {
     #[serde(rename = "type")]

@@ -43,7 +43,7 @@ const PROVINCES: [(&str, &str, &str); 34] = [
 ];
 
 /// A provincial-level unit (省级行政区), by its two-digit GB/T 2260 code, e.g. `37` Shandong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct ProvinceCode(u8);
 

@@ -16,7 +16,7 @@ const CHECK_CHARS: &[u8; 11] = b"10X98765432";
 const PERMIT_PREFIXES: [&str; 1] = ["83"];
 
 /// Sex (性别), GB/T 2261.1 codes: `1` male, `2` female.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Sex {
     #[serde(rename = "1")]
     Male,
@@ -75,7 +75,7 @@ fn birth_date_of(s: &str) -> Option<NaiveDate> {
 
 /// An 18-character resident ID number (公民身份号码) with a valid check character,
 /// a real birth date and a known region prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct ResidentId(String);
 

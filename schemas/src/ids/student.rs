@@ -25,7 +25,7 @@ pub enum StudentIdKind {
 
 /// A national student ID. Immutable business key of a student (domain.md R31): never assume
 /// the G body equals the student's *current* ID number.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct StudentId(String);
 

@@ -64,7 +64,7 @@ pub(crate) fn is_format_char(c: char) -> bool {
 /// direction-changing characters, no surrounding spaces. Names are compared exactly:
 /// verification matches name *and* identifier (domain.md R17), so two names that look the
 /// same must be the same.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct PersonName(String);
 
@@ -90,7 +90,7 @@ string_id!(PersonName);
 
 /// Free text written by a person: a reason, an opinion, a remark. 1–500 characters; line
 /// breaks allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Text(String);
 

@@ -11,7 +11,7 @@ pub const EVIDENCE_MAX: usize = 10;
 /// An application for a cross-province case, by the initiating (receiving or enrolling)
 /// school. The sender's province is the initiating province; the other province is found
 /// from the national index and confirmed by verification.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Application {
     /// The initiating school (转入学校 / 招生学校).
@@ -30,7 +30,7 @@ pub struct Application {
 /// `enrollment.permit`: province → hub, which of its senior-high schools may enroll junior-high
 /// graduates of other provinces (毕业后跨省就学权限, [003 Q37]). Grants and revocations
 /// together, at least one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "EnrollmentPermitWire", into = "EnrollmentPermitWire")]
 pub struct EnrollmentPermit {
     pub grant: Vec<SchoolCode>,
@@ -40,7 +40,7 @@ pub struct EnrollmentPermit {
 /// Most schools in one permit message.
 pub const PERMIT_MAX: usize = 1000;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EnrollmentPermitWire {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -67,7 +67,7 @@ impl From<EnrollmentPermit> for EnrollmentPermitWire {
 }
 
 /// `enrollment.permitted`: hub → province, what the permit changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrollmentPermitted {
     pub granted: u32,

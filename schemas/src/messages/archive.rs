@@ -10,7 +10,7 @@ use crate::choice::xml_choice;
 use crate::ids::{Grade, IdDocument, PersonName, SchoolCode, Sex, StudentId, Text};
 
 /// A family member or guardian (家庭成员或监护人).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FamilyMember {
     /// Relation to the student, as the province writes it (父亲, 母亲, …).
@@ -23,7 +23,7 @@ pub struct FamilyMember {
 }
 
 /// A period of study at one school (学习简历).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StudyPeriod {
     pub from: NaiveDate,
@@ -35,7 +35,7 @@ pub struct StudyPeriod {
 }
 
 /// One change in the record's history (学籍异动), with its evidence kept as attachments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecordChange {
     pub on: NaiveDate,
@@ -45,7 +45,7 @@ pub struct RecordChange {
 }
 
 /// The electronic student archive (电子档案): basic record, family, study history, changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StudentRecord {
     pub student_id: StudentId,
@@ -71,13 +71,13 @@ pub struct StudentRecord {
 }
 
 /// `archive.request`: hub → out-province, send the package for this case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveRequest {}
 
 /// `archive.package`: out-province → hub, the record and the manifest of its attachments,
 /// each of which follows as one `archive.attachment`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArchivePackage {
     pub record: StudentRecord,
@@ -87,7 +87,7 @@ pub struct ArchivePackage {
 
 /// `archive.deliver`: hub → in-province, the checked package; its attachments follow as
 /// `archive.attachment` messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArchiveDeliver {
     pub record: StudentRecord,
@@ -99,7 +99,7 @@ pub struct ArchiveDeliver {
 }
 
 /// A successful import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Imported {
     /// The in-province's own key for the new record, if it has one.
@@ -108,7 +108,7 @@ pub struct Imported {
 }
 
 /// A failed import, with its reason; the hub may deliver again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImportFailed {
     pub reason: Text,
@@ -124,11 +124,11 @@ xml_choice! {
 
 /// `archive.commit`: hub → out-province, the in-province holds the student now: commit the
 /// transfer-out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveCommit {}
 
 /// `archive.committed`: out-province → hub, the record is marked transferred out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveCommitted {}

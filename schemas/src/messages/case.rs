@@ -10,7 +10,7 @@ use crate::ids::{Grade, PersonName, ProvinceCode, SchoolCode, StudentId, Text};
 
 /// `case.accepted`: hub → initiator, the application became a case (its id is in the
 /// envelope's `caseId`, the application's message id in `correlationId`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseAccepted {
     pub business: Business,
@@ -20,7 +20,7 @@ pub struct CaseAccepted {
 }
 
 /// `case.status`: hub → both provinces, on every state change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseStatus {
     pub business: Business,
@@ -31,7 +31,7 @@ pub struct CaseStatus {
 }
 
 /// When a reminder is sent relative to the step's deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReminderKind {
     /// Before the deadline.
@@ -45,7 +45,7 @@ pub enum ReminderKind {
 /// `case.reminder`: hub → the province that must act (and, once the step is overdue, the
 /// other party too: its case is late).
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseReminder {
     pub step: ReviewStep,
@@ -54,14 +54,14 @@ pub struct CaseReminder {
 }
 
 /// `case.cancel`: initiator → hub (撤销).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseCancel {
     pub reason: Text,
 }
 
 /// Why a hold is released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReleaseReason {
     Rejected,
@@ -69,19 +69,19 @@ pub enum ReleaseReason {
 }
 
 /// `case.release`: hub → holding province, close your side of the case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseRelease {
     pub reason: ReleaseReason,
 }
 
 /// `case.released`: holding province → hub, its side is closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseReleased {}
 
 /// Final outcome of a case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Outcome {
     /// 调档完毕
@@ -95,7 +95,7 @@ pub enum Outcome {
 }
 
 /// What the receiving side must still do once a case is completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NextStep {
     /// 分班: assign the arrived student to a class; the provincial auxiliary ID, the exam
@@ -104,7 +104,7 @@ pub enum NextStep {
 }
 
 /// `case.closed`: hub → both provinces.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseClosed {
     pub outcome: Outcome,
@@ -119,12 +119,12 @@ pub struct CaseClosed {
 }
 
 /// `case.query`: a party → hub, the case (envelope `caseId`) in full (查看明细).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseQuery {}
 
 /// One change of a case's stage, and what caused it (a message type, a timer, an operator).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StageChange {
     pub at: DateTime<Utc>,
@@ -138,7 +138,7 @@ pub struct StageChange {
 
 /// `case.detail`: hub → the party that asked: what the case is, where it stands, who decided
 /// what and when, every change of stage — what the national platform's 查看明细 shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseDetail {
     pub business: Business,

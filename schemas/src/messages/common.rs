@@ -10,7 +10,7 @@ use crate::error::ErrorCode;
 use crate::ids::{IdError, IdKind, IdProblem, is_xml_char, string_id};
 
 /// The cross-province businesses that run as cases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Business {
     /// 跨省转学
@@ -20,7 +20,7 @@ pub enum Business {
 }
 
 /// Student-record status (学籍状态), domain.md §A.4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StudentStatus {
     /// 在校
@@ -96,7 +96,7 @@ pub enum Side {
 }
 
 /// Approval level (核办层级) within a side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Level {
     /// 学校
@@ -110,7 +110,7 @@ pub enum Level {
 }
 
 /// A review step: side and level, written `IN_SCHOOL`, `OUT_BUREAU`, `OUT_CITY`, ….
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct ReviewStep {
     pub side: Side,
@@ -165,7 +165,7 @@ impl AsRef<str> for ReviewStep {
 string_id!(ReviewStep);
 
 /// A reviewer's decision (核办通过 / 核办不通过).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Decision {
     Approve,
@@ -173,7 +173,7 @@ pub enum Decision {
 }
 
 /// Where a case stands, as told to the provinces (the hub's workflow state, coarsened).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CaseState {
     /// 等待校验: waiting for the out-province to verify the student.
@@ -238,7 +238,7 @@ impl CaseState {
 }
 
 /// Who must act next on a case, and since when ("waiting on whom, since when").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Waiting {
     pub party: Party,
@@ -248,7 +248,7 @@ pub struct Waiting {
 }
 
 /// A lower-case hexadecimal SHA-256 digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Sha256([u8; 32]);
 
@@ -307,7 +307,7 @@ impl From<Sha256> for String {
 }
 
 /// A media type such as `image/jpeg` or `application/pdf`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct MediaType(String);
 
@@ -341,7 +341,7 @@ impl AsRef<str> for MediaType {
 string_id!(MediaType);
 
 /// A file name: 1–200 characters, no path separators, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct FileName(String);
 
@@ -372,7 +372,7 @@ impl AsRef<str> for FileName {
 string_id!(FileName);
 
 /// Binary content, base64 on the wire (`xs:base64Binary`).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Base64Data(Vec<u8>);
 
@@ -410,7 +410,7 @@ impl From<Base64Data> for String {
 }
 
 /// A reference to an attachment: what it is and how to check it, without the content.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttachmentRef {
     pub name: FileName,
@@ -422,7 +422,7 @@ pub struct AttachmentRef {
 /// An attachment with its content. Its digest and size are declared by the sender and
 /// checked by the receiver ([`Attachment::check`]); a mismatch is a business refusal
 /// (`E_ATTACHMENT_DIGEST`), not a malformed message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Attachment {
     pub name: FileName,
@@ -465,7 +465,7 @@ impl Attachment {
 }
 
 /// A year and month (`xs:gYearMonth`, e.g. `2016-09`), such as the enrolment month (入学年月).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct YearMonth(NaiveDate);
 
@@ -517,7 +517,7 @@ impl From<YearMonth> for String {
 }
 
 /// A list of 1 to `MAX` items; serialized as repeated elements.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     try_from = "Vec<T>",
     into = "Vec<T>",
@@ -562,7 +562,7 @@ impl<T, const MAX: usize> From<Batch<T, MAX>> for Vec<T> {
 }
 
 /// A list of 0 to `MAX` items; serialized as repeated elements, omitted when empty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     try_from = "Vec<T>",
     into = "Vec<T>",

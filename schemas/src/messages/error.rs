@@ -9,7 +9,7 @@ use crate::error::ErrorCode;
 const DETAIL_MAX: usize = 1000;
 
 /// `error`: code, Chinese and English text, the offending message id and a detail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ErrorReport {
     pub code: ErrorCode,

@@ -10,7 +10,7 @@ use crate::ids::{Grade, IdDocument, PersonName, SchoolCode, Sex, StudentId, Text
 pub const INDEX_BATCH_MAX: usize = 1000;
 
 /// One student as the national index knows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StudentSummary {
     pub student_id: StudentId,
@@ -30,14 +30,14 @@ pub struct StudentSummary {
 }
 
 /// `index.upsert`: province → hub, students added or changed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexUpsert {
     pub student: Batch<StudentSummary, INDEX_BATCH_MAX>,
 }
 
 /// One student leaving the index (deleted in the province).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexRemoval {
     pub student_id: StudentId,
@@ -45,7 +45,7 @@ pub struct IndexRemoval {
 }
 
 /// `index.remove`: province → hub.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexRemove {
     pub entry: Batch<IndexRemoval, INDEX_BATCH_MAX>,
@@ -54,7 +54,7 @@ pub struct IndexRemove {
 /// `index.resync`: hub → province, report these students again (`index.upsert`, or
 /// `index.remove` for one it no longer holds): what the province said in a case disagrees with
 /// what it reported to the index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexResync {
     pub student_id: Batch<StudentId, INDEX_BATCH_MAX>,
@@ -62,7 +62,7 @@ pub struct IndexResync {
 }
 
 /// `index.result`: hub → province, what an upsert or remove changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexResult {
     /// Entries applied.

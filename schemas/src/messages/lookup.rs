@@ -9,7 +9,7 @@ use crate::ids::{DocumentNumber, Grade, IdError, PersonName, ProvinceCode, Resid
 
 /// `lookup.request`: name plus national student ID or ID-document number ([002 §17]: the
 /// name is required, and at least one of the two identifiers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "LookupRequestWire", into = "LookupRequestWire")]
 pub struct LookupRequest {
     pub name: PersonName,
@@ -44,7 +44,7 @@ impl LookupKey {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LookupRequestWire {
     name: PersonName,
@@ -82,7 +82,7 @@ impl From<LookupRequest> for LookupRequestWire {
 }
 
 /// The part of a student's index entry a receiving school needs to apply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LookupMatch {
     pub student_id: StudentId,
@@ -102,7 +102,7 @@ pub struct LookupMatch {
 }
 
 /// `lookup.result`: hub → province. No `student` means nobody matched both name and key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LookupResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -121,6 +121,17 @@ impl std::fmt::Display for MessageType {
     }
 }
 
+impl schemars::JsonSchema for MessageType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MessageType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = MessageType::ALL.iter().map(|t| t.as_str()).collect();
+        schemars::json_schema!({ "type": "string", "description": "报文类型 / message type", "enum": names })
+    }
+}
+
 impl serde::Serialize for MessageType {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())

@@ -8,7 +8,7 @@ use super::common::{Attachment, Business, Decision, ReviewStep, StudentStatus, U
 use crate::ids::{Grade, PersonName, ProvinceCode, SchoolCode, StudentId, Text};
 
 /// A decision already taken on the case, shown to later reviewers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StepRecord {
     pub step: ReviewStep,
@@ -20,7 +20,7 @@ pub struct StepRecord {
 }
 
 /// What a reviewer sees of the case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseSummary {
     pub business: Business,
@@ -42,7 +42,7 @@ pub struct CaseSummary {
 }
 
 /// `review.request`: hub → the province that must act on `step`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReviewRequest {
     pub step: ReviewStep,
@@ -53,7 +53,7 @@ pub struct ReviewRequest {
 
 /// `review.decision`: acting province → hub. One case per decision: there is no bulk
 /// approval of transfers (domain.md R37).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReviewDecision {
     pub step: ReviewStep,

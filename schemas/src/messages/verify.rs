@@ -10,7 +10,7 @@ use crate::error::ErrorCode;
 use crate::ids::{Grade, IdDocument, PersonName, ProvinceCode, SchoolCode, Sex, StudentId, Text};
 
 /// `verify.request`: hub → out-province.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyRequest {
     pub business: Business,
@@ -22,7 +22,7 @@ pub struct VerifyRequest {
 }
 
 /// The student as the out-province holds him, now held for the case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeldStudent {
     pub school: SchoolCode,
@@ -34,7 +34,7 @@ pub struct HeldStudent {
 }
 
 /// Why the out-province refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Refusal {
     pub code: ErrorCode,

@@ -20,6 +20,10 @@ use serde::Deserialize;
 use sha2::Digest;
 use sqlx::SqlitePool;
 
+pub mod openapi;
+pub mod views;
+
+use self::views::*;
 use crate::identity::Identity;
 use crate::link::LinkState;
 use crate::store::{self, Submitted};
@@ -49,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/inbox/ack", post(inbox_ack_many))
         .route("/inbox/{id}", get(inbox_get))
         .route("/inbox/{id}/ack", post(inbox_ack))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .layer(body_limit)
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
@@ -147,8 +152,8 @@ async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
             .await
             .map_err(ApiError::internal)?;
     let (status, state) = match outcome {
-        Submitted::Queued => (StatusCode::ACCEPTED, "queued"),
-        Submitted::AlreadyQueued => (StatusCode::OK, "already queued"),
+        Submitted::Queued => (StatusCode::ACCEPTED, SubmissionState::Queued),
+        Submitted::AlreadyQueued => (StatusCode::OK, SubmissionState::AlreadyQueued),
         Submitted::Conflict => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -162,7 +167,7 @@ async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
     if outcome == Submitted::Queued {
         metrics::counter!("adapter_messages_submitted_total").increment(1);
     }
-    Ok((status, Json(serde_json::json!({ "messageId": env.message_id, "state": state }))).into_response())
+    Ok((status, Json(Submission { message_id: env.message_id.to_string(), state })).into_response())
 }
 
 /// Where a submitted message stands: queued, published (tried, not yet confirmed), confirmed
@@ -178,29 +183,38 @@ async fn message_status(State(s): State<AppState>, Path(id): Path<String>) -> Re
         ));
     };
     let state = match (st.state.as_str(), &st.answered_by, st.attempts) {
-        (_, Some(_), _) => "answered",
-        ("confirmed", None, _) => "confirmed",
-        (_, None, 0) => "queued",
-        _ => "published",
+        (_, Some(_), _) => DeliveryState::Answered,
+        ("confirmed", None, _) => DeliveryState::Confirmed,
+        (_, None, 0) => DeliveryState::Queued,
+        _ => DeliveryState::Published,
     };
     let reply = match &st.answered_by {
-        Some(reply_id) => store::inbox_get(&s.pool, reply_id).await.map_err(ApiError::internal)?.map(|(entry, body)| {
-            let json = codec::from_xml(&body, s.max_bytes).ok().map(|e| serde_json::from_str::<serde_json::Value>(&codec::to_json(&e)).unwrap_or_default());
-            serde_json::json!({ "messageId": entry.message_id, "type": entry.message_type, "receivedAt": entry.received_at, "envelope": json })
-        }),
+        Some(reply_id) => {
+            store::inbox_get(&s.pool, reply_id).await.map_err(ApiError::internal)?.map(|(entry, body)| {
+                let envelope = codec::from_xml(&body, s.max_bytes)
+                    .ok()
+                    .and_then(|e| serde_json::from_str::<serde_json::Value>(&codec::to_json(&e)).ok());
+                Reply {
+                    message_id: entry.message_id,
+                    message_type: entry.message_type,
+                    received_at: entry.received_at,
+                    envelope,
+                }
+            })
+        }
         None => None,
     };
-    Ok(Json(serde_json::json!({
-        "messageId": st.message_id,
-        "type": st.message_type,
-        "caseId": st.case_id,
-        "state": state,
-        "attempts": st.attempts,
-        "lastError": st.last_error,
-        "submittedAt": st.submitted_at,
-        "confirmedAt": st.confirmed_at,
-        "reply": reply,
-    }))
+    Ok(Json(MessageStatus {
+        message_id: st.message_id,
+        message_type: st.message_type,
+        case_id: st.case_id,
+        state,
+        attempts: st.attempts,
+        last_error: st.last_error,
+        submitted_at: st.submitted_at,
+        confirmed_at: st.confirmed_at,
+        reply,
+    })
     .into_response())
 }
 
@@ -230,33 +244,24 @@ fn default_true() -> bool {
 async fn inbox_list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     let entries =
         store::inbox_list(&s.pool, q.after, q.limit.clamp(1, 1000), q.pending).await.map_err(ApiError::internal)?;
-    if !q.body {
-        return Ok(Json(entries).into_response());
-    }
     let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
-        let body = store::inbox_get(&s.pool, &e.message_id)
-            .await
-            .map_err(ApiError::internal)?
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        let mut v = serde_json::to_value(&e).map_err(|e| ApiError::internal(e.into()))?;
-        v["body"] = serde_json::Value::String(String::from_utf8_lossy(&body).into_owned());
-        out.push(v);
+    for entry in entries {
+        let body = if q.body {
+            let bytes = store::inbox_get(&s.pool, &entry.message_id).await.map_err(ApiError::internal)?;
+            Some(bytes.map(|(_, b)| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+        } else {
+            None
+        };
+        out.push(Listed { entry, body });
     }
     Ok(Json(out).into_response())
 }
 
-#[derive(Deserialize)]
-struct AckMany {
-    ids: Vec<String>,
-}
-
 /// Acknowledges many inbox messages at once; answers how many were found.
-async fn inbox_ack_many(State(s): State<AppState>, Json(req): Json<AckMany>) -> Result<Response, ApiError> {
+async fn inbox_ack_many(State(s): State<AppState>, Json(req): Json<AckRequest>) -> Result<Response, ApiError> {
     crate::failpoint::pass(crate::failpoint::INBOX_BEFORE_ACK);
     let acknowledged = store::inbox_ack_many(&s.pool, &req.ids).await.map_err(ApiError::internal)?;
-    Ok(Json(serde_json::json!({ "acknowledged": acknowledged })).into_response())
+    Ok(Json(Acknowledged { acknowledged }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -283,7 +288,7 @@ async fn inbox_get(
             codec::from_xml(&body, s.max_bytes).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.report()))?;
         let json: serde_json::Value =
             serde_json::from_str(&codec::to_json(&env)).map_err(|e| ApiError::internal(e.into()))?;
-        return Ok(Json(serde_json::json!({ "entry": entry, "envelope": json })).into_response());
+        return Ok(Json(InboxMessage { entry, envelope: json }).into_response());
     }
     Ok(([(header::CONTENT_TYPE, "application/xml")], body).into_response())
 }
@@ -310,7 +315,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     let link = s.link.connected_since().is_some();
     let ready = store && link;
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(serde_json::json!({ "ready": ready, "link": link, "store": store }))).into_response()
+    (code, Json(Readiness { ready, link, store })).into_response()
 }
 
 /// Prometheus metrics: the link, both directions' depths, the oldest unsent submission, the
@@ -368,20 +373,20 @@ async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
     let depths = store::depths(&s.pool).await.map_err(ApiError::internal)?;
     let cert = &s.identity.cert;
     let (error_at, error) = s.link.last_error().map_or((None, None), |(t, e)| (Some(t), Some(e)));
-    Ok(Json(serde_json::json!({
-        "province": s.me.province().map(|p| p.code()),
-        "connected": s.link.connected_since().is_some(),
-        "connectedSince": s.link.connected_since(),
-        "lastError": error,
-        "lastErrorAt": error_at,
-        "outbox": { "queued": depths.outbox_queued, "awaitingReply": depths.outbox_awaiting_reply },
-        "inbox": { "pending": depths.inbox_pending, "total": depths.inbox_total },
-        "refused": depths.refused,
-        "certificate": {
-            "serial": cert.serial,
-            "notAfter": cert.not_after,
-            "daysToExpiry": (cert.not_after - Utc::now()).num_days(),
+    Ok(Json(Status {
+        province: s.me.province().map(|p| p.code().to_owned()),
+        connected: s.link.connected_since().is_some(),
+        connected_since: s.link.connected_since(),
+        last_error: error,
+        last_error_at: error_at,
+        outbox: OutboxDepth { queued: depths.outbox_queued, awaiting_reply: depths.outbox_awaiting_reply },
+        inbox: InboxDepth { pending: depths.inbox_pending, total: depths.inbox_total },
+        refused: depths.refused,
+        certificate: CertificateView {
+            serial: cert.serial.clone(),
+            not_after: cert.not_after,
+            days_to_expiry: (cert.not_after - Utc::now()).num_days(),
         },
-    }))
+    })
     .into_response())
 }
