@@ -69,6 +69,10 @@ pub struct Api {
     /// Connections and deadlines (`[api.limits]`).
     #[serde(default = "default_api_limits")]
     pub limits: ApiLimits,
+    /// A plain-HTTP listener for probes and scraping only (`/healthz`, `/readyz`, `/metrics`:
+    /// no student data), for when the API itself needs mutual TLS — e.g. a container's
+    /// healthcheck on `127.0.0.1:8438`.
+    pub probe_listen: Option<SocketAddr>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -77,7 +81,7 @@ fn default_listen() -> SocketAddr {
 
 impl Default for Api {
     fn default() -> Self {
-        Api { listen: default_listen(), tls: None, limits: default_api_limits() }
+        Api { listen: default_listen(), tls: None, limits: default_api_limits(), probe_listen: None }
     }
 }
 

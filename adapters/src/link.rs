@@ -190,6 +190,39 @@ impl Link {
         result
     }
 
+    /// The hub asks for what this province sent it since `since` (its database was restored):
+    /// queued again, answered, then acknowledged.
+    async fn replay(&self, d: lapin::message::Delivery, env: &schemas::Envelope, since: DateTime<Utc>) -> Result<()> {
+        let id = env.message_id.to_string();
+        let received = store::Received {
+            message_id: &id,
+            message_type: env.message_type().as_str(),
+            case_id: None,
+            correlation_id: None,
+            body: &d.data,
+            parse_error: None,
+        };
+        let me = self.me;
+        let request = env.message_id;
+        let resent = store::receive_replay(&self.pool, &received, since, |n| {
+            let body = schemas::Body::ReplayResult(schemas::messages::ReplayResult {
+                since,
+                resent: u32::try_from(n).unwrap_or(u32::MAX),
+                kept_since: None,
+            });
+            let mut reply = schemas::Envelope::new(me, Party::Hub, body);
+            reply.correlation_id = Some(request);
+            (reply.message_id.to_string(), reply.message_type().as_str().to_owned(), codec::to_xml(&reply).into_bytes())
+        })
+        .await?;
+        d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a replay request")?;
+        if let Some(n) = resent {
+            info!(message_id = %id, %since, resent = n, "The hub asked for what was sent since a time: queued again.");
+            self.state.wake.notify_one();
+        }
+        Ok(())
+    }
+
     /// Stores one delivery, then acknowledges it.
     async fn receive(&self, d: lapin::message::Delivery) -> Result<()> {
         let user_id = d.properties.user_id().as_ref().map(|u| u.as_str().to_owned());
@@ -235,6 +268,12 @@ impl Link {
         };
         if let Some(e) = &error {
             warn!(message_id = %id, error = %e, "Unreadable message kept in the inbox.");
+        }
+        if let Ok(env) = &parsed
+            && let schemas::Body::ReplayRequest(req) = &env.body
+            && error.is_none()
+        {
+            return self.replay(d, env, req.since).await;
         }
         let new = store::receive(
             &self.pool,

@@ -48,6 +48,26 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Take a consistent copy of the store while the adapter runs (SQLite `VACUUM INTO`).
+    Backup {
+        /// The adapter's settings (TOML).
+        #[arg(long, env = "ADAPTER_CONFIG")]
+        config: PathBuf,
+        /// The copy to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup in place of the store; the adapter must be stopped. The current files are
+    /// kept aside; at its next start the adapter asks the hub to send again what it sent since
+    /// shortly before the backup (each message is kept once).
+    Restore {
+        /// The adapter's settings (TOML).
+        #[arg(long, env = "ADAPTER_CONFIG")]
+        config: PathBuf,
+        /// The backup (from `adapter backup`).
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Run a simulated provincial system against an adapter's local API.
     Simulate {
         /// The adapter's local API.
@@ -109,6 +129,10 @@ enum Command {
         /// Bytes of the scanned file each exported archive carries (0: a few bytes).
         #[arg(long, default_value_t = 0)]
         archive_attachment_bytes: usize,
+        /// Print the schools of this province and its peers as the hub's registry CSV (for
+        /// `hub schools load`) and exit, instead of running.
+        #[arg(long)]
+        export_schools: bool,
     },
 }
 
@@ -139,7 +163,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let logs = matches!(cli.command, Command::Run { .. } | Command::Simulate { .. });
+    let logs = matches!(cli.command, Command::Run { .. } | Command::Simulate { export_schools: false, .. });
     if logs {
         // SAFETY: as above.
         unsafe {
@@ -200,6 +224,21 @@ fn dispatch(cli: Cli) -> Result<()> {
             println!("ready: {}", config.display());
             Ok(())
         }
+        Command::Backup { config, out } => {
+            let settings = adapters::config::Settings::load(&config)?;
+            runtime.block_on(async {
+                let pool = adapters::store::open(&settings.storage.path).await?;
+                adapters::store::backup(&pool, &out).await?;
+                pool.close().await;
+                println!("Backup of {} written to {}.", settings.storage.path.display(), out.display());
+                anyhow::Ok(())
+            })
+        }
+        Command::Restore { config, from } => {
+            let settings = adapters::config::Settings::load(&config)?;
+            println!("{}", runtime.block_on(adapters::runner::restore(&settings, &from))?);
+            Ok(())
+        }
         Command::Simulate {
             adapter,
             data,
@@ -220,12 +259,22 @@ fn dispatch(cli: Cli) -> Result<()> {
             evidence_files,
             evidence_bytes,
             archive_attachment_bytes,
+            export_schools,
         } => {
             let province = schemas::ids::ProvinceCode::parse(&province)?;
             let peers = peers
                 .iter()
                 .map(|p| schemas::ids::ProvinceCode::parse(p).map(|p| (p, peer_students)))
                 .collect::<Result<Vec<_>, _>>()?;
+            if export_schools {
+                println!("code,province,name,active");
+                for (p, n) in std::iter::once((province, students)).chain(peers.iter().copied()) {
+                    for s in adapters::simulate::data::generate(p, n, seed).schools {
+                        println!("{},{},{},true", s.code, p.code(), s.name);
+                    }
+                }
+                return Ok(());
+            }
             let mut opts = adapters::simulate::Options::new(adapter, data, province);
             opts.students = students;
             opts.seed = seed;

@@ -56,6 +56,16 @@ pub async fn run(settings: Settings) -> Result<()> {
     let identity = Arc::new(check_identity(&settings)?);
     let me = Party::Province(identity.province);
     let pool = store::open(&settings.storage.path).await?;
+    // A store restored from a backup asks the hub for what it sent since (`adapter restore`).
+    let asked = store::queue_pending_replay(&pool, |since| {
+        let body = schemas::messages::Body::ReplayRequest(schemas::messages::ReplayRequest { since });
+        let env = schemas::Envelope::new(me, Party::Hub, body);
+        (env.message_id.to_string(), env.message_type().as_str().to_owned(), schemas::codec::to_xml(&env).into_bytes())
+    })
+    .await?;
+    if let Some(since) = asked {
+        info!(%since, "Restored store: the hub is asked to send again what it sent since then.");
+    }
     let depths = store::depths(&pool).await?;
     info!(queued = depths.outbox_queued, inbox_pending = depths.inbox_pending, "Store opened.");
     let settings = Arc::new(settings);
@@ -85,14 +95,33 @@ pub async fn run(settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("Failed to bind the local API on {}", settings.api.listen))?;
     certs::serve::announce("Local API", &listener, tls.is_some(), &limits);
-    let app = api::router(AppState {
+    let state = AppState {
         pool: pool.clone(),
         me,
         identity,
         link: state,
         max_bytes: settings.limits.max_message_bytes,
         metrics: api::install_metrics()?,
-    });
+    };
+    let probes = match settings.api.probe_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("Failed to bind the probe listener on {addr}"))?;
+            info!(address = %addr, "Probes listening (healthz, readyz, metrics; plain HTTP).");
+            let router = api::probe_router(state.clone());
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }))
+        }
+        None => None,
+    };
+    let app = api::router(state);
     let http = tokio::spawn(certs::serve::serve(
         listener,
         tls,
@@ -121,6 +150,9 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     let _ = housekeeping.await;
     let _ = http.await;
+    if let Some(p) = probes {
+        let _ = p.await;
+    }
     pool.close().await;
     match refused {
         Some(problem) => Err(anyhow::anyhow!("the broker link cannot work: {problem}")),
@@ -166,4 +198,47 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Puts a backup in place of the store (the adapter must be stopped): the backup is checked,
+/// the current files are kept aside, never deleted, and the next start asks the hub to send
+/// again what it sent since an hour before the newest message the backup holds — the adapter
+/// keeps one copy of each message, so nothing arrives twice.
+///
+/// # Errors
+/// A running adapter, a backup that is not a sound store, or a file that cannot be moved.
+pub async fn restore(settings: &Settings, from: &std::path::Path) -> Result<String> {
+    for addr in std::iter::once(settings.api.listen).chain(settings.api.probe_listen) {
+        if std::net::TcpListener::bind(addr).is_err() {
+            anyhow::bail!("{addr} is in use: the adapter seems to be running; stop it before restoring");
+        }
+    }
+    let (outbox, inbox, newest) = store::check_backup(from).await?;
+    let path = &settings.storage.path;
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut kept = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            let aside = std::path::PathBuf::from(format!("{}.before-restore-{stamp}{suffix}", path.display()));
+            std::fs::rename(&file, &aside).with_context(|| format!("Failed to move {} aside", file.display()))?;
+            kept.push(aside.display().to_string());
+        }
+    }
+    std::fs::copy(from, path).with_context(|| format!("Failed to copy {} to {}", from.display(), path.display()))?;
+    let newest = match newest {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(&t).context("inbox.received_at")?.with_timezone(&Utc),
+        None => std::fs::metadata(from)?.modified().map(chrono::DateTime::<Utc>::from)?,
+    };
+    let since = newest - chrono::Duration::hours(1);
+    let pool = store::open(path).await?;
+    store::mark_replay(&pool, since).await?;
+    pool.close().await;
+    let aside =
+        if kept.is_empty() { String::new() } else { format!("; the previous files are kept as {}", kept.join(", ")) };
+    Ok(format!(
+        "Restored {} ({outbox} outgoing, {inbox} incoming messages) to {}{aside}. At its next start the adapter asks the hub to send again what it sent since {since}.",
+        from.display(),
+        path.display()
+    ))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sha2::Digest as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
@@ -184,6 +185,52 @@ pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
     }
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// A `replay.request` from the hub (its database was restored): in one transaction, the
+/// request is kept (acknowledged: it is the pipe's, not the provincial system's), every
+/// message submitted since `since` is queued to go out again under its own id (the hub keeps
+/// one copy of each), and `reply(n)` — the answer, given how many — is queued. Returns how
+/// many, or `None` when the request was had before.
+///
+/// # Errors
+/// Database errors.
+pub async fn receive_replay(
+    pool: &SqlitePool,
+    m: &Received<'_>,
+    since: DateTime<Utc>,
+    reply: impl FnOnce(u64) -> (String, String, Vec<u8>),
+) -> Result<Option<u64>> {
+    let t = now();
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO inbox (message_id, message_type, case_id, correlation_id, body, parse_error, received_at, acknowledged_at)
+         VALUES (?, ?, NULL, ?, ?, NULL, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(m.message_id)
+    .bind(m.message_type)
+    .bind(m.correlation_id)
+    .bind(m.body)
+    .bind(&t)
+    .bind(&t)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let n = sqlx::query(
+        "UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = ? WHERE state = 'confirmed' AND submitted_at >= ?",
+    )
+    .bind(&t)
+    .bind(&since)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    queue_own(&mut tx, reply(n), &t).await?;
+    tx.commit().await?;
+    Ok(Some(n))
 }
 
 /// Keeps a message that did not come from the hub aside (bounded), once.
@@ -416,4 +463,93 @@ pub async fn prune(pool: &SqlitePool, days: u32) -> Result<u64> {
         .rows_affected();
     let c = sqlx::query("DELETE FROM refused WHERE received_at < ?").bind(&cutoff).execute(pool).await?.rows_affected();
     Ok(a + b + c)
+}
+
+/// Queues a message the adapter itself sends (a replay request or its answer): (id, type, XML).
+async fn queue_own(
+    tx: &mut sqlx::SqliteConnection,
+    (message_id, message_type, body): (String, String, Vec<u8>),
+    t: &str,
+) -> Result<()> {
+    let digest: [u8; 32] = sha2::Sha256::digest(&body).into();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, message_type, case_id, digest, body, submitted_at, state, next_attempt_at)
+         VALUES (?, ?, NULL, ?, ?, ?, 'queued', ?)",
+    )
+    .bind(&message_id)
+    .bind(&message_type)
+    .bind(&digest[..])
+    .bind(&body)
+    .bind(t)
+    .bind(t)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A consistent copy of the store while the adapter runs (SQLite's `VACUUM INTO`: one read
+/// transaction, so writers go on and the copy is one moment's state), written to `out`, which
+/// must not exist.
+///
+/// # Errors
+/// An existing `out`, or a database error.
+pub async fn backup(pool: &SqlitePool, out: &Path) -> Result<()> {
+    if out.exists() {
+        anyhow::bail!("{} exists; a backup never replaces a file", out.display());
+    }
+    let target = out.to_str().context("the backup path is not UTF-8")?;
+    sqlx::query("VACUUM INTO ?").bind(target).execute(pool).await.context("VACUUM INTO")?;
+    Ok(())
+}
+
+/// What a backup holds, checked: SQLite's integrity check, and the store's tables.
+///
+/// # Errors
+/// A file that is not a sound store.
+pub async fn check_backup(path: &Path) -> Result<(i64, i64, Option<String>)> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.read_only(true);
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&pool).await?;
+    if integrity != "ok" {
+        anyhow::bail!("{}: integrity check: {integrity}", path.display());
+    }
+    let counts: (i64, i64, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM inbox), (SELECT max(received_at) FROM inbox)",
+    )
+    .fetch_one(&pool)
+    .await
+    .with_context(|| format!("{} is not an adapter store", path.display()))?;
+    pool.close().await;
+    Ok(counts)
+}
+
+/// Records that the hub must be asked to send again what it sent since `since`.
+///
+/// # Errors
+/// Database errors.
+pub async fn mark_replay(pool: &SqlitePool, since: DateTime<Utc>) -> Result<()> {
+    sqlx::query("INSERT INTO pending_replay (since, created_at) VALUES (?, ?)")
+        .bind(since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .bind(now())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Queues the pending replay request, if there is one, and clears the marker, at once.
+///
+/// # Errors
+/// Database errors.
+pub async fn queue_pending_replay(
+    pool: &SqlitePool,
+    envelope: impl FnOnce(DateTime<Utc>) -> (String, String, Vec<u8>),
+) -> Result<Option<DateTime<Utc>>> {
+    let mut tx = pool.begin().await?;
+    let since: Option<String> = sqlx::query_scalar("SELECT min(since) FROM pending_replay").fetch_one(&mut *tx).await?;
+    let Some(since) = since else { return Ok(None) };
+    let since = DateTime::parse_from_rfc3339(&since).context("pending_replay.since")?.with_timezone(&Utc);
+    queue_own(&mut tx, envelope(since), &now()).await?;
+    sqlx::query("DELETE FROM pending_replay").execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(Some(since))
 }

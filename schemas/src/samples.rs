@@ -273,6 +273,12 @@ pub fn body(t: MessageType) -> Body {
                 detail: None,
             }],
         }),
+        MessageType::ReplayRequest => Body::ReplayRequest(ReplayRequest { since: at("2026-11-21T08:00:00Z") }),
+        MessageType::ReplayResult => Body::ReplayResult(ReplayResult {
+            since: at("2026-11-21T08:00:00Z"),
+            resent: 12,
+            kept_since: Some(at("2026-11-16T00:00:00Z")),
+        }),
         MessageType::ArchiveRequest => Body::ArchiveRequest(ArchiveRequest {}),
         MessageType::ArchivePackage => {
             Body::ArchivePackage(ArchivePackage { record: record(), attachment: vec![evidence().reference()] })
@@ -304,12 +310,12 @@ fn route(t: MessageType) -> (Party, Party) {
     let (sd, sc, hub) = (shandong(), sichuan(), Party::Hub);
     match t {
         IndexUpsert | IndexRemove | LookupRequest | TransferApply | EnrollmentApply | EnrollmentPermit | CaseCancel
-        | CaseQuery | ArchiveImported => (sd, hub),
+        | CaseQuery | ArchiveImported | ReplayRequest => (sd, hub),
         VerifyResult | ReviewDecision | CaseReleased | ArchivePackage | ArchiveAttachment | ArchiveCommitted => {
             (sc, hub)
         }
         IndexResult | LookupResult | EnrollmentPermitted | CaseAccepted | CaseStatus | CaseClosed | CaseDetail
-        | ArchiveDeliver | Error => (hub, sd),
+        | ArchiveDeliver | Error | ReplayResult => (hub, sd),
         IndexResync | VerifyRequest | ReviewRequest | CaseReminder | CaseRelease | ArchiveRequest | ArchiveCommit => {
             (hub, sc)
         }

@@ -319,3 +319,27 @@ async fn a_case_s_detail_lists_its_messages_and_the_refusal_that_stalls_it() {
         hub.ops(certs::Role::Province("37".parse().unwrap()), "GET", &format!("/messages/{id}"), None).await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_replay_request_sends_again_what_went_to_that_province_since_then_and_nothing_else() {
+    let hub = hub().await;
+    let before = Utc::now() - Duration::seconds(5);
+    indexed(&hub, 1, |_| {}).await;
+    hub.index("37", vec![student("37", 2)]).await;
+    // As if the relay had published everything.
+    sqlx::query("UPDATE outbox SET sent_at = now()").execute(&hub.pool).await.unwrap();
+    let ask = |since| Body::ReplayRequest(schemas::messages::ReplayRequest { since });
+    let sent = hub.send("51", ask(Utc::now() + Duration::hours(1)), None).await;
+    let Body::ReplayResult(r) = &sent.replies[0].body else { panic!("{sent:?}") };
+    assert_eq!(r.resent, 0, "nothing since a later time");
+    let sent = hub.send("51", ask(before), None).await;
+    let Body::ReplayResult(r) = &sent.replies[0].body else { panic!("{sent:?}") };
+    assert_eq!(r.resent, 1, "51's index result, not 37's (the first replay result is not sent yet)");
+    assert!(r.kept_since.is_some());
+    let again: Vec<String> =
+        sqlx::query_scalar("SELECT recipient FROM outbox WHERE sent_at IS NULL AND message_type <> 'replay.result'")
+            .fetch_all(&hub.pool)
+            .await
+            .unwrap();
+    assert_eq!(again, ["prov-51"], "only 51's messages go out again");
+}

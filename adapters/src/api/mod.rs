@@ -60,6 +60,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The probes and the metrics alone (no student data), for a plain listener beside a TLS API.
+pub fn probe_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
 /// A typed error as an HTTP response.
 struct ApiError(StatusCode, ErrorReport);
 
@@ -104,6 +113,7 @@ fn province_may_send(t: MessageType) -> bool {
             | ArchiveAttachment
             | ArchiveImported
             | ArchiveCommitted
+            | ReplayRequest
     )
 }
 

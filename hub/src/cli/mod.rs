@@ -54,6 +54,18 @@ enum Command {
     /// The broker: topology, and admitting provinces.
     #[command(subcommand)]
     Broker(broker::BrokerCommand),
+    /// Ask the provinces to send again what they sent since a time (after the hub's database
+    /// was restored from a backup): each adapter queues those messages again under their own
+    /// ids, so what the restored database holds is recognized and the rest is processed.
+    /// Audited.
+    Replay {
+        /// From when (RFC 3339), e.g. an hour before the backup was taken.
+        #[arg(long)]
+        since: chrono::DateTime<chrono::Utc>,
+        /// Only this province (GB/T 2260 code); repeatable. Default: every admitted province.
+        #[arg(long = "province")]
+        provinces: Vec<schemas::ids::ProvinceCode>,
+    },
     /// The school registry.
     #[command(subcommand)]
     Schools(schools::SchoolsCommand),
@@ -124,6 +136,17 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(broker::run(cmd, &load(config)?))
         }
         Command::Schools(cmd) => runtime.block_on(schools::run(cmd, &load(config)?)),
+        Command::Replay { since, provinces } => {
+            let settings = load(config)?;
+            runtime.block_on(async {
+                let pool = crate::store::pool(&settings.database)?;
+                let actor = format!("command line ({})", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+                let asked = crate::handlers::delivery::ask_replay(&pool, since, &provinces, &actor).await?;
+                let names: Vec<String> = asked.iter().map(ToString::to_string).collect();
+                println!("Asked {} to send again what they sent since {since}.", names.join(", "));
+                anyhow::Ok(())
+            })
+        }
         Command::Ops(args) => runtime.block_on(ops::run(args, cli.output)),
     }
 }

@@ -511,4 +511,24 @@ pub(crate) mod tests {
         assert!(format!("{err:#}").contains("broker.url"), "{err:#}");
         assert!(toml::from_str::<Settings>(&format!("{MINIMAL}\nunknown = 1")).is_err());
     }
+
+    /// The example in hub/deploy names every key with valid values: it loads (its files put
+    /// where they exist).
+    #[test]
+    fn the_example_settings_load() {
+        let text = include_str!("../../deploy/hub.example.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = text.to_owned();
+        for file in ["ca.pem", "hub.pem", "hub.key", "ops-server.pem", "ops-server.key"] {
+            let path = dir.path().join(file);
+            std::fs::write(&path, "").unwrap();
+            text = text.replace(&format!("/etc/xueji/{file}"), &path.display().to_string());
+        }
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, text).unwrap();
+        let s = Settings::load_with(&path, []).unwrap();
+        assert_eq!(s.retention.trace_secs, default_trace_retention());
+        assert!(s.ops.is_some() && s.broker.admin.is_some() && s.pki.is_some());
+        assert_eq!(s.provinces.len(), 1);
+    }
 }

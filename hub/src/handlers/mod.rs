@@ -7,6 +7,7 @@
 //! (the timer stays due). Message types are registered in [`dispatch`], timers in [`Timer`].
 
 pub mod case;
+pub mod delivery;
 mod index;
 
 use anyhow::Result;
@@ -47,6 +48,8 @@ pub async fn dispatch(
         Body::EnrollmentApply(app) => case::apply(conn, ctx, env, province, app, Business::Enrollment, now).await,
         Body::EnrollmentPermit(p) => case::permit(conn, province, p).await,
         Body::CaseQuery(_) => case::query(conn, env, sender).await,
+        Body::ReplayRequest(req) => delivery::replay(conn, sender, req).await,
+        Body::ReplayResult(r) => Ok(delivery::replayed(sender, r)),
         Body::VerifyResult(_)
         | Body::ReviewDecision(_)
         | Body::CaseCancel(_)

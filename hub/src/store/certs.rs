@@ -83,6 +83,19 @@ pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Registered>> {
     sqlx::query_as("SELECT * FROM certificate ORDER BY registered_at DESC, serial").fetch_all(conn).await
 }
 
+/// The provinces (`prov-NN`) holding a registered, unrevoked certificate valid now.
+///
+/// # Errors
+/// Database errors.
+pub async fn admitted_provinces(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT principal FROM certificate WHERE role = 'province' AND revoked_at IS NULL
+           AND not_before <= now() AND not_after > now() ORDER BY principal",
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Whether this very certificate is registered, unrevoked and valid now.
 ///
 /// # Errors

@@ -58,6 +58,38 @@ pub async fn enqueue(conn: &mut PgConnection, m: &NewMessage) -> sqlx::Result<()
     Ok(())
 }
 
+/// Marks what was published to `recipient` since `since` (at most `limit` rows, oldest first)
+/// for publishing again; returns how many, and the oldest row still kept for it.
+///
+/// # Errors
+/// Database errors.
+pub async fn replay(
+    conn: &mut PgConnection,
+    recipient: &str,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<(u64, Option<DateTime<Utc>>)> {
+    let n = sqlx::query(
+        "UPDATE outbox SET sent_at = NULL, next_attempt_at = now(), attempts = 0
+         WHERE outbox_id IN (SELECT outbox_id FROM outbox WHERE recipient = $1 AND sent_at >= $2
+                             ORDER BY outbox_id LIMIT $3)",
+    )
+    .bind(recipient)
+    .bind(since)
+    .bind(limit)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let kept: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT min(created_at) FROM outbox WHERE recipient = $1")
+        .bind(recipient)
+        .fetch_one(&mut *conn)
+        .await?;
+    if n > 0 {
+        sqlx::query("SELECT pg_notify('outbox', '')").execute(conn).await?;
+    }
+    Ok((n, kept))
+}
+
 /// Locks up to `limit` due, unsent rows, oldest first; rows locked by another relay are skipped.
 ///
 /// # Errors

@@ -6,7 +6,9 @@
 mod apply;
 mod archive;
 mod case;
+mod case_state;
 mod common;
+mod delivery;
 mod error;
 mod index;
 mod lookup;
@@ -26,6 +28,7 @@ pub use common::{
     Attachment, AttachmentRef, Base64Data, Batch, Business, CaseState, Decision, FileName, Level, MediaType,
     ReviewStep, Sha256, Side, StudentStatus, UpTo, Waiting, YearMonth,
 };
+pub use delivery::{ReplayRequest, ReplayResult};
 pub use error::ErrorReport;
 pub use index::{INDEX_BATCH_MAX, IndexRemoval, IndexRemove, IndexResult, IndexResync, IndexUpsert, StudentSummary};
 pub use lookup::{LookupKey, LookupMatch, LookupRequest, LookupResult};
@@ -113,6 +116,8 @@ messages! {
     IndexResync(IndexResync) = "index.resync", "indexResync";
     CaseQuery(CaseQuery) = "case.query", "caseQuery";
     CaseDetail(CaseDetail) = "case.detail", "caseDetail";
+    ReplayRequest(ReplayRequest) = "replay.request", "replayRequest";
+    ReplayResult(ReplayResult) = "replay.result", "replayResult";
 }
 
 impl std::fmt::Display for MessageType {
