@@ -87,9 +87,19 @@ async fn readiness_answers_at_once_when_the_database_or_the_broker_link_is_down(
     bed.spawn_hub("hub").await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
 
-    // An adapter whose province is not admitted has no link: not ready, at once, and why.
-    let creds = bed.issue(&Profile::new(Role::Province("44".parse().unwrap()), 30), "prov-44-unadmitted");
-    let adapter = bed.spawn_adapter("adapter", &creds, &[]).await;
+    // An adapter that cannot reach the broker (nothing listens where it points) has no link:
+    // not ready, at once, and why. (One whose certificate the broker refuses stops instead:
+    // tests/check.rs.)
+    let creds = bed.issue(&Profile::new(Role::Province("44".parse().unwrap()), 30), "prov-44");
+    let adapter = bed.adapter_config("adapter", &creds);
+    let config = std::fs::read_to_string(&adapter.config).unwrap();
+    let nowhere = format!("amqps://localhost:{}", e2e::free_port());
+    std::fs::write(&adapter.config, config.replace(&bed.env.amqps_url, &nowhere)).unwrap();
+    bed.start_adapter(&adapter, &[]);
+    eventually("the adapter listening", Duration::from_secs(30), || async {
+        reqwest::get(adapter.url("/healthz")).await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
     let r = client.get(adapter.url("/readyz")).send().await.expect("answered");
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();
