@@ -51,18 +51,13 @@ fn progress(
 /// is written out: a new stage is a compile error here until it decides whether it takes
 /// archive files.
 fn receiving(case: &Case) -> Option<(&HeldStudent, &Arriving)> {
-    match &case.phase {
-        Phase::Held { student, stage: HeldStage::ArchiveRequested { arriving } } => Some((student, arriving)),
-        Phase::Verifying
-        | Phase::Held {
-            stage:
-                HeldStage::Reviewing { .. }
-                | HeldStage::Releasing { .. }
-                | HeldStage::Delivering { .. }
-                | HeldStage::Committing,
-            ..
-        }
-        | Phase::Closed { .. } => None,
+    let Phase::Held { student, stage } = &case.phase else { return None };
+    match stage {
+        HeldStage::ArchiveRequested { arriving } => Some((student, arriving)),
+        HeldStage::Reviewing { .. } => None,
+        HeldStage::Releasing { .. } => None,
+        HeldStage::Delivering { .. } => None,
+        HeldStage::Committing => None,
     }
 }
 
@@ -137,11 +132,11 @@ pub(super) fn on_imported(
     now: DateTime<Utc>,
     rules: &dyn Rules,
 ) -> Transition {
-    match &case.phase {
-        Phase::Held { stage: HeldStage::Delivering { .. }, .. } if from != Party::Province(case.facts.in_province) => {
-            not_your_step(case, from)
-        }
-        Phase::Held { student, stage: HeldStage::Delivering { .. } } => match result {
+    const OUTSIDE: &str = "import result outside the delivery";
+    let Some((student, stage)) = case.phase.held() else { return Transition::Ignored(OUTSIDE) };
+    match stage {
+        HeldStage::Delivering { .. } if from != Party::Province(case.facts.in_province) => not_your_step(case, from),
+        HeldStage::Delivering { .. } => match result {
             ArchiveImported::Imported(_) => {
                 // Only now may the out-province let the student go.
                 let effects = vec![archive_commit(case)];
@@ -156,23 +151,17 @@ pub(super) fn on_imported(
                 Transition::Changed(Box::new(c), vec![Effect::Arm { timer: CaseTimer::Resend, at }])
             }
         },
-        Phase::Verifying
-        | Phase::Held {
-            stage:
-                HeldStage::Reviewing { .. }
-                | HeldStage::Releasing { .. }
-                | HeldStage::ArchiveRequested { .. }
-                | HeldStage::Committing,
-            ..
-        }
-        | Phase::Closed { .. } => Transition::Ignored("import result outside the delivery"),
+        HeldStage::Reviewing { .. } | HeldStage::Releasing { .. } => Transition::Ignored(OUTSIDE),
+        HeldStage::ArchiveRequested { .. } | HeldStage::Committing => Transition::Ignored(OUTSIDE),
     }
 }
 
 pub(super) fn on_committed(case: &Case, from: Party, now: DateTime<Utc>) -> Transition {
+    const OUTSIDE: &str = "commit confirmation outside the commit";
     let f = &case.facts;
-    match &case.phase {
-        Phase::Held { student, stage: HeldStage::Committing } if from == Party::Province(f.out_province) => {
+    let Some((student, stage)) = case.phase.held() else { return Transition::Ignored(OUTSIDE) };
+    match stage {
+        HeldStage::Committing if from == Party::Province(f.out_province) => {
             let moved = Effect::MoveIndex {
                 province: f.in_province,
                 school: f.in_school.clone(),
@@ -181,16 +170,8 @@ pub(super) fn on_committed(case: &Case, from: Party, now: DateTime<Utc>) -> Tran
             };
             close(case.clone(), Outcome::Completed, None, None, now, vec![moved])
         }
-        Phase::Held { stage: HeldStage::Committing, .. } => not_your_step(case, from),
-        Phase::Verifying
-        | Phase::Held {
-            stage:
-                HeldStage::Reviewing { .. }
-                | HeldStage::Releasing { .. }
-                | HeldStage::ArchiveRequested { .. }
-                | HeldStage::Delivering { .. },
-            ..
-        }
-        | Phase::Closed { .. } => Transition::Ignored("commit confirmation outside the commit"),
+        HeldStage::Committing => not_your_step(case, from),
+        HeldStage::Reviewing { .. } | HeldStage::Releasing { .. } => Transition::Ignored(OUTSIDE),
+        HeldStage::ArchiveRequested { .. } | HeldStage::Delivering { .. } => Transition::Ignored(OUTSIDE),
     }
 }

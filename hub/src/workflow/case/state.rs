@@ -193,6 +193,14 @@ impl Phase {
         }
     }
 
+    /// The held student and the stage, while the out-province holds the student.
+    pub fn held(&self) -> Option<(&HeldStudent, &HeldStage)> {
+        match self {
+            Phase::Held { student, stage } => Some((student, stage)),
+            Phase::Verifying | Phase::Closed { .. } => None,
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         matches!(self, Phase::Closed { .. })
     }
