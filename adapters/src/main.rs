@@ -129,6 +129,10 @@ enum Command {
         /// Bytes of the scanned file each exported archive carries (0: a few bytes).
         #[arg(long, default_value_t = 0)]
         archive_attachment_bytes: usize,
+        /// How this province answers problem-record tasks: attest or delete (default:
+        /// it leaves them unanswered, to people).
+        #[arg(long, value_parser = ["attest", "delete"])]
+        problem_mode: Option<String>,
         /// Print the schools of this province and its peers as the hub's registry CSV (for
         /// `hub schools load`) and exit, instead of running.
         #[arg(long)]
@@ -259,6 +263,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             evidence_files,
             evidence_bytes,
             archive_attachment_bytes,
+            problem_mode,
             export_schools,
         } => {
             let province = schemas::ids::ProvinceCode::parse(&province)?;
@@ -293,6 +298,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             opts.evidence_files = evidence_files;
             opts.evidence_bytes = evidence_bytes;
             opts.archive_attachment_bytes = archive_attachment_bytes;
+            opts.problem_mode = problem_mode.as_deref().map(|m| match m {
+                "attest" => schemas::messages::HandlingMode::Attest,
+                _ => schemas::messages::HandlingMode::Delete,
+            });
             runtime.block_on(async {
                 let sim = adapters::simulate::Simulator::open(opts).await?;
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -4,12 +4,13 @@ use anyhow::{Context, Result};
 use chrono::Duration;
 use schemas::ErrorCode;
 use schemas::ids::ProvinceCode;
-use schemas::messages::{AttachmentRef, Business, HeldStudent, StudentStatus};
+use schemas::messages::{AttachmentRef, Business, HandlingMode, HeldStudent, Level, StudentStatus};
 
 use crate::config::{ProvinceRules, Settings};
 use crate::workflow::calendar::Calendar;
 use crate::workflow::case::{Chain, FileUse, Rules, chain_from_levels};
 use crate::workflow::index::transfer_status;
+use crate::workflow::problem::ProblemRules;
 
 /// Rules built from [`Settings`].
 #[derive(Debug, Clone)]
@@ -109,6 +110,32 @@ impl Rules for CaseRules {
 
     fn resend_after(&self) -> Duration {
         Duration::seconds(i64::try_from(self.settings.cases.resend_after_secs).unwrap_or(i64::MAX / 2))
+    }
+}
+
+impl ProblemRules for CaseRules {
+    fn chain(&self, province: ProvinceCode, mode: HandlingMode) -> Vec<Level> {
+        let p = self.province(province);
+        match mode {
+            HandlingMode::Attest => p.problem_attest.clone(),
+            HandlingMode::Change => p.problem_change.clone(),
+            HandlingMode::Delete => p.problem_delete.clone(),
+        }
+    }
+
+    fn evidence_problem(&self, file: &AttachmentRef) -> Option<(ErrorCode, String)> {
+        let p = &self.settings.problems;
+        let name = &file.name;
+        if file.size > p.evidence_max_bytes {
+            Some((
+                ErrorCode::AttachmentTooLarge,
+                format!("{name}: {} bytes, limit {}", file.size, p.evidence_max_bytes),
+            ))
+        } else if !p.evidence_types.contains(&file.media_type) {
+            Some((ErrorCode::AttachmentType, format!("{name}: type {} is not accepted as evidence", file.media_type)))
+        } else {
+            None
+        }
     }
 }
 

@@ -105,6 +105,20 @@ error_codes! {
     /// The requested party is not served by this hub (no such province connected).
     UnknownParty = "E_UNKNOWN_PARTY", "接收方不存在", "unknown recipient";
 
+    // --- Problem records (domain.md §C). ---
+    /// No such problem group, or the record named is not one of the sender's in it.
+    GroupNotFound = "E_GROUP_NOT_FOUND", "问题学籍组不存在或不含本省该记录", "no such problem group, or the record is not the sender's in it";
+    /// The group has finished; a finished group may only be re-processed.
+    GroupClosed = "E_GROUP_CLOSED", "问题学籍组已结束", "the problem group has finished";
+    /// Re-processing a group that has not finished (e.g. waiting for arbitration: C.8).
+    GroupOpen = "E_GROUP_OPEN", "问题学籍组尚未结束,不能发起重新处理", "the problem group has not finished; it cannot be re-processed";
+    /// An attestation from a record the national office did not uphold (C.7).
+    ModeNotAllowed = "E_MODE_NOT_ALLOWED", "仲裁不通过的记录只能变更或删除", "a record not upheld by arbitration may only be changed or deleted";
+    /// A change the rules forbid: name and ID number together, a formal ID to no ID (C.3).
+    ChangeForbidden = "E_CHANGE_FORBIDDEN", "不允许的变更(不得同时变更姓名和身份证件号,正式身份证件不得变更为无证件)", "change not allowed (not name and ID number together; not a formal ID to no ID)";
+    /// The approvals do not follow the province's configured chain for this mode.
+    Approvals = "E_APPROVALS", "审核记录与本省该处理方式的审核层级不符", "the approvals do not match the province's chain for this mode";
+
     // --- Local API of the adapter. ---
     /// No message with this id here.
     MessageNotFound = "E_MESSAGE_NOT_FOUND", "消息不存在", "no such message";

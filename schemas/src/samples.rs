@@ -92,7 +92,57 @@ fn summary() -> StudentSummary {
         problem_record: false,
         open_business: false,
         changed_at: at("2026-11-20T08:30:00Z"),
+        problem_kind: None,
+        registered_at: Some(at("2022-09-05T02:00:00Z")),
+        key_data_changed_at: None,
     }
+}
+
+fn members(states: [MemberState; 2]) -> UpTo<ProblemMember, MEMBERS_MAX> {
+    let sichuan = ProblemMember {
+        province: parse("51"),
+        school: parse("3151000123"),
+        student_id: student(),
+        name: name(),
+        registered_at: at("2022-09-05T02:00:00Z"),
+        key_data_changed_at: None,
+        state: states[0],
+        comment: None,
+    };
+    let shandong = ProblemMember {
+        province: parse("37"),
+        school: parse("3137000456"),
+        student_id: parse("G370202201605120354"),
+        name: name(),
+        registered_at: at("2023-03-01T02:00:00Z"),
+        key_data_changed_at: Some(at("2024-05-06T07:00:00Z")),
+        state: states[1],
+        comment: None,
+    };
+    UpTo::new(vec![shandong, sichuan]).expect("two members")
+}
+
+fn approvals() -> UpTo<Approval, APPROVALS_MAX> {
+    let approval = |level, unit: &str, reviewer: &str, when: &str| Approval {
+        level,
+        unit: text(unit),
+        reviewer: parse(reviewer),
+        approved_at: at(when),
+        opinion: Some(text("同意。")),
+    };
+    UpTo::new(vec![
+        approval(Level::School, "青岛市市南区实验小学", "赵老师", "2026-11-24T09:00:00Z"),
+        approval(Level::Bureau, "青岛市市南区教育局", "钱科长", "2026-11-25T09:00:00Z"),
+    ])
+    .expect("two approvals")
+}
+
+fn photo() -> Attachment {
+    Attachment::new(parse("户口本.jpg"), parse("image/jpeg"), vec![0xFF, 0xD8, 0xFF, 0xE0])
+}
+
+fn group_id() -> CaseId {
+    parse("0193a5c2-7b1e-7c3d-9f10-3a4b6c8d0e2f")
 }
 
 fn step_record() -> StepRecord {
@@ -139,6 +189,7 @@ pub fn body(t: MessageType) -> Body {
                 transfer_eligible: false,
                 reason: vec![ErrorCode::StatusIneligible, ErrorCode::ProblemRecord],
                 changed_at: at("2026-11-20T08:30:00Z"),
+                problem_kind: Some(ProblemKind::IdDuplicate),
             }),
         }),
         MessageType::TransferApply => Body::TransferApply(Application {
@@ -295,6 +346,43 @@ pub fn body(t: MessageType) -> Body {
         }
         MessageType::ArchiveCommit => Body::ArchiveCommit(ArchiveCommit {}),
         MessageType::ArchiveCommitted => Body::ArchiveCommitted(ArchiveCommitted {}),
+        MessageType::ProblemTask => Body::ProblemTask(ProblemTask {
+            group_id: group_id(),
+            kind: ProblemKind::IdDuplicate,
+            student_id: parse("G370202201605120354"),
+            reason: TaskReason::FirstTurn,
+            attest_allowed: true,
+            member: members([MemberState::Waiting, MemberState::Handling]),
+        }),
+        MessageType::ProblemResult => Body::ProblemResult(ProblemResult {
+            group_id: group_id(),
+            student_id: parse("G370202201605120354"),
+            mode: HandlingMode::Delete,
+            changed: None,
+            approval: approvals(),
+            evidence: UpTo::new(vec![photo()]).expect("one file"),
+        }),
+        MessageType::ProblemRelay => Body::ProblemRelay(ProblemRelay {
+            group_id: group_id(),
+            province: parse("37"),
+            student_id: parse("G370202201605120354"),
+            mode: HandlingMode::Delete,
+            changed: None,
+            approval: approvals(),
+            evidence: UpTo::new(vec![photo().reference()]).expect("one file"),
+        }),
+        MessageType::ProblemStatus => Body::ProblemStatus(ProblemStatus {
+            group_id: group_id(),
+            kind: ProblemKind::IdDuplicate,
+            state: GroupState::Closed,
+            reprocesses: None,
+            member: members([MemberState::AutoAttested, MemberState::Deleted]),
+        }),
+        MessageType::ProblemReprocess => Body::ProblemReprocess(ProblemReprocess {
+            group_id: group_id(),
+            student_id: student(),
+            reason: text("佐证有误,该生已不在本校就读。"),
+        }),
         MessageType::Error => Body::Error(ErrorReport::new(
             ErrorCode::StudentNotFound,
             Some(parse("0193a5c2-7b1e-7c3d-9f10-000000000001")),
@@ -310,15 +398,13 @@ fn route(t: MessageType) -> (Party, Party) {
     let (sd, sc, hub) = (shandong(), sichuan(), Party::Hub);
     match t {
         IndexUpsert | IndexRemove | LookupRequest | TransferApply | EnrollmentApply | EnrollmentPermit | CaseCancel
-        | CaseQuery | ArchiveImported | ReplayRequest => (sd, hub),
-        VerifyResult | ReviewDecision | CaseReleased | ArchivePackage | ArchiveAttachment | ArchiveCommitted => {
-            (sc, hub)
-        }
+        | CaseQuery | ArchiveImported | ReplayRequest | ProblemResult => (sd, hub),
+        VerifyResult | ReviewDecision | CaseReleased | ArchivePackage | ArchiveAttachment | ArchiveCommitted
+        | ProblemReprocess => (sc, hub),
         IndexResult | LookupResult | EnrollmentPermitted | CaseAccepted | CaseStatus | CaseClosed | CaseDetail
-        | ArchiveDeliver | Error | ReplayResult => (hub, sd),
-        IndexResync | VerifyRequest | ReviewRequest | CaseReminder | CaseRelease | ArchiveRequest | ArchiveCommit => {
-            (hub, sc)
-        }
+        | ArchiveDeliver | Error | ReplayResult | ProblemTask => (hub, sd),
+        IndexResync | VerifyRequest | ReviewRequest | CaseReminder | CaseRelease | ArchiveRequest | ArchiveCommit
+        | ProblemRelay | ProblemStatus => (hub, sc),
     }
 }
 
@@ -326,7 +412,7 @@ fn route(t: MessageType) -> (Party, Party) {
 pub fn envelope(t: MessageType) -> Envelope {
     let (sender, recipient) = route(t);
     let seq = MessageType::ALL.iter().position(|x| *x == t).expect("every type is listed") as u128;
-    let about_a_case = !matches!(t.family(), "index" | "lookup" | "error" | "transfer" | "enrollment");
+    let about_a_case = !matches!(t.family(), "index" | "lookup" | "error" | "transfer" | "enrollment" | "problem");
     Envelope {
         message_id: MessageId::from_uuid(uuid::Uuid::from_u128(0x0193a5c2_7b1e_7c3d_9f10_000000000100 + seq)),
         sender,
@@ -399,6 +485,20 @@ pub fn variants() -> Vec<Envelope> {
         Body::ArchivePackage(ArchivePackage {
             record: StudentRecord { family: vec![], study: vec![], change: vec![], ethnicity: None, ..record() },
             attachment: vec![],
+        }),
+    );
+    add(
+        MessageType::ProblemResult,
+        Body::ProblemResult(ProblemResult {
+            group_id: group_id(),
+            student_id: student(),
+            mode: HandlingMode::Change,
+            changed: Some(ChangedIdentity {
+                name: None,
+                id_document: Some(IdDocument::Resident(parse("510104201605120374"))),
+            }),
+            approval: approvals(),
+            evidence: UpTo::new(vec![photo(), photo()]).expect("two files"),
         }),
     );
     add(MessageType::Error, Body::Error(ErrorReport::new(ErrorCode::Malformed, None, None)));

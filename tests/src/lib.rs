@@ -189,6 +189,9 @@ pub fn student(province: &str, n: u32) -> schemas::messages::StudentSummary {
         problem_record: false,
         open_business: false,
         changed_at: chrono::DateTime::from_timestamp(1_780_000_000 + i64::from(n), 0).expect("time"),
+        problem_kind: None,
+        registered_at: Some(chrono::DateTime::from_timestamp(1_700_000_000 + i64::from(n), 0).expect("time")),
+        key_data_changed_at: None,
     }
 }
 
@@ -212,4 +215,16 @@ pub async fn metric(listen: std::net::SocketAddr, name: &str) -> f64 {
         .filter(|l| l.split([' ', '{']).next() == Some(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The approvals of a problem-record result, one per level, as a province's chain gives them.
+pub fn approvals(levels: &[schemas::messages::Level]) -> schemas::messages::UpTo<schemas::messages::Approval, 8> {
+    let approval = |level: &schemas::messages::Level| schemas::messages::Approval {
+        level: *level,
+        unit: "某教育局".parse().expect("unit"),
+        reviewer: "钱科长".parse().expect("reviewer"),
+        approved_at: chrono::Utc::now(),
+        opinion: Some("同意。".parse().expect("opinion")),
+    };
+    schemas::messages::UpTo::new(levels.iter().map(approval).collect()).expect("at most 8 levels")
 }

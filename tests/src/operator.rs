@@ -75,6 +75,13 @@ impl Operator {
         }
     }
 
+    /// POSTs a JSON body; returns the status and the body.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r =
+            self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("operator API reachable");
+        (r.status().as_u16(), r.json().await.unwrap_or_default())
+    }
+
     /// POSTs an action with a note.
     pub async fn act(&self, case: &str, action: &str, note: &str) -> (u16, serde_json::Value) {
         let r = self

@@ -114,6 +114,8 @@ fn province_may_send(t: MessageType) -> bool {
             | ArchiveImported
             | ArchiveCommitted
             | ReplayRequest
+            | ProblemResult
+            | ProblemReprocess
     )
 }
 

@@ -114,6 +114,9 @@ pub fn generate(province: ProvinceCode, count: usize, seed: u64) -> Province {
             problem_record,
             open_business: rng.random_bool(0.02),
             changed_at: base + Duration::seconds(n as i64),
+            problem_kind: None,
+            registered_at: Some(base - Duration::days(400) + Duration::seconds(n as i64)),
+            key_data_changed_at: None,
         });
     }
     Province { code: province, schools, students }

@@ -72,6 +72,10 @@ pub struct Options {
     pub evidence_bytes: usize,
     /// Size of the scanned archive file each exported archive carries.
     pub archive_attachment_bytes: usize,
+    /// How this province answers its problem-record tasks (None: it leaves them to people).
+    pub problem_mode: Option<schemas::messages::HandlingMode>,
+    /// The approval levels its results carry (its chain).
+    pub problem_levels: Vec<schemas::messages::Level>,
 }
 
 impl Options {
@@ -95,6 +99,8 @@ impl Options {
             evidence_files: 1,
             evidence_bytes: 0,
             archive_attachment_bytes: 0,
+            problem_mode: None,
+            problem_levels: vec![schemas::messages::Level::School, schemas::messages::Level::Bureau],
         }
     }
 }
@@ -306,6 +312,47 @@ impl Simulator {
         Ok(entries.len())
     }
 
+    /// Answers a problem-record task by the configured policy: the registrar's choice, then
+    /// every level of the province's chain approving, with a photo as evidence.
+    async fn problem_task(&self, t: &schemas::messages::ProblemTask) -> Result<()> {
+        use schemas::messages::{Approval, HandlingMode, ProblemResult, UpTo};
+        let detail = format!("group {} {:?}: {} ({:?})", t.group_id, t.kind, t.student_id, t.reason);
+        self.event("problem.task", &detail).await?;
+        let Some(mut mode) = self.opts.problem_mode else {
+            return Ok(());
+        };
+        if mode == HandlingMode::Attest && !t.attest_allowed {
+            mode = HandlingMode::Delete;
+        }
+        let approval = self
+            .opts
+            .problem_levels
+            .iter()
+            .map(|level| Approval {
+                level: *level,
+                unit: "模拟审核单位".parse().expect("literal"),
+                reviewer: "模拟审核人".parse().expect("literal"),
+                approved_at: Utc::now(),
+                opinion: Some("同意。".parse().expect("literal")),
+            })
+            .collect();
+        let photo = schemas::messages::Attachment::new(
+            "证明材料.jpg".parse().expect("literal"),
+            "image/jpeg".parse().expect("literal"),
+            vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10],
+        );
+        let result = ProblemResult {
+            group_id: t.group_id,
+            student_id: t.student_id.clone(),
+            mode,
+            changed: None,
+            approval: UpTo::new(approval).map_err(|e| anyhow::anyhow!("{e}"))?,
+            evidence: UpTo::new(vec![photo]).map_err(|e| anyhow::anyhow!("{e}"))?,
+        };
+        self.submit(Body::ProblemResult(result), None).await?;
+        self.event("problem.result", &format!("group {}: {} {mode:?}", t.group_id, t.student_id)).await
+    }
+
     async fn handle(&self, env: Envelope) -> Result<()> {
         let case = env.case_id;
         match env.body {
@@ -404,6 +451,21 @@ impl Simulator {
                 self.receive_archive(case, None, Some(&a)).await
             }
             Body::ArchiveCommit(_) => self.commit(case.context("archive.commit without a case")?).await,
+            Body::ProblemTask(t) => self.problem_task(&t).await,
+            Body::ProblemRelay(r) => {
+                let detail = format!("group {}: {}:{} {:?}", r.group_id, r.province.code(), r.student_id, r.mode);
+                self.event("problem.relay", &detail).await
+            }
+            Body::ProblemStatus(st) => {
+                let members: Vec<String> = st
+                    .member
+                    .items()
+                    .iter()
+                    .map(|m| format!("{}:{}:{:?}", m.province.code(), m.student_id, m.state))
+                    .collect();
+                let detail = format!("group {} {:?}: {}", st.group_id, st.state, members.join(" "));
+                self.event("problem.status", &detail).await
+            }
             other => self.event("ignored", &format!("{} (not for a provincial system)", other.message_type())).await,
         }
     }

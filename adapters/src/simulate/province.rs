@@ -359,6 +359,9 @@ impl Simulator {
                 problem_record: false,
                 open_business: false,
                 changed_at: Utc::now(),
+                problem_kind: None,
+                registered_at: Some(Utc::now()),
+                key_data_changed_at: None,
             };
             let mut tx = self.db.begin().await?;
             insert_student(&mut tx, &summary, Some(case.as_ref())).await?;

@@ -108,6 +108,49 @@ enum OpsCommand {
     },
     /// Index entries their province contradicted, waiting to be reported again.
     IndexDisputes,
+    /// Problem groups (问题学籍组), longest waiting first.
+    Problems {
+        /// Groups with a record of this province.
+        #[arg(long)]
+        province: Option<String>,
+        /// ID_DUPLICATE, NAME_SEX_BIRTH_DUPLICATE, …
+        #[arg(long)]
+        kind: Option<String>,
+        /// open, arbitration or closed.
+        #[arg(long, value_parser = ["open", "arbitration", "closed"])]
+        state: Option<String>,
+        /// A province code, or national-office.
+        #[arg(long)]
+        waiting_on: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// One problem group: its records, whom it waits on, its whole history.
+    Problem {
+        /// The group id (UUID).
+        id: uuid::Uuid,
+    },
+    /// The national office's arbitration queue, oldest first.
+    Arbitrations,
+    /// 仲裁 (national-office certificate only): uphold one record; the others may then only be
+    /// changed or deleted.
+    Decide {
+        /// The group id (UUID).
+        id: uuid::Uuid,
+        /// The national student ID of the record upheld (仲裁通过).
+        #[arg(long)]
+        upheld: String,
+        /// A comment (补充意见) on a record: STUDENT_ID=TEXT, repeatable.
+        #[arg(long = "comment")]
+        comments: Vec<String>,
+    },
+    /// Loads a legacy group from a JSON file (national-office certificate only): {"kind":
+    /// "ID_DUPLICATE", "member": [{"province", "school", "studentId", "name", "idDocument",
+    /// "registeredAt", "keyDataChangedAt"?}, …]}.
+    LoadGroup {
+        /// The JSON file.
+        file: PathBuf,
+    },
     /// The audit trail (of one case, or all), newest first.
     Audit {
         /// Only this case.
@@ -139,6 +182,15 @@ const MESSAGE_COLUMNS: &[Column] = &[
     ("OUTCOME", "/outcome"),
     ("CODE", "/code"),
     ("SENT", "/sentAt"),
+];
+
+const PROBLEM_COLUMNS: &[Column] = &[
+    ("GROUP", "/groupId"),
+    ("KIND", "/kind"),
+    ("STATE", "/state"),
+    ("WAITING ON", "/waitingOn"),
+    ("SINCE", "/waitingSince"),
+    ("RECORDS", "/members"),
 ];
 
 pub(super) async fn run(args: OpsArgs, format: Format) -> Result<()> {
@@ -174,6 +226,33 @@ pub(super) async fn run(args: OpsArgs, format: Format) -> Result<()> {
         OpsCommand::DeadLetters { paging } => (client.get(paths::DEAD_LETTERS, &paging.query()).await?, Some(*paging)),
         OpsCommand::IndexDisputes => (client.get(paths::INDEX_DISPUTES, &[]).await?, None),
         OpsCommand::Act { id, action, note } => (client.act(*id, *action, note).await?, None),
+        OpsCommand::Problems { province, kind, state, waiting_on, paging } => {
+            let mut q = paging.query();
+            for (k, v) in [("province", province), ("kind", kind), ("state", state), ("waiting_on", waiting_on)] {
+                if let Some(v) = v {
+                    q.push((k, v.clone()));
+                }
+            }
+            (client.get(paths::PROBLEMS, &q).await?, Some(*paging))
+        }
+        OpsCommand::Problem { id } => (client.get(&paths::problem(&id.to_string()), &[]).await?, None),
+        OpsCommand::Arbitrations => (client.get(paths::ARBITRATIONS, &[]).await?, None),
+        OpsCommand::Decide { id, upheld, comments } => {
+            let mut list = Vec::new();
+            for c in comments {
+                let (student, text) =
+                    c.split_once('=').with_context(|| format!("--comment {c}: write STUDENT_ID=TEXT"))?;
+                list.push(serde_json::json!({ "studentId": student, "comment": text }));
+            }
+            let body = serde_json::json!({ "upheld": upheld, "comments": list });
+            (client.post(&paths::decision(&id.to_string()), &body).await?, None)
+        }
+        OpsCommand::LoadGroup { file } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("Failed to read {}", file.display()))?;
+            let body: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+            (client.post(paths::PROBLEMS, &body).await?, None)
+        }
         OpsCommand::Audit { case, paging } => {
             let mut q = paging.query();
             q.extend(case.iter().map(|c| ("case", c.to_string())));
@@ -286,6 +365,48 @@ fn render(command: &OpsCommand, body: &serde_json::Value) -> String {
                 ("NOTE", "/detail"),
             ],
         ),
+        OpsCommand::Problems { .. } => output::table(rows, PROBLEM_COLUMNS),
+        OpsCommand::Arbitrations => output::table(
+            rows,
+            &[
+                ("GROUP", "/group/groupId"),
+                ("KIND", "/group/kind"),
+                ("SINCE", "/group/waitingSince"),
+                ("WAITING S", "/waitingSeconds"),
+                ("RECORDS", "/group/members"),
+            ],
+        ),
+        OpsCommand::Problem { .. } => {
+            let mut out = output::fields(
+                body,
+                &[
+                    ("group", "/group/id"),
+                    ("kind", "/group/kind"),
+                    ("state", "/group/state"),
+                    ("origin", "/group/origin/origin"),
+                    ("waiting on", "/waitingOn"),
+                    ("since", "/waitingSince"),
+                ],
+            );
+            out.push_str("\nRecords\n");
+            let members = body.pointer("/group/members").map(output::rows).unwrap_or_default();
+            out.push_str(&output::table(
+                members,
+                &[
+                    ("PROVINCE", "/province"),
+                    ("STUDENT", "/studentId"),
+                    ("SCHOOL", "/school"),
+                    ("STATE", "/state"),
+                    ("COMMENT", "/comment"),
+                ],
+            ));
+            out.push_str("\nHistory\n");
+            let events = body.get("events").map(output::rows).unwrap_or_default();
+            out.push_str(&output::table(events, &[("AT", "/at"), ("BY", "/actor"), ("WHAT", "/what")]));
+            out
+        }
+        OpsCommand::Decide { id, .. } => format!("group {id} decided (audit entry {})\n", body["auditId"]),
+        OpsCommand::LoadGroup { .. } => format!("group {} loaded (audit entry {})\n", body["groupId"], body["auditId"]),
         OpsCommand::Act { id, action, .. } => {
             format!("{} done on case {id} (audit entry {})\n", action.as_str(), body["auditId"])
         }

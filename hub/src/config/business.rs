@@ -100,6 +100,24 @@ impl Default for Cases {
     }
 }
 
+/// How problem records are handled (domain.md C.10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Problems {
+    /// Largest evidence file of a handling result ([002 §2]: 2 MB).
+    #[serde(default = "default_enrollment_attachment")]
+    pub evidence_max_bytes: u64,
+    /// Media types accepted as evidence ([002 §2]: JPG, PNG, JPEG).
+    #[serde(default = "default_enrollment_types")]
+    pub evidence_types: Vec<MediaType>,
+}
+
+impl Default for Problems {
+    fn default() -> Self {
+        Problems { evidence_max_bytes: default_enrollment_attachment(), evidence_types: default_enrollment_types() }
+    }
+}
+
 /// One province's own rules ([002 §22]: chains are configured per province and business).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +139,16 @@ pub struct ProvinceRules {
     /// bureau, [003 Q29]; domain.md G-4).
     #[serde(default = "default_graduation_levels")]
     pub enrollment_out: Vec<Level>,
+    /// Approval levels of a problem record's attestation (佐证) in this province (default
+    /// school, bureau: [002 §2]).
+    #[serde(default = "default_levels")]
+    pub problem_attest: Vec<Level>,
+    /// … of a change (变更).
+    #[serde(default = "default_levels")]
+    pub problem_change: Vec<Level>,
+    /// … of a deletion (删除); Shandong escalates to the province ([003 Q21], domain.md G-10).
+    #[serde(default = "default_levels")]
+    pub problem_delete: Vec<Level>,
 }
 
 /// 毕业学校所属教育局.
@@ -141,6 +169,9 @@ impl Default for ProvinceRules {
             transfer_statuses: None,
             enrollment_in: default_levels(),
             enrollment_out: default_graduation_levels(),
+            problem_attest: default_levels(),
+            problem_change: default_levels(),
+            problem_delete: default_levels(),
         }
     }
 }
@@ -183,6 +214,9 @@ pub(super) fn check(
             ("transfer_out", &rules.transfer_out),
             ("enrollment_in", &rules.enrollment_in),
             ("enrollment_out", &rules.enrollment_out),
+            ("problem_attest", &rules.problem_attest),
+            ("problem_change", &rules.problem_change),
+            ("problem_delete", &rules.problem_delete),
         ];
         for (name, chain) in chains {
             if chain.is_empty() {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 mod business;
 
 pub use self::business::{
-    Cases, ProvinceRules, Rules, default_graduation_levels, default_levels, default_transfer_statuses,
+    Cases, Problems, ProvinceRules, Rules, default_graduation_levels, default_levels, default_transfer_statuses,
 };
 
 /// A secret setting (a password, a URL with one): read like a string, never printed — its
@@ -63,6 +63,9 @@ pub struct Settings {
     pub rules: Rules,
     #[serde(default)]
     pub cases: Cases,
+    /// How problem records are handled (evidence limits).
+    #[serde(default)]
+    pub problems: Problems,
     /// Per-province rules, keyed by GB/T 2260 code (`[provinces."37"]`).
     #[serde(default)]
     pub provinces: std::collections::BTreeMap<ProvinceCode, ProvinceRules>,

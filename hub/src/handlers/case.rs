@@ -94,6 +94,8 @@ pub async fn apply(
         }
         None => None,
     };
+    let problem =
+        store::problems::open_kinds(conn, &[app.student_id.to_string()]).await?.get(app.student_id.as_ref()).copied();
     let admission = Admission {
         business,
         sender,
@@ -103,6 +105,7 @@ pub async fn apply(
         entry: entry.as_ref(),
         out_school,
         open,
+        problem,
         now,
     };
     let facts = match workflow::admit(&admission, &*ctx.rules) {

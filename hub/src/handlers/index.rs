@@ -37,10 +37,17 @@ async fn lock_entries(
 }
 
 /// Applies a batch in order (a student reported twice: the later report is judged against the
-/// earlier one), under locks on the existing rows.
-pub async fn upsert(conn: &mut PgConnection, sender: ProvinceCode, batch: &IndexUpsert) -> Result<Effects> {
+/// earlier one), under locks on the existing rows; then the national de-duplication of what it
+/// applied and of what conflicted opens the problem groups they make.
+pub async fn upsert(
+    conn: &mut PgConnection,
+    sender: ProvinceCode,
+    batch: &IndexUpsert,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Effects> {
     let mut current = lock_entries(conn, batch.student.items().iter().map(|s| s.student_id.to_string())).await?;
     let mut changed = BTreeMap::new();
+    let mut conflicts = Vec::new();
     let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
     for s in batch.student.items() {
         let id = s.student_id.to_string();
@@ -52,11 +59,19 @@ pub async fn upsert(conn: &mut PgConnection, sender: ProvinceCode, batch: &Index
                 applied += 1;
             }
             Decision::Stale => stale += 1,
-            Decision::Conflict => conflicting += 1,
+            Decision::Conflict => {
+                conflicting += 1;
+                if let Some(held) = current.get(&id) {
+                    conflicts.push((held.clone(), sender, s.clone()));
+                }
+            }
         }
     }
-    store::index::upsert(conn, &changed.into_values().collect::<Vec<_>>()).await?;
-    Ok(result(sender, applied, stale, conflicting))
+    let changed: Vec<IndexEntry> = changed.into_values().collect();
+    store::index::upsert(conn, &changed).await?;
+    let mut effects = result(sender, applied, stale, conflicting);
+    effects.replies.extend(super::problem::deduplicate(conn, &changed, &conflicts, now).await?);
+    Ok(effects)
 }
 
 /// Removes students the sender holds.
@@ -90,11 +105,13 @@ pub async fn lookup(conn: &mut PgConnection, ctx: &Context, sender: Party, req: 
     // Every candidate's open business, from the one register, in one query.
     let ids: Vec<String> = candidates.iter().map(|c| c.summary.student_id.to_string()).collect();
     let open = store::register::held_among(conn, &ids).await?;
+    let problems = store::problems::open_kinds(conn, &ids).await?;
     let student = answer_lookup(
         &candidates,
         &req.name,
         |p| ctx.rules.transfer_statuses(p),
         |e| open.contains(e.summary.student_id.as_ref()),
+        |e| problems.get(e.summary.student_id.as_ref()).copied(),
     );
     Ok(Effects {
         replies: vec![Reply { recipient: sender, case_id: None, body: Body::LookupResult(LookupResult { student }) }],

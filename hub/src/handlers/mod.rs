@@ -9,6 +9,7 @@
 pub mod case;
 pub mod delivery;
 mod index;
+pub mod problem;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -41,7 +42,7 @@ pub async fn dispatch(
 ) -> Result<Effects> {
     let sender = Party::Province(province);
     match &env.body {
-        Body::IndexUpsert(batch) => index::upsert(conn, province, batch).await,
+        Body::IndexUpsert(batch) => index::upsert(conn, province, batch, now).await,
         Body::IndexRemove(batch) => index::remove(conn, province, batch).await,
         Body::LookupRequest(req) => index::lookup(conn, ctx, sender, req).await,
         Body::TransferApply(app) => case::apply(conn, ctx, env, province, app, Business::Transfer, now).await,
@@ -50,6 +51,8 @@ pub async fn dispatch(
         Body::CaseQuery(_) => case::query(conn, env, sender).await,
         Body::ReplayRequest(req) => delivery::replay(conn, sender, req).await,
         Body::ReplayResult(r) => Ok(delivery::replayed(sender, r)),
+        Body::ProblemResult(r) => problem::result(conn, ctx, env, province, r, now).await,
+        Body::ProblemReprocess(r) => problem::reprocess(conn, env, province, r, now).await,
         Body::VerifyResult(_)
         | Body::ReviewDecision(_)
         | Body::CaseCancel(_)
@@ -75,6 +78,9 @@ pub async fn dispatch(
         | Body::ArchiveRequest(_)
         | Body::ArchiveDeliver(_)
         | Body::ArchiveCommit(_)
+        | Body::ProblemTask(_)
+        | Body::ProblemRelay(_)
+        | Body::ProblemStatus(_)
         | Body::Error(_) => {
             let detail = format!("{} is sent by the hub, never to it", env.message_type());
             Ok(refuse(sender, env, ErrorCode::Unexpected, &detail))

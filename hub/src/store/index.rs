@@ -23,6 +23,9 @@ struct Row {
     problem_record: bool,
     open_business: bool,
     changed_at: DateTime<Utc>,
+    problem_kind: Option<String>,
+    registered_at: Option<DateTime<Utc>>,
+    key_data_changed_at: Option<DateTime<Utc>>,
     disputed_at: Option<DateTime<Utc>>,
 }
 
@@ -30,7 +33,7 @@ struct Row {
 macro_rules! columns {
     () => {
         "student_id, province, name, sex, birth_date, document_type, document_no, school, grade, status, \
-         problem_record, open_business, changed_at"
+         problem_record, open_business, changed_at, problem_kind, registered_at, key_data_changed_at"
     };
 }
 
@@ -77,6 +80,9 @@ impl TryFrom<Row> for IndexEntry {
                 problem_record: r.problem_record,
                 open_business: r.open_business,
                 changed_at: r.changed_at,
+                problem_kind: r.problem_kind.as_deref().map(typed).transpose()?,
+                registered_at: r.registered_at,
+                key_data_changed_at: r.key_data_changed_at,
             },
             disputed_at: r.disputed_at,
         })
@@ -114,12 +120,15 @@ pub async fn upsert(conn: &mut PgConnection, entries: &[IndexEntry]) -> sqlx::Re
         columns!(),
         ")
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::text[], $7::text[],
-                              $8::text[], $9::text[], $10::text[], $11::bool[], $12::bool[], $13::timestamptz[])
+                              $8::text[], $9::text[], $10::text[], $11::bool[], $12::bool[], $13::timestamptz[],
+                              $14::text[], $15::timestamptz[], $16::timestamptz[])
          ON CONFLICT (student_id) DO UPDATE SET
            province = EXCLUDED.province, name = EXCLUDED.name, sex = EXCLUDED.sex, birth_date = EXCLUDED.birth_date,
            document_type = EXCLUDED.document_type, document_no = EXCLUDED.document_no, school = EXCLUDED.school,
            grade = EXCLUDED.grade, status = EXCLUDED.status, problem_record = EXCLUDED.problem_record,
            open_business = EXCLUDED.open_business, changed_at = EXCLUDED.changed_at, updated_at = now(),
+           problem_kind = EXCLUDED.problem_kind, registered_at = EXCLUDED.registered_at,
+           key_data_changed_at = EXCLUDED.key_data_changed_at,
            disputed_at = NULL, dispute_case = NULL
          -- A racing report from another province, or an older one, never overwrites; a report of a
          -- disputed entry by its province settles the dispute even when unchanged.
@@ -139,6 +148,9 @@ pub async fn upsert(conn: &mut PgConnection, entries: &[IndexEntry]) -> sqlx::Re
     .bind(entries.iter().map(|e| e.summary.problem_record).collect::<Vec<_>>())
     .bind(entries.iter().map(|e| e.summary.open_business).collect::<Vec<_>>())
     .bind(entries.iter().map(|e| e.summary.changed_at).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.summary.problem_kind.as_ref().map(text)).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.summary.registered_at).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.summary.key_data_changed_at).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -175,6 +187,50 @@ pub async fn by_document(conn: &mut PgConnection, number: &str) -> Result<Vec<In
         " FROM student_index WHERE document_no = $1 ORDER BY changed_at DESC LIMIT 10"
     ))
     .bind(number)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(IndexEntry::try_from).collect()
+}
+
+/// Entries whose resident ID (document type 1) is one of `numbers`, in one query.
+///
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn by_resident_ids(conn: &mut PgConnection, numbers: &[String]) -> Result<Vec<IndexEntry>> {
+    if numbers.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        read_columns!(),
+        " FROM student_index WHERE document_no = ANY($1) AND document_type = '1' ORDER BY student_id"
+    ))
+    .bind(numbers)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(IndexEntry::try_from).collect()
+}
+
+/// Entries sharing a name, sex and birth date that carry no resident ID (the key of a
+/// name/sex/birth-date duplicate, domain.md C.2), most recently changed first.
+///
+/// # Errors
+/// Database errors or a corrupt row.
+pub async fn by_name_sex_birth(
+    conn: &mut PgConnection,
+    name: &str,
+    sex: &str,
+    birth_date: NaiveDate,
+) -> Result<Vec<IndexEntry>> {
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        read_columns!(),
+        " FROM student_index WHERE name = $1 AND sex = $2 AND birth_date = $3 AND document_type <> '1'
+          ORDER BY changed_at DESC LIMIT 10"
+    ))
+    .bind(name)
+    .bind(sex)
+    .bind(birth_date)
     .fetch_all(conn)
     .await?;
     rows.into_iter().map(IndexEntry::try_from).collect()

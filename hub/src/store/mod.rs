@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod index;
 pub mod outbox;
 pub mod permissions;
+pub mod problems;
 pub mod register;
 pub mod retention;
 pub mod schools;

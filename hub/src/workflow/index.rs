@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use schemas::ErrorCode;
 use schemas::ids::{PersonName, ProvinceCode};
-use schemas::messages::{LookupMatch, StudentStatus, StudentSummary};
+use schemas::messages::{LookupMatch, ProblemKind, StudentStatus, StudentSummary};
 
 /// One student in the index.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,16 +91,23 @@ pub fn transfer_obstacles(entry: &IndexEntry, eligible_statuses: &[StudentStatus
 
 /// Answers a lookup: the candidate must match the name exactly as well (domain.md R17); only
 /// what a receiving school needs is returned. `has_open_case` says whether the student already
-/// has an open cross-province case at the hub.
+/// has an open cross-province case at the hub; `open_problem` the kind of an unfinished problem
+/// group at the hub holding the record (the index's problem flag follows the group).
 pub fn answer_lookup<'a>(
     candidates: &[IndexEntry],
     name: &PersonName,
     eligible_statuses: impl Fn(ProvinceCode) -> &'a [StudentStatus],
     has_open_case: impl Fn(&IndexEntry) -> bool,
+    open_problem: impl Fn(&IndexEntry) -> Option<ProblemKind>,
 ) -> Option<LookupMatch> {
     let entry = candidates.iter().find(|e| &e.summary.name == name)?;
+    let group = open_problem(entry);
     let mut reason = transfer_obstacles(entry, eligible_statuses(entry.province));
-    if has_open_case(entry) && !reason.contains(&ErrorCode::InFlight) {
+    if group.is_some() && !reason.contains(&ErrorCode::ProblemRecord) {
+        reason.retain(|c| *c != ErrorCode::InFlight);
+        reason.push(ErrorCode::ProblemRecord);
+    }
+    if has_open_case(entry) && group.is_none() && !reason.contains(&ErrorCode::InFlight) {
         reason.push(ErrorCode::InFlight);
     }
     Some(LookupMatch {
@@ -110,10 +117,11 @@ pub fn answer_lookup<'a>(
         school: entry.summary.school.clone(),
         grade: entry.summary.grade,
         status: entry.summary.status,
-        problem_record: entry.summary.problem_record,
+        problem_record: entry.summary.problem_record || group.is_some(),
         transfer_eligible: reason.is_empty(),
         reason,
         changed_at: entry.summary.changed_at,
+        problem_kind: group.or(entry.summary.problem_kind),
     })
 }
 
@@ -154,44 +162,46 @@ mod tests {
         assert_eq!(decide_removal(Some(&e), sd, t), Decision::Conflict);
     }
 
+    /// A lookup of `e` by `name` under the national status list, with or without an open case
+    /// and an open problem group.
+    fn ask(e: &IndexEntry, name: &PersonName, open: bool, group: Option<ProblemKind>) -> Option<LookupMatch> {
+        let statuses = default_transfer_statuses();
+        answer_lookup(std::slice::from_ref(e), name, |_| statuses.as_slice(), |_| open, |_| group)
+    }
+
     #[test]
     fn lookup_needs_the_name_and_says_why_a_student_cannot_transfer() {
         let mut e = entry("51");
-        let statuses = default_transfer_statuses();
-        let found =
-            answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), |_| statuses.as_slice(), |_| false)
-                .unwrap();
+        let name = e.summary.name.clone();
+        let found = ask(&e, &name, false, None).unwrap();
         assert!(found.transfer_eligible && found.reason.is_empty());
-        assert!(
-            answer_lookup(
-                std::slice::from_ref(&e),
-                &PersonName::parse("王五").unwrap(),
-                |_| statuses.as_slice(),
-                |_| false
-            )
-            .is_none()
-        );
-        let busy = answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), |_| statuses.as_slice(), |_| true)
-            .unwrap();
+        assert!(ask(&e, &PersonName::parse("王五").unwrap(), false, None).is_none());
+        let busy = ask(&e, &name, true, None).unwrap();
         assert_eq!((busy.transfer_eligible, busy.reason.clone()), (false, vec![ErrorCode::InFlight]), "an open case");
 
         e.summary.status = StudentStatus::Suspended;
         e.summary.problem_record = true;
         e.summary.open_business = true;
-        let found = answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), |_| statuses.as_slice(), |_| true)
-            .unwrap();
+        let found = ask(&e, &name, true, None).unwrap();
         assert!(!found.transfer_eligible);
         assert_eq!(found.reason, vec![ErrorCode::StatusIneligible, ErrorCode::ProblemRecord, ErrorCode::InFlight]);
         // The same rule as the case: a junior-high graduate enrolls, he does not transfer.
         e.summary.status = StudentStatus::JuniorGraduate;
-        let found =
-            answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), |_| statuses.as_slice(), |_| false);
-        assert_eq!(found.unwrap().reason[0], ErrorCode::WrongStage);
+        assert_eq!(ask(&e, &name, false, None).unwrap().reason[0], ErrorCode::WrongStage);
         // The province's own list applies.
         e.summary.status = StudentStatus::Abroad;
         let only_enrolled = |_| [StudentStatus::Enrolled].as_slice();
-        let found = answer_lookup(std::slice::from_ref(&e), &e.summary.name.clone(), only_enrolled, |_| false);
+        let found = answer_lookup(std::slice::from_ref(&e), &name, only_enrolled, |_| false, |_| None);
         assert_eq!(found.unwrap().reason[0], ErrorCode::StatusIneligible);
+    }
+
+    #[test]
+    fn an_open_problem_group_flags_the_record_whatever_its_province_reported() {
+        let e = entry("51");
+        let found = ask(&e, &e.summary.name.clone(), true, Some(ProblemKind::IdDuplicate)).unwrap();
+        assert!(found.problem_record && !found.transfer_eligible);
+        assert_eq!(found.reason, vec![ErrorCode::ProblemRecord], "the group is the open business");
+        assert_eq!(found.problem_kind, Some(ProblemKind::IdDuplicate));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::common::{Batch, StudentStatus};
+use super::problem::ProblemKind;
 use crate::ids::{Grade, IdDocument, PersonName, SchoolCode, Sex, StudentId, Text};
 
 /// Most students per index message, so one message stays far below the size cap.
@@ -27,6 +28,29 @@ pub struct StudentSummary {
     pub open_business: bool,
     /// When the province last changed this record; older updates never overwrite newer ones.
     pub changed_at: DateTime<Utc>,
+    /// The kind of the open problem record, when `problemRecord` is true and the province
+    /// knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_kind: Option<ProblemKind>,
+    /// 注册时间: when the record was registered. With `keyDataChangedAt` it decides who handles
+    /// a problem group first (domain.md C.4); absent, `changedAt` stands in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<DateTime<Utc>>,
+    /// 关键数据变更时间: when the key identity data last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_data_changed_at: Option<DateTime<Utc>>,
+}
+
+impl StudentSummary {
+    /// When the record last became what it is: the later of its registration and its last
+    /// key-data change (domain.md C.4: the later one is handled first).
+    pub fn identity_since(&self) -> DateTime<Utc> {
+        match (self.registered_at, self.key_data_changed_at) {
+            (Some(r), Some(k)) => r.max(k),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => self.changed_at,
+        }
+    }
 }
 
 /// `index.upsert`: province → hub, students added or changed.

@@ -99,6 +99,9 @@ pub struct LookupMatch {
     pub reason: Vec<ErrorCode>,
     /// 最新学籍变动时间
     pub changed_at: DateTime<Utc>,
+    /// The kind of the open problem record, when `problemRecord` is true and it is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_kind: Option<super::ProblemKind>,
 }
 
 /// `lookup.result`: hub → province. No `student` means nobody matched both name and key.

@@ -12,6 +12,7 @@ mod delivery;
 mod error;
 mod index;
 mod lookup;
+mod problem;
 mod review;
 mod verify;
 
@@ -32,6 +33,10 @@ pub use delivery::{ReplayRequest, ReplayResult};
 pub use error::ErrorReport;
 pub use index::{INDEX_BATCH_MAX, IndexRemoval, IndexRemove, IndexResult, IndexResync, IndexUpsert, StudentSummary};
 pub use lookup::{LookupKey, LookupMatch, LookupRequest, LookupResult};
+pub use problem::{
+    APPROVALS_MAX, Approval, ChangedIdentity, GroupState, HandlingMode, MEMBERS_MAX, MemberState, PROBLEM_EVIDENCE_MAX,
+    ProblemKind, ProblemMember, ProblemRelay, ProblemReprocess, ProblemResult, ProblemStatus, ProblemTask, TaskReason,
+};
 pub use review::{CaseSummary, ReviewDecision, ReviewRequest, StepRecord};
 pub use verify::{HeldStudent, Refusal, VerifyRequest, VerifyResult};
 
@@ -118,6 +123,11 @@ messages! {
     CaseDetail(CaseDetail) = "case.detail", "caseDetail";
     ReplayRequest(ReplayRequest) = "replay.request", "replayRequest";
     ReplayResult(ReplayResult) = "replay.result", "replayResult";
+    ProblemTask(ProblemTask) = "problem.task", "problemTask";
+    ProblemResult(ProblemResult) = "problem.result", "problemResult";
+    ProblemRelay(ProblemRelay) = "problem.relay", "problemRelay";
+    ProblemStatus(ProblemStatus) = "problem.status", "problemStatus";
+    ProblemReprocess(ProblemReprocess) = "problem.reprocess", "problemReprocess";
 }
 
 impl std::fmt::Display for MessageType {

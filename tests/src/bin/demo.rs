@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Parser;
 use e2e::world::{World, WorldOptions};
+use schemas::messages::Body;
 
 /// The demo of the exchange: a hub and three simulated provinces (37, 44, 51) doing
 /// cross-province transfers and post-graduation enrollments over mutual TLS, with a final
@@ -57,12 +58,15 @@ async fn main() -> Result<()> {
         "--enrollments",
         &args.enrollments.to_string(),
     ];
+    // How each province's registrars answer problem-record tasks (跨省问题学籍).
+    let policy = |mode: &str| vec!["--problem-mode".to_owned(), mode.to_owned()];
     let w = World::new(WorldOptions {
         provinces: vec!["37", "44", "51"],
         students: args.students,
         seed: args.seed,
         bed: e2e::Options { extra_toml: "[cases]\nresend_after_secs = 3\n".into(), ..Default::default() },
         sim_args: sim_args.iter().map(|s| s.to_string()).collect(),
+        province_args: vec![("37", policy("attest")), ("44", policy("delete")), ("51", policy("attest"))],
         ..Default::default()
     })
     .await;
@@ -267,8 +271,110 @@ async fn main() -> Result<()> {
     if misplaced != 0 || disagree != 0 {
         bail!("a student is not where he should be; logs in {}", w.bed.dir.path().display());
     }
+
+    problems(&w, &db).await?;
     println!("\nDemo finished in {:.1} s.", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Cross-province problem records: 44 and 51 each report a record of a student 37 holds (the
+/// same resident ID under a new national student ID). 44's registrars delete theirs, so 37's is
+/// attested automatically; 51's attest, as do 37's, and the national office decides.
+async fn problems(w: &World, db: &sqlx::PgPool) -> Result<()> {
+    println!("\n== Cross-province problem records (跨省问题学籍)");
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT student_id FROM student_index WHERE province = '37' AND document_type = '1' AND NOT problem_record
+         AND NOT open_business ORDER BY student_id LIMIT 2",
+    )
+    .fetch_all(db)
+    .await?;
+    let originals: Vec<_> =
+        ids.iter().filter_map(|id| w.province("37").students.iter().find(|s| s.student_id.as_ref() == id)).collect();
+    anyhow::ensure!(originals.len() == 2, "two records of province 37 to duplicate");
+    let moe = w.bed.operator(certs::Role::National("demo".into())).await;
+    for (n, (province, original)) in [("44", originals[0]), ("51", originals[1])].into_iter().enumerate() {
+        let mut copy = e2e::student(province, 9000 + u32::try_from(n)?);
+        copy.name = original.name.clone();
+        copy.id_document = original.id_document.clone();
+        copy.registered_at = Some(chrono::Utc::now());
+        let Body::IndexUpsert(batch) = e2e::index_upsert(province, vec![copy.clone()]).body else { unreachable!() };
+        w.submit(province, Body::IndexUpsert(batch), None).await;
+        println!(
+            "   province {province} reports {} {} with the resident ID of 37's {}: an ID-duplicate group",
+            copy.name, copy.student_id, original.student_id
+        );
+        let group = until_group(db, copy.student_id.as_ref(), &["closed", "arbitration"]).await?;
+        if province == "51" {
+            let (_, queue) = moe.get("/arbitrations").await;
+            println!(
+                "   both sides attested: {} group(s) in the national office's arbitration queue",
+                queue.as_array().map_or(0, Vec::len)
+            );
+            let decision = serde_json::json!({
+                "upheld": original.student_id,
+                "comments": [{ "studentId": copy.student_id, "comment": "该生户籍与就读地均在山东,四川记录应删除或变更" }],
+            });
+            let (status, _) = moe.post(&format!("/problems/{group}/decision"), &decision).await;
+            anyhow::ensure!(status == 200, "the national office's decision was refused ({status})");
+            println!("   the national office upholds 37's record (仲裁通过); 51's may now only be changed or deleted");
+            until_group(db, copy.student_id.as_ref(), &["closed"]).await?;
+        }
+        let (_, detail) = moe.get(&format!("/problems/{group}")).await;
+        for e in detail["events"].as_array().into_iter().flatten() {
+            let d = &e["detail"];
+            let what = match e["what"].as_str().unwrap_or("") {
+                "result" => format!(
+                    "result {} of {} ({} approvals, {} evidence file(s))",
+                    d["mode"].as_str().unwrap_or(""),
+                    d["studentId"].as_str().unwrap_or(""),
+                    d["approval"].as_array().map_or(0, Vec::len),
+                    d["evidence"].as_array().map_or(0, Vec::len)
+                ),
+                "auto-attested" => {
+                    format!("auto-attested {} (N-1 rule: no task sent)", d["studentId"].as_str().unwrap_or(""))
+                }
+                "decided" => format!("decided: upheld {}", d["upheld"].as_str().unwrap_or("")),
+                other => other.to_owned(),
+            };
+            println!("     {} {:<10} {what}", e["at"].as_str().unwrap_or(""), e["actor"].as_str().unwrap_or(""));
+        }
+        let states: Vec<String> = detail["group"]["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                format!(
+                    "{}:{} {}",
+                    m["province"].as_str().unwrap_or(""),
+                    m["studentId"].as_str().unwrap_or(""),
+                    m["state"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        println!("   group {group} {}: {}", detail["group"]["state"].as_str().unwrap_or(""), states.join(", "));
+    }
+    Ok(())
+}
+
+/// Waits until the group holding `student_id` reaches one of `states`; returns its id.
+async fn until_group(db: &sqlx::PgPool, student_id: &str, states: &[&str]) -> Result<uuid::Uuid> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found: Option<(uuid::Uuid, String)> = sqlx::query_as(
+            "SELECT g.group_id, g.state FROM problem_group g JOIN problem_member m USING (group_id)
+             WHERE m.student_id = $1 ORDER BY g.opened_at DESC LIMIT 1",
+        )
+        .bind(student_id)
+        .fetch_optional(db)
+        .await?;
+        if let Some((id, state)) = found
+            && states.contains(&state.as_str())
+        {
+            return Ok(id);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the problem group of {student_id} did not reach {states:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The cases a simulated province planned, from its database.

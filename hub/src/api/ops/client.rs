@@ -76,4 +76,12 @@ impl Client {
         let url = format!("{}{}", self.base, paths::action(&case.to_string(), action));
         self.answer(self.http.post(url).json(&serde_json::json!({ "note": note }))).await
     }
+
+    /// POSTs a JSON body to a path.
+    ///
+    /// # Errors
+    /// The API is unreachable.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<Answer> {
+        self.answer(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod client;
+mod problems;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -40,6 +41,19 @@ pub mod paths {
     pub const INDEX_DISPUTES: &str = "/ops/index-disputes";
     pub const ACTION: &str = "/ops/cases/{id}/{action}";
     pub const MESSAGE: &str = "/messages/{id}";
+    pub const PROBLEMS: &str = "/problems";
+    pub const PROBLEM: &str = "/problems/{id}";
+    pub const PROBLEM_EVIDENCE: &str = "/problems/{id}/evidence/{sha256}";
+    pub const PROBLEM_DECISION: &str = "/problems/{id}/decision";
+    pub const ARBITRATIONS: &str = "/arbitrations";
+
+    pub fn problem(id: &str) -> String {
+        PROBLEM.replace("{id}", id)
+    }
+
+    pub fn decision(id: &str) -> String {
+        PROBLEM_DECISION.replace("{id}", id)
+    }
 
     pub fn case(id: &str) -> String {
         CASE.replace("{id}", id)
@@ -65,6 +79,11 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::INDEX_DISPUTES, get(index_disputes))
         .route(paths::ACTION, post(act))
         .route(paths::MESSAGE, get(message))
+        .route(paths::PROBLEMS, get(problems::list).post(problems::load))
+        .route(paths::PROBLEM, get(problems::detail))
+        .route(paths::PROBLEM_EVIDENCE, get(problems::evidence))
+        .route(paths::PROBLEM_DECISION, post(problems::decide))
+        .route(paths::ARBITRATIONS, get(problems::arbitrations))
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
         .with_state(ctx)

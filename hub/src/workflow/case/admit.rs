@@ -47,6 +47,8 @@ pub struct Admission<'a> {
     pub out_school: Option<SchoolFact>,
     /// The student's open business, if any (one at a time).
     pub open: Option<OpenBusiness>,
+    /// The kind of an unfinished problem group at the hub holding the student's record.
+    pub problem: Option<schemas::messages::ProblemKind>,
     pub now: DateTime<Utc>,
 }
 
@@ -141,6 +143,19 @@ pub fn admit(a: &Admission<'_>, rules: &dyn Rules) -> Result<Facts, Refusal> {
     }
     if let Some((code, detail)) = school_problem(&entry.summary.school, a.out_school.as_ref(), entry.province, a.now) {
         return Err((code, format!("the student's current school: {detail}")));
+    }
+    if let Some(kind) = a.problem {
+        // Any open problem record blocks a transfer ([003 Q13]); a post-graduation enrollment
+        // is blocked by a duplicate, not by a failed authentication (domain.md R35).
+        if a.business == Business::Transfer || kind.is_duplicate() {
+            return Err((
+                ErrorCode::ProblemRecord,
+                format!(
+                    "{} is a record of an unfinished problem group ({kind:?}); it must be handled first",
+                    app.student_id
+                ),
+            ));
+        }
     }
     if let Some(open) = &a.open {
         let detail = if open.cancelling {

@@ -507,6 +507,7 @@ fn admission<'a>(app: &'a Application, entry: Option<&'a IndexEntry>) -> Admissi
         entry,
         out_school: school(SC),
         open: None,
+        problem: None,
         now: now(),
     }
 }
@@ -551,6 +552,15 @@ fn admission_refuses_each_broken_rule_with_its_code() {
     a.open = Some(OpenBusiness { business: "transfer".into(), id: uuid::Uuid::nil(), cancelling: true });
     let (code, detail) = admit(&a, &rules()).unwrap_err();
     assert!(code == ErrorCode::InFlight && detail.contains("cancelled"), "{detail}");
+
+    // An unfinished problem group blocks a transfer whatever its kind, and it is named before
+    // the open business the group itself is.
+    use schemas::messages::ProblemKind;
+    a.problem = Some(ProblemKind::IdNameMismatch);
+    assert_eq!(refusal_code(&a), ErrorCode::ProblemRecord);
+    let mut a = good.clone();
+    a.problem = Some(ProblemKind::IdDuplicate);
+    assert_eq!(refusal_code(&a), ErrorCode::ProblemRecord);
 }
 
 #[test]
