@@ -397,3 +397,54 @@ async fn a_third_province_s_record_joins_the_running_group() {
     assert!(sent.replies.iter().any(|e| matches!(&e.body, Body::ProblemStatus(s) if s.state == GroupState::Closed
         && s.member.items().iter().filter(|m| m.state == MemberState::AutoAttested).count() == 1)));
 }
+
+/// Who holds `student_id` in the register of open business.
+async fn holder(hub: &Hub, student_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT business FROM open_business WHERE student_id = $1")
+        .bind(student_id)
+        .fetch_optional(&hub.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_student_busy_in_a_case_is_held_by_his_group_once_the_case_lets_go() {
+    use schemas::messages::{CaseCancel, CaseReleased, HeldStudent, VerifyResult};
+    let hub = hub().await;
+    let first = student("51", 6);
+    hub.index("51", vec![first.clone()]).await;
+    let app = Application {
+        school: "3137000001".parse().unwrap(),
+        student_name: first.name.clone(),
+        student_id: first.student_id.clone(),
+        target_grade: first.grade,
+        reason: "随父母迁居。".parse().unwrap(),
+        evidence: UpTo::new(vec![]).unwrap(),
+    };
+    let accepted = hub.send("37", Body::TransferApply(app), None).await;
+    let case = accepted.replies[0].case_id.expect("a case");
+    let second = copy(&first, "44", 6, 7);
+    hub.send_envelope(&e2e::index_upsert("44", vec![second.clone()])).await;
+    assert_eq!(holder(&hub, first.student_id.as_ref()).await.as_deref(), Some("transfer"), "the case runs on");
+    assert_eq!(holder(&hub, second.student_id.as_ref()).await.as_deref(), Some("problem"));
+
+    // The retry finds him still busy and waits again; once the case has let go, it holds him.
+    let fire = || async {
+        sqlx::query("UPDATE timer SET due_at = now() WHERE kind = 'problem.hold'").execute(&hub.pool).await.unwrap();
+        hub::scheduler::fire_due(&hub.ctx).await.unwrap()
+    };
+    assert_eq!(fire().await, 1);
+    assert_eq!(holder(&hub, first.student_id.as_ref()).await.as_deref(), Some("transfer"));
+    let Body::VerifyResult(VerifyResult::Held(h)) = schemas::samples::body(schemas::MessageType::VerifyResult) else {
+        unreachable!()
+    };
+    let held =
+        VerifyResult::Held(HeldStudent { status: first.status, school: first.school.clone(), grade: first.grade, ..h });
+    hub.send("51", Body::VerifyResult(held), Some(case)).await;
+    hub.send("37", Body::CaseCancel(CaseCancel { reason: "家长决定不转学。".parse().unwrap() }), Some(case)).await;
+    hub.send("51", Body::CaseReleased(CaseReleased {}), Some(case)).await;
+    assert_eq!(holder(&hub, first.student_id.as_ref()).await, None, "the case let go");
+    assert_eq!(fire().await, 1);
+    assert_eq!(holder(&hub, first.student_id.as_ref()).await.as_deref(), Some("problem"), "the group holds him now");
+    assert_eq!(fire().await, 0, "and stops retrying");
+}

@@ -103,7 +103,14 @@ pub fn refuse(to: Party, env: &Envelope, code: ErrorCode, detail: &str) -> Effec
 /// A timer, read back as its business's typed value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
-    Case { case: schemas::CaseId, timer: crate::workflow::case::CaseTimer },
+    Case {
+        case: schemas::CaseId,
+        timer: crate::workflow::case::CaseTimer,
+    },
+    /// A problem group tries again to hold a student another business held.
+    ProblemHold {
+        group: schemas::CaseId,
+    },
 }
 
 impl Timer {
@@ -112,6 +119,9 @@ impl Timer {
         match due.owner_business.as_str() {
             case::OWNER => case::timer_of(&due.kind)
                 .map(|timer| Timer::Case { case: schemas::CaseId::from_uuid(due.owner_id), timer }),
+            problem::OWNER if due.kind == problem::HOLD_TIMER => {
+                Some(Timer::ProblemHold { group: schemas::CaseId::from_uuid(due.owner_id) })
+            }
             _ => None,
         }
     }
@@ -130,5 +140,6 @@ pub async fn timer(
 ) -> Result<Option<Vec<crate::outgoing::Reply>>> {
     match timer {
         Timer::Case { case, timer } => case::on_timer(conn, ctx, case, timer, now).await,
+        Timer::ProblemHold { group } => problem::on_hold_timer(conn, group, now).await,
     }
 }

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use super::{Effects, refuse};
 use crate::context::Context;
 use crate::outgoing::Reply;
-use crate::store::{problems, register};
+use crate::store::timers::Owner;
+use crate::store::{problems, register, timers};
 use crate::workflow::index::IndexEntry;
 use crate::workflow::problem::{
     self as workflow, Candidate, Effect, Group, Handled, Member, Origin, Refusal, Settled, identity_of,
@@ -29,6 +30,59 @@ pub const OWNER: &str = "problem";
 /// Namespace of group ids: derived from the identity and the how-many-th group of it, so that a
 /// replayed cause opens the same group.
 const GROUP_NAMESPACE: Uuid = Uuid::from_u128(0x9d1e_4c2a_7b3f_4e58_a061_5c7d_8e9f_0a1b);
+
+/// How long a group waits before it tries again to hold a student another business holds.
+const HOLD_RETRY: chrono::Duration = chrono::Duration::minutes(10);
+
+/// The timer slot (and kind) of that retry.
+pub const HOLD_TIMER: &str = "problem.hold";
+
+fn owner(id: CaseId) -> Owner<'static> {
+    Owner { business: OWNER, id: id.uuid() }
+}
+
+/// Holds every record's student in the register of open business; `false` when another
+/// business (an open case) holds one already: that case runs to its end, and the group takes
+/// the student when it lets go (admission reads the groups meanwhile, so no new business
+/// starts).
+async fn hold(conn: &mut PgConnection, g: &Group) -> Result<bool> {
+    let mut all = true;
+    let mut seen = std::collections::BTreeSet::new();
+    for m in g.members.iter().filter(|m| seen.insert(m.student_id.to_string())) {
+        match register::holder(conn, m.student_id.as_ref()).await? {
+            Some(h) if h.business == OWNER && h.business_id == g.id.uuid() => {}
+            Some(_) => all = false,
+            None => {
+                let entry = register::Entry {
+                    student_id: m.student_id.as_ref(),
+                    business: OWNER,
+                    business_id: g.id.uuid(),
+                    schools: vec![m.school.to_string()],
+                    divisions: vec![],
+                };
+                all &= register::open(conn, &entry).await?;
+            }
+        }
+    }
+    Ok(all)
+}
+
+async fn retry_hold(conn: &mut PgConnection, id: CaseId, now: DateTime<Utc>) -> Result<()> {
+    timers::schedule(conn, owner(id), HOLD_TIMER, HOLD_TIMER, now + HOLD_RETRY).await?;
+    Ok(())
+}
+
+/// The hold retry: takes the students now free; armed again while one is still busy.
+///
+/// # Errors
+/// Database errors.
+pub async fn on_hold_timer(conn: &mut PgConnection, id: CaseId, now: DateTime<Utc>) -> Result<Option<Vec<Reply>>> {
+    let Some(g) = problems::lock(conn, id.uuid()).await? else { return Ok(Some(vec![])) };
+    if g.state != schemas::messages::GroupState::Closed && !hold(conn, &g).await? {
+        retry_hold(conn, id, now).await?;
+    }
+    Ok(Some(vec![]))
+}
 
 /// Carries out a transition's effects; returns the messages to send.
 async fn materialize(
@@ -44,21 +98,14 @@ async fn materialize(
                 replies.push(Reply { recipient: Party::Province(to), case_id: None, body: *body })
             }
             Effect::Hold => {
-                // A student another business holds already (an open case) stays with it; the
-                // group still blocks new business through admission, which reads the groups.
-                let mut seen = std::collections::BTreeSet::new();
-                for m in g.members.iter().filter(|m| seen.insert(m.student_id.to_string())) {
-                    let entry = register::Entry {
-                        student_id: m.student_id.as_ref(),
-                        business: OWNER,
-                        business_id: g.id.uuid(),
-                        schools: vec![m.school.to_string()],
-                        divisions: vec![],
-                    };
-                    register::open(conn, &entry).await?;
+                if !hold(conn, g).await? {
+                    retry_hold(conn, g.id, now).await?;
                 }
             }
-            Effect::Release => register::close(conn, OWNER, g.id.uuid()).await?,
+            Effect::Release => {
+                register::close(conn, OWNER, g.id.uuid()).await?;
+                timers::cancel_all(conn, owner(g.id)).await?;
+            }
             Effect::Event { actor, what, detail } => {
                 problems::add_event(conn, g.id.uuid(), now, &actor, what, &detail).await?;
             }

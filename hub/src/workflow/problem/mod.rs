@@ -391,6 +391,12 @@ pub fn on_result(
         ));
     }
     check_result(member, r, rules)?;
+    // The chain approves level after level, and not in the future (a clock a few minutes off
+    // is tolerated).
+    let times: Vec<DateTime<Utc>> = r.approvals.iter().map(|a| a.approved_at).collect();
+    if times.windows(2).any(|w| w[1] < w[0]) || times.iter().any(|t| *t > now + chrono::Duration::minutes(5)) {
+        return Err((ErrorCode::Approvals, "approvals must follow one another in time, none in the future".into()));
+    }
 
     let mut g = group.clone();
     let m = &mut g.members[i];

@@ -186,6 +186,12 @@ fn results_are_checked_for_turn_evidence_approvals_and_change_rules() {
     assert_eq!(code(&r), ErrorCode::AttachmentTooLarge);
     let skipped = approvals(&[Level::Bureau]);
     assert_eq!(code(&result(&g, 0, HandlingMode::Delete, &skipped)), ErrorCode::Approvals);
+    let mut backwards = approvals(&[Level::School, Level::Bureau]);
+    backwards[0].approved_at = t(2);
+    assert_eq!(code(&result(&g, 0, HandlingMode::Delete, &backwards)), ErrorCode::Approvals, "bureau before school");
+    let mut future = approvals(&[Level::School, Level::Bureau]);
+    future[1].approved_at = t(40);
+    assert_eq!(code(&result(&g, 0, HandlingMode::Delete, &future)), ErrorCode::Approvals, "approved tomorrow");
 
     let m = &g.members[0];
     let both = ChangedIdentity {
