@@ -21,6 +21,11 @@ use e2e::{TestBed, eventually, publish_raw};
 
 /// `hub ops …` as an operator runs it, with the options after the subcommand.
 fn ops(bed: &TestBed, args: &[&str]) -> Output {
+    ops_as(bed, "op-cli", args)
+}
+
+/// `hub ops …` with the certificate `stem` (as [`TestBed::operator`] issued it).
+fn ops_as(bed: &TestBed, stem: &str, args: &[&str]) -> Output {
     let dir = bed.dir.path();
     let listen = bed.settings.ops.as_ref().expect("operator API").listen;
     Command::new(binary("hub"))
@@ -29,9 +34,9 @@ fn ops(bed: &TestBed, args: &[&str]) -> Output {
         .arg("--url")
         .arg(format!("https://localhost:{}", listen.port()))
         .arg("--cert")
-        .arg(dir.join("op-cli.pem"))
+        .arg(dir.join(format!("{stem}.pem")))
         .arg("--key")
-        .arg(dir.join("op-cli.key"))
+        .arg(dir.join(format!("{stem}.key")))
         .arg("--ca")
         .arg(&bed.env.ca_cert)
         .output()
@@ -100,6 +105,59 @@ async fn hub_ops_prints_tables_or_json_pages_lists_and_shows_the_server_s_refusa
         o.status.success() && stdout.contains("dead-lettered") && stdout.contains("E_MALFORMED"),
         "{stdout}{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_national_office_loads_lists_and_decides_problem_groups_from_the_command_line() {
+    let bed = TestBed::new().await;
+    bed.spawn_hub("hub").await;
+    bed.operator(Role::National("cli".into())).await;
+    bed.operator(Role::Operator("cli".into())).await;
+    let a = e2e::student("51", 1);
+    let mut b = e2e::student("44", 1);
+    b.id_document = a.id_document.clone();
+    b.name = a.name.clone();
+    let member = |s: &schemas::messages::StudentSummary, p: &str| {
+        serde_json::json!({
+            "province": p, "school": s.school, "studentId": s.student_id, "name": s.name,
+            "idDocument": s.id_document, "registeredAt": s.registered_at,
+        })
+    };
+    let file = bed.dir.path().join("group.json");
+    let group = serde_json::json!({ "kind": "ID_DUPLICATE", "member": [member(&a, "51"), member(&b, "44")] });
+    std::fs::write(&file, group.to_string()).unwrap();
+    let path = file.display().to_string();
+
+    // An operator may not load; the national office may.
+    let o = ops(&bed, &["load-group", &path]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out(&o).1.contains("E_FORBIDDEN"), "{}", out(&o).1);
+    let o = ops_as(&bed, "moe-cli", &["load-group", &path]);
+    let (stdout, stderr) = out(&o);
+    assert!(o.status.success() && stdout.contains("loaded"), "{stdout}{stderr}");
+
+    let o = ops(&bed, &["problems", "--state", "open"]);
+    let (stdout, stderr) = out(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.lines().next().is_some_and(|h| h.contains("WAITING ON") && h.contains("KIND")), "{stdout}");
+    let row = stdout.lines().find(|l| l.contains("ID_DUPLICATE")).unwrap_or_else(|| panic!("{stdout}"));
+    let id = row.split_whitespace().find(|w| uuid::Uuid::parse_str(w.trim_matches('│')).is_ok()).expect("the id");
+    let id = id.trim_matches('│').to_owned();
+    let o = ops(&bed, &["problem", &id]);
+    let (stdout, stderr) = out(&o);
+    assert!(
+        o.status.success() && stdout.contains("Records") && stdout.contains(b.student_id.as_ref()),
+        "{stdout}{stderr}"
+    );
+    assert!(stdout.contains("loaded"), "its history: {stdout}");
+    let o = ops(&bed, &["arbitrations", "--output", "json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out(&o).0).unwrap(), serde_json::json!([]));
+    // Deciding a group that does not wait for arbitration: the server's refusal, exit 1.
+    let o = ops_as(&bed, "moe-cli", &["decide", &id, "--upheld", a.student_id.as_ref(), "--comment", "x=y"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = ops_as(&bed, "moe-cli", &["decide", &id, "--upheld", a.student_id.as_ref()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out(&o).1.contains("E_NOT_YOUR_STEP"), "{}", out(&o).1);
 }
 
 #[test]
