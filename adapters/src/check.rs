@@ -17,14 +17,8 @@ pub fn offline(settings: &Settings) -> Report {
         report.ok("identity", format!("{} ({})", info.role.common_name(), info.subject));
     }
     if let Some(tls) = &settings.api.tls {
-        certs::preflight::server_files(&mut report, "api.tls.cert", &tls.cert, &tls.key);
-        if let Err(e) = std::fs::read(&tls.client_ca) {
-            report.fail(
-                "api.tls",
-                format!("api.tls.client_ca {}: {e}", tls.client_ca.display()),
-                "point it at the CA of the provincial system's client certificates",
-            );
-        }
+        let fix = "point it at the CA of the provincial system's client certificates";
+        certs::preflight::mutual_tls_files(&mut report, "api.tls", &tls.cert, &tls.key, &tls.client_ca, fix);
     }
     storage(&mut report, settings);
     report

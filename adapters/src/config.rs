@@ -67,7 +67,7 @@ pub struct Api {
     /// province's students' data.
     pub tls: Option<ApiTls>,
     /// Connections and deadlines (`[api.limits]`).
-    #[serde(default = "default_api_limits")]
+    #[serde(default)]
     pub limits: ApiLimits,
     /// A plain-HTTP listener for probes and scraping only (`/healthz`, `/readyz`, `/metrics`:
     /// no student data), for when the API itself needs mutual TLS — e.g. a container's
@@ -81,7 +81,7 @@ fn default_listen() -> SocketAddr {
 
 impl Default for Api {
     fn default() -> Self {
-        Api { listen: default_listen(), tls: None, limits: default_api_limits(), probe_listen: None }
+        Api { listen: default_listen(), tls: None, limits: ApiLimits::default(), probe_listen: None }
     }
 }
 
@@ -95,52 +95,9 @@ pub struct ApiTls {
     pub client_ca: PathBuf,
 }
 
-/// What clients of the local API may hold.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiLimits {
-    /// Connections open at once; more are closed as they arrive.
-    #[serde(default = "default_api_connections")]
-    pub max_connections: usize,
-    /// With TLS: from accepting a connection to a completed handshake.
-    #[serde(default = "default_api_deadline")]
-    pub handshake_timeout_secs: f64,
-    /// For each request's head, and for a new connection's first request to begin.
-    #[serde(default = "default_api_deadline")]
-    pub header_timeout_secs: f64,
-    /// A connection that moves nothing for this long, with no request in progress, is closed.
-    #[serde(default = "default_api_idle")]
-    pub idle_timeout_secs: f64,
-}
-
-fn default_api_connections() -> usize {
-    256
-}
-fn default_api_deadline() -> f64 {
-    10.0
-}
-fn default_api_idle() -> f64 {
-    60.0
-}
-fn default_api_limits() -> ApiLimits {
-    ApiLimits {
-        max_connections: default_api_connections(),
-        handshake_timeout_secs: default_api_deadline(),
-        header_timeout_secs: default_api_deadline(),
-        idle_timeout_secs: default_api_idle(),
-    }
-}
-
-impl ApiLimits {
-    /// The limits as the server takes them.
-    ///
-    /// # Errors
-    /// A zero cap or a deadline that is not a positive number of seconds.
-    pub fn to_limits(&self) -> Result<certs::serve::Limits> {
-        let deadlines = [self.handshake_timeout_secs, self.header_timeout_secs, self.idle_timeout_secs];
-        certs::serve::Limits::from_settings("[api.limits]", self.max_connections, deadlines).map_err(anyhow::Error::msg)
-    }
-}
+/// What clients of the local API may hold (`[api.limits]`; 256 connections by default: one
+/// provincial system's clients).
+pub type ApiLimits = certs::settings::ServerLimits<256>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,7 +200,7 @@ impl Settings {
         if self.broker.prefetch == 0 {
             bail!("broker.prefetch must be at least 1");
         }
-        self.api.limits.to_limits()?;
+        self.api.limits.to_limits("[api.limits]").map_err(anyhow::Error::msg)?;
         match &self.api.tls {
             None if !self.api.listen.ip().is_loopback() => bail!(
                 "api.listen {} is not a loopback address: the local API serves the province's student data, so off \

@@ -86,7 +86,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         stop_rx.clone(),
     ));
 
-    let limits = settings.api.limits.to_limits()?;
+    let limits = settings.api.limits.to_limits("[api.limits]").map_err(anyhow::Error::msg)?;
     let tls = match &settings.api.tls {
         Some(t) => Some(Arc::new(certs::serve::tls_config(&t.cert, &t.key, &t.client_ca)?)),
         None => None,

@@ -194,6 +194,23 @@ pub fn identity_files(
     Some(info)
 }
 
+/// A server that asks its clients for certificates: its own files ([`server_files`]) and the
+/// CA of its clients' certificates, readable. `table` names the settings (`ops`, `api.tls`);
+/// `fix` says which CA it must be.
+pub fn mutual_tls_files(
+    report: &mut Report,
+    table: &'static str,
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    fix: &str,
+) {
+    server_files(report, &format!("{table}.cert"), cert, key);
+    if let Err(e) = std::fs::read(client_ca) {
+        report.fail(table, format!("{table}.client_ca {}: {e}", client_ca.display()), fix);
+    }
+}
+
 /// A TLS server's certificate and key (any subject: a local API's certificate may come from the
 /// provincial system's own CA): both readable, the key the certificate's, the key file private.
 pub fn server_files(report: &mut Report, label: &str, cert: &Path, key: &Path) {

@@ -186,3 +186,60 @@ mod tests {
         assert!(err.contains("prefetch"), "{err}");
     }
 }
+
+/// The connection limits of an HTTP server as both programs configure them (`[ops.limits]`,
+/// `[api.limits]`), with `CONNECTIONS` as the default cap on open connections.
+#[cfg(feature = "serve")]
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLimits<const CONNECTIONS: usize> {
+    /// Connections open at once; more are closed as they arrive.
+    #[serde(default = "default_connections::<CONNECTIONS>")]
+    pub max_connections: usize,
+    /// With TLS: from accepting a connection to a completed handshake.
+    #[serde(default = "default_deadline")]
+    pub handshake_timeout_secs: f64,
+    /// For each request's head, and for a new connection's first request to begin.
+    #[serde(default = "default_deadline")]
+    pub header_timeout_secs: f64,
+    /// A connection that moves nothing for this long, with no request in progress, is closed.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_secs: f64,
+}
+
+#[cfg(feature = "serve")]
+fn default_connections<const N: usize>() -> usize {
+    N
+}
+#[cfg(feature = "serve")]
+fn default_deadline() -> f64 {
+    10.0
+}
+#[cfg(feature = "serve")]
+fn default_idle() -> f64 {
+    60.0
+}
+
+#[cfg(feature = "serve")]
+impl<const CONNECTIONS: usize> Default for ServerLimits<CONNECTIONS> {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: CONNECTIONS,
+            handshake_timeout_secs: default_deadline(),
+            header_timeout_secs: default_deadline(),
+            idle_timeout_secs: default_idle(),
+        }
+    }
+}
+
+#[cfg(feature = "serve")]
+impl<const CONNECTIONS: usize> ServerLimits<CONNECTIONS> {
+    /// The limits as the server takes them; `what` names the settings' table in the error.
+    ///
+    /// # Errors
+    /// A zero cap or a deadline that is not a positive number of seconds.
+    pub fn to_limits(&self, what: &str) -> Result<crate::serve::Limits, String> {
+        let deadlines = [self.handshake_timeout_secs, self.header_timeout_secs, self.idle_timeout_secs];
+        crate::serve::Limits::from_settings(what, self.max_connections, deadlines)
+    }
+}

@@ -17,14 +17,8 @@ pub fn offline(settings: &Settings) -> Report {
         report.ok("identity", "the hub (CN hub)");
     }
     if let Some(ops) = &settings.ops {
-        certs::preflight::server_files(&mut report, "ops.cert", &ops.cert, &ops.key);
-        if let Err(e) = std::fs::read(&ops.client_ca) {
-            report.fail(
-                "ops",
-                format!("ops.client_ca {}: {e}", ops.client_ca.display()),
-                "point it at the exchange CA (it issues the operators' certificates)",
-            );
-        }
+        let fix = "point it at the exchange CA (it issues the operators' certificates)";
+        certs::preflight::mutual_tls_files(&mut report, "ops", &ops.cert, &ops.key, &ops.client_ca, fix);
     }
     if let Some(pki) = &settings.pki {
         if let Err(e) = std::fs::read(&pki.ca) {

@@ -22,6 +22,7 @@ pub async fn run(pool: sqlx::PgPool, config: Retention, mut shutdown: watch::Rec
                     dead_letters = p.dead_letters,
                     inbox = p.inbox,
                     trace = p.trace,
+                    problem_evidence = p.problem_evidence,
                     "Old rows pruned."
                 );
             }
@@ -49,12 +50,14 @@ pub async fn prune(pool: &sqlx::PgPool, config: &Retention) -> Result<retention:
         dead_letters: retention::dead_letters(&mut conn, ago(config.dead_letter_secs)).await?,
         inbox: retention::inbox(&mut conn, ago(config.inbox_secs)).await?,
         trace: retention::trace(&mut conn, ago(config.trace_secs)).await?,
+        problem_evidence: retention::problem_evidence(&mut conn, ago(config.problem_evidence_secs)).await?,
     };
     let tables = [
         ("outbox", pruned.outbox),
         ("dead_letter", pruned.dead_letters),
         ("inbox", pruned.inbox),
         ("message_trace", pruned.trace),
+        ("problem_evidence", pruned.problem_evidence),
     ];
     for (table, n) in tables {
         metrics::counter!("hub_pruned_rows_total", "table" => table).increment(n);

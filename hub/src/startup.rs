@@ -90,7 +90,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let ops = match &ctx.settings.ops {
         Some(o) => {
             let config = certs::serve::tls_config(&o.cert, &o.key, &o.client_ca)?;
-            let limits = o.limits.to_limits("[ops]")?;
+            let limits = o.limits.to_limits("[ops]").map_err(anyhow::Error::msg)?;
             let listener = tokio::net::TcpListener::bind(o.listen)
                 .await
                 .with_context(|| format!("Failed to bind {}", o.listen))?;

@@ -73,6 +73,18 @@ fn result(task: &ProblemTask, mode: HandlingMode) -> ProblemResult {
     }
 }
 
+/// 37's application for a transfer of `s`.
+fn transfer_of(s: &StudentSummary) -> Application {
+    Application {
+        school: "3137000001".parse().unwrap(),
+        student_name: s.name.clone(),
+        student_id: s.student_id.clone(),
+        target_grade: s.grade,
+        reason: "随父母迁居。".parse().unwrap(),
+        evidence: UpTo::new(vec![]).unwrap(),
+    }
+}
+
 async fn lookup(hub: &Hub, s: &StudentSummary) -> schemas::messages::LookupMatch {
     let req = LookupRequest { name: s.name.clone(), key: LookupKey::StudentId(s.student_id.clone()) };
     let sent = hub.send("37", Body::LookupRequest(req), None).await;
@@ -80,6 +92,14 @@ async fn lookup(hub: &Hub, s: &StudentSummary) -> schemas::messages::LookupMatch
         Body::LookupResult(r) => r.student.clone().expect("found"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Another two-province ID duplicate, of record `n`; returns the task 44 got.
+async fn duplicate_of(hub: &Hub, n: u32) -> ProblemTask {
+    let first = student("51", n);
+    hub.index("51", vec![first.clone()]).await;
+    let sent = hub.send_envelope(&e2e::index_upsert("44", vec![copy(&first, "44", n, 7)])).await;
+    tasks(&sent).remove(0).1
 }
 
 /// A two-province ID duplicate: 51 registered first, 44 a week later. Returns the task 44 got.
@@ -249,6 +269,9 @@ async fn evidence_approvals_and_changes_are_checked_with_their_codes() {
         let hub = &hub;
         async move { hub.send("44", Body::ProblemResult(r), None).await.refusal() }
     };
+    // Another province of the group answering for 44's record: not its record.
+    let other = hub.send("51", Body::ProblemResult(result(&task, HandlingMode::Delete)), None).await;
+    assert_eq!(other.refusal(), Some("E_GROUP_NOT_FOUND"));
     let mut r = result(&task, HandlingMode::Delete);
     r.evidence = UpTo::new(vec![]).unwrap();
     assert_eq!(refusal(r.clone()).await, Some("E_EVIDENCE_MISSING"));
@@ -328,14 +351,7 @@ async fn re_processing_waits_for_the_group_to_finish_and_sends_nothing_to_the_ot
 async fn a_transfer_of_a_student_in_an_open_group_is_refused_with_its_code() {
     let hub = hub().await;
     let (first, _, _) = duplicate(&hub).await;
-    let app = Application {
-        school: "3137000001".parse().unwrap(),
-        student_name: first.name.clone(),
-        student_id: first.student_id.clone(),
-        target_grade: first.grade,
-        reason: "随父母迁居。".parse().unwrap(),
-        evidence: UpTo::new(vec![]).unwrap(),
-    };
+    let app = transfer_of(&first);
     let sent = hub.send("37", Body::TransferApply(app), None).await;
     assert_eq!(sent.refusal(), Some("E_PROBLEM_RECORD"), "{sent:?}");
 }
@@ -413,14 +429,7 @@ async fn a_student_busy_in_a_case_is_held_by_his_group_once_the_case_lets_go() {
     let hub = hub().await;
     let first = student("51", 6);
     hub.index("51", vec![first.clone()]).await;
-    let app = Application {
-        school: "3137000001".parse().unwrap(),
-        student_name: first.name.clone(),
-        student_id: first.student_id.clone(),
-        target_grade: first.grade,
-        reason: "随父母迁居。".parse().unwrap(),
-        evidence: UpTo::new(vec![]).unwrap(),
-    };
+    let app = transfer_of(&first);
     let accepted = hub.send("37", Body::TransferApply(app), None).await;
     let case = accepted.replies[0].case_id.expect("a case");
     let second = copy(&first, "44", 6, 7);
@@ -447,4 +456,30 @@ async fn a_student_busy_in_a_case_is_held_by_his_group_once_the_case_lets_go() {
     assert_eq!(fire().await, 1);
     assert_eq!(holder(&hub, first.student_id.as_ref()).await.as_deref(), Some("problem"), "the group holds him now");
     assert_eq!(fire().await, 0, "and stops retrying");
+}
+
+#[tokio::test]
+async fn the_evidence_of_a_closed_group_is_pruned_after_its_retention_and_its_history_stays() {
+    let hub = hub().await;
+    let (_, _, task) = duplicate(&hub).await;
+    hub.send("44", Body::ProblemResult(result(&task, HandlingMode::Delete)), None).await;
+    let open = duplicate_of(&hub, 7).await;
+    hub.send("44", Body::ProblemResult(result(&open, HandlingMode::Attest)), None).await;
+    let files = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM problem_evidence").fetch_one(&hub.pool).await.unwrap()
+    };
+    assert_eq!(files().await, 2);
+    let retention = hub::config::Retention { problem_evidence_secs: 86_400, ..Default::default() };
+    hub::housekeeping::prune(&hub.pool, &retention).await.unwrap();
+    assert_eq!(files().await, 2, "closed today: kept");
+    sqlx::query("UPDATE problem_group SET closed_at = now() - interval '2 days' WHERE state = 'closed'")
+        .execute(&hub.pool)
+        .await
+        .unwrap();
+    let pruned = hub::housekeeping::prune(&hub.pool, &retention).await.unwrap();
+    assert_eq!(pruned.problem_evidence, 1);
+    assert_eq!(files().await, 1, "the open group's evidence stays");
+    let (_, detail) = hub.ops(Role::National("moe".into()), "GET", &format!("/problems/{}", task.group_id), None).await;
+    let result = detail["events"].as_array().unwrap().iter().find(|e| e["what"] == "result").expect("its history");
+    assert!(result["detail"]["evidence"][0]["sha256"].is_string(), "the digest stays: {detail}");
 }

@@ -193,59 +193,8 @@ pub struct OpsSettings {
     pub limits: ServerLimits,
 }
 
-/// Connection limits of an HTTP server (`max_connections`, `handshake_timeout_secs`,
-/// `header_timeout_secs`, `idle_timeout_secs`).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerLimits {
-    /// Connections open at once; more are closed as they arrive.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// From accepting a connection to a completed TLS handshake.
-    #[serde(default = "default_handshake_timeout")]
-    pub handshake_timeout_secs: f64,
-    /// For each request's head, and for a new connection's first request to begin.
-    #[serde(default = "default_header_timeout")]
-    pub header_timeout_secs: f64,
-    /// A connection that moves nothing for this long, with no request in progress, is closed.
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout_secs: f64,
-}
-
-fn default_max_connections() -> usize {
-    1024
-}
-fn default_handshake_timeout() -> f64 {
-    10.0
-}
-fn default_header_timeout() -> f64 {
-    10.0
-}
-fn default_idle_timeout() -> f64 {
-    60.0
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_connections: default_max_connections(),
-            handshake_timeout_secs: default_handshake_timeout(),
-            header_timeout_secs: default_header_timeout(),
-            idle_timeout_secs: default_idle_timeout(),
-        }
-    }
-}
-
-impl ServerLimits {
-    /// The limits as the server takes them.
-    ///
-    /// # Errors
-    /// A zero cap or a deadline that is not a positive number of seconds.
-    pub fn to_limits(&self, what: &str) -> Result<certs::serve::Limits> {
-        let deadlines = [self.handshake_timeout_secs, self.header_timeout_secs, self.idle_timeout_secs];
-        certs::serve::Limits::from_settings(what, self.max_connections, deadlines).map_err(anyhow::Error::msg)
-    }
-}
+/// Connection limits of the operator API (`[ops.limits]`; 1024 connections by default).
+pub type ServerLimits = certs::settings::ServerLimits<1024>;
 
 /// The exchange PKI: which CA admits certificates, and where its revocations are published.
 #[derive(Debug, Clone, Deserialize)]
@@ -278,6 +227,9 @@ pub struct Retention {
     /// a case's history is looked into.
     #[serde(default = "default_trace_retention")]
     pub trace_secs: u64,
+    /// The evidence files of closed problem groups (their history keeps each file's digest).
+    #[serde(default = "default_trace_retention")]
+    pub problem_evidence_secs: u64,
     #[serde(default = "default_prune_interval")]
     pub prune_interval_secs: u64,
 }
@@ -305,6 +257,7 @@ impl Default for Retention {
             dead_letter_secs: default_dead_letter_retention(),
             inbox_secs: default_inbox_retention(),
             trace_secs: default_trace_retention(),
+            problem_evidence_secs: default_trace_retention(),
             prune_interval_secs: default_prune_interval(),
         }
     }
@@ -422,7 +375,7 @@ impl Settings {
                     bail!("ops: {} does not exist", p.display());
                 }
             }
-            ops.limits.to_limits("[ops]")?;
+            ops.limits.to_limits("[ops]").map_err(anyhow::Error::msg)?;
         }
         if self.retention.prune_interval_secs == 0 {
             bail!("retention.prune_interval_secs must be at least 1");

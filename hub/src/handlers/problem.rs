@@ -126,8 +126,7 @@ async fn open_if_new(
     if let Some(running) = problems::unfinished(conn, identity).await? {
         // Records found after the group opened join it.
         let Some(group) = problems::lock(conn, running).await? else { return Ok(vec![]) };
-        let mut joining: Vec<Member> = candidates.iter().map(workflow::member_of).collect();
-        joining.retain(|m| group.member(m.province, &m.student_id).is_none());
+        let joining = candidates.iter().map(workflow::member_of).collect();
         let Some((g, effects)) = workflow::join(&group, joining, now) else { return Ok(vec![]) };
         problems::save_with_members(conn, &g).await?;
         return materialize(conn, &g, effects, now).await;
@@ -177,9 +176,7 @@ pub async fn deduplicate(
         if by_identity.contains_key(&identity) {
             continue;
         }
-        let sex = serde_json::to_value(e.summary.sex)?.as_str().unwrap_or_default().to_owned();
-        let same =
-            crate::store::index::by_name_sex_birth(conn, e.summary.name.as_ref(), &sex, e.summary.birth_date).await?;
+        let same = same_name_sex_birth(conn, &e.summary).await?;
         by_identity.insert(identity, (kind, same.iter().map(candidate).collect()));
     }
     for (identity, (kind, candidates)) in &by_identity {
@@ -198,6 +195,12 @@ pub async fn deduplicate(
         replies.extend(open_if_new(conn, ProblemKind::IdDuplicate, &identity, &candidates, now).await?);
     }
     Ok(replies)
+}
+
+/// The index records without a resident ID that share `s`'s name, sex and birth date.
+async fn same_name_sex_birth(conn: &mut PgConnection, s: &StudentSummary) -> Result<Vec<IndexEntry>> {
+    let sex = serde_json::to_value(s.sex)?.as_str().unwrap_or_default().to_owned();
+    crate::store::index::by_name_sex_birth(conn, s.name.as_ref(), &sex, s.birth_date).await
 }
 
 /// `problem.result`: a province's approved handling of one of its records.
@@ -259,11 +262,7 @@ async fn relapse(conn: &mut PgConnection, m: &Member, now: DateTime<Utc>) -> Res
         Some(n) if kind == ProblemKind::IdDuplicate => {
             crate::store::index::by_resident_ids(conn, &[n.to_owned()]).await?
         }
-        _ => {
-            let sex = serde_json::to_value(entry.summary.sex)?.as_str().unwrap_or_default().to_owned();
-            crate::store::index::by_name_sex_birth(conn, entry.summary.name.as_ref(), &sex, entry.summary.birth_date)
-                .await?
-        }
+        _ => same_name_sex_birth(conn, &entry.summary).await?,
     };
     let mut candidates: Vec<Candidate> =
         others.iter().filter(|o| o.summary.student_id != entry.summary.student_id).map(candidate).collect();

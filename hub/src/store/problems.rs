@@ -56,9 +56,16 @@ pub async fn insert(conn: &mut PgConnection, g: &Group) -> Result<()> {
     .bind(serde_json::to_value(g)?)
     .execute(&mut *conn)
     .await?;
+    insert_members(conn, g).await
+}
+
+/// Writes the rows of members the table does not hold yet (all of a new group's; those that
+/// joined a running one).
+async fn insert_members(conn: &mut PgConnection, g: &Group) -> Result<()> {
     for (i, m) in g.members.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO problem_member (group_id, ordinal, province, student_id, state) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO problem_member (group_id, ordinal, province, student_id, state) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (group_id, ordinal) DO NOTHING",
         )
         .bind(g.id.uuid())
         .bind(i32::try_from(i).unwrap_or(i32::MAX))
@@ -104,19 +111,7 @@ pub async fn save(conn: &mut PgConnection, g: &Group) -> Result<()> {
 /// # Errors
 /// Database errors.
 pub async fn save_with_members(conn: &mut PgConnection, g: &Group) -> Result<()> {
-    for (i, m) in g.members.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO problem_member (group_id, ordinal, province, student_id, state) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (group_id, ordinal) DO NOTHING",
-        )
-        .bind(g.id.uuid())
-        .bind(i32::try_from(i).unwrap_or(i32::MAX))
-        .bind(m.province.code())
-        .bind(m.student_id.as_ref())
-        .bind(wire_text(&m.state))
-        .execute(&mut *conn)
-        .await?;
-    }
+    insert_members(conn, g).await?;
     save(conn, g).await
 }
 

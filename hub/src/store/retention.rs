@@ -13,6 +13,7 @@ pub struct Pruned {
     pub dead_letters: u64,
     pub inbox: u64,
     pub trace: u64,
+    pub problem_evidence: u64,
 }
 
 async fn in_batches(conn: &mut PgConnection, sql: &'static str, before: DateTime<Utc>) -> sqlx::Result<u64> {
@@ -71,6 +72,23 @@ pub async fn inbox(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Resu
         conn,
         "DELETE FROM inbox WHERE (sender, message_id) IN
            (SELECT sender, message_id FROM inbox WHERE received_at < $1 LIMIT $2)",
+        before,
+    )
+    .await
+}
+
+/// The evidence files of problem groups that closed before `before` (the groups, their records
+/// and history stay: they settle what the national de-duplication finds again, and the
+/// history keeps each file's name, size and SHA-256).
+///
+/// # Errors
+/// Database errors.
+pub async fn problem_evidence(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    in_batches(
+        conn,
+        "DELETE FROM problem_evidence WHERE (group_id, sha256) IN
+           (SELECT e.group_id, e.sha256 FROM problem_evidence e JOIN problem_group g USING (group_id)
+            WHERE g.state = 'closed' AND g.closed_at < $1 LIMIT $2)",
         before,
     )
     .await

@@ -553,14 +553,11 @@ fn admission_refuses_each_broken_rule_with_its_code() {
     let (code, detail) = admit(&a, &rules()).unwrap_err();
     assert!(code == ErrorCode::InFlight && detail.contains("cancelled"), "{detail}");
 
-    // An unfinished problem group blocks a transfer whatever its kind, and it is named before
-    // the open business the group itself is.
-    use schemas::messages::ProblemKind;
-    a.problem = Some(ProblemKind::IdNameMismatch);
-    assert_eq!(refusal_code(&a), ErrorCode::ProblemRecord);
-    let mut a = good.clone();
-    a.problem = Some(ProblemKind::IdDuplicate);
-    assert_eq!(refusal_code(&a), ErrorCode::ProblemRecord);
+    // An unfinished problem group blocks a transfer whatever its kind, before any open business.
+    for kind in [schemas::messages::ProblemKind::IdNameMismatch, schemas::messages::ProblemKind::IdDuplicate] {
+        a.problem = Some(kind);
+        assert_eq!(refusal_code(&a), ErrorCode::ProblemRecord);
+    }
 }
 
 #[test]
@@ -588,4 +585,14 @@ fn admission_checks_the_evidence_and_the_enrollment_rules() {
     assert_eq!(refusal_code(&a), ErrorCode::NotPermitted);
     a.enrollment_permitted = true;
     assert!(admit(&a, &rules()).is_ok());
+
+    // R35: a post-graduation enrollment is refused for a duplicate problem record, not for a
+    // failed authentication.
+    use schemas::messages::ProblemKind;
+    a.problem = Some(ProblemKind::IdNameMismatch);
+    assert!(admit(&a, &rules()).is_ok(), "an authentication problem does not block an enrollment");
+    for duplicate in [ProblemKind::IdDuplicate, ProblemKind::NameSexBirthDuplicate] {
+        a.problem = Some(duplicate);
+        assert_eq!(refusal_code(&a), ErrorCode::ProblemRecord);
+    }
 }
