@@ -15,6 +15,7 @@ pub use certs::failpoint;
 pub mod identity;
 pub mod link;
 pub mod runner;
+pub mod sequence;
 pub mod simulate;
 pub mod store;
 pub mod webhook;

@@ -223,6 +223,44 @@ impl Link {
         Ok(())
     }
 
+    /// An organization-code record: passed on in the province's sequence only; after a gap the
+    /// missing records are asked for again (the hub sends everything after the last one passed
+    /// on) and this one waits for that resend.
+    async fn receive_orgcode(&self, d: lapin::message::Delivery, id: &str, kind: &str, sequence: u64) -> Result<()> {
+        let received = store::Received {
+            message_id: id,
+            message_type: kind,
+            case_id: None,
+            correlation_id: None,
+            body: &d.data,
+            parse_error: None,
+        };
+        let me = self.me;
+        let outcome = crate::sequence::receive_sequenced(&self.pool, &received, sequence, |after| {
+            let body = schemas::Body::OrgcodeResend(schemas::messages::OrgcodeResend { after });
+            let reply = schemas::Envelope::new(me, Party::Hub, body);
+            (reply.message_id.to_string(), reply.message_type().as_str().to_owned(), codec::to_xml(&reply).into_bytes())
+        })
+        .await?;
+        failpoint::pass(failpoint::INBOUND_AFTER_COMMIT);
+        d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge an organization-code record")?;
+        match outcome {
+            crate::sequence::Sequenced::Next => {
+                metrics::counter!("adapter_messages_received_total").increment(1);
+                info!(message_id = %id, message_type = %kind, sequence, "Received from the hub.");
+            }
+            crate::sequence::Sequenced::Again => {}
+            crate::sequence::Sequenced::Gap { after, asked } => {
+                warn!(message_id = %id, sequence, after, asked, "Organization-code record after a gap: the missing ones are asked for again.");
+                metrics::counter!("adapter_orgcode_gaps_total").increment(1);
+                if asked {
+                    self.state.wake.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Stores one delivery, then acknowledges it.
     async fn receive(&self, d: lapin::message::Delivery) -> Result<()> {
         let user_id = d.properties.user_id().as_ref().map(|u| u.as_str().to_owned());
@@ -274,6 +312,12 @@ impl Link {
             && error.is_none()
         {
             return self.replay(d, env, req.since).await;
+        }
+        if let Ok(env) = &parsed
+            && let schemas::Body::OrgcodeChange(change) = &env.body
+            && error.is_none()
+        {
+            return self.receive_orgcode(d, &id, &kind, change.sequence).await;
         }
         let new = store::receive(
             &self.pool,

@@ -133,6 +133,13 @@ enum Command {
         /// it leaves them unanswered, to people).
         #[arg(long, value_parser = ["attest", "delete"])]
         problem_mode: Option<String>,
+        /// How long its registrars take to confirm an organization-code change (确认变动), at
+        /// least, in milliseconds; with --orgcode-confirm-max-ms. Unset: left to people.
+        #[arg(long)]
+        orgcode_confirm_min_ms: Option<u64>,
+        /// … and at most, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        orgcode_confirm_max_ms: u64,
         /// Print the schools of this province and its peers as the hub's registry CSV (for
         /// `hub schools load`) and exit, instead of running.
         #[arg(long)]
@@ -264,6 +271,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             evidence_bytes,
             archive_attachment_bytes,
             problem_mode,
+            orgcode_confirm_min_ms,
+            orgcode_confirm_max_ms,
             export_schools,
         } => {
             let province = schemas::ids::ProvinceCode::parse(&province)?;
@@ -272,10 +281,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 .map(|p| schemas::ids::ProvinceCode::parse(p).map(|p| (p, peer_students)))
                 .collect::<Result<Vec<_>, _>>()?;
             if export_schools {
-                println!("code,province,name,active");
+                println!("code,province,name,active,department");
                 for (p, n) in std::iter::once((province, students)).chain(peers.iter().copied()) {
                     for s in adapters::simulate::data::generate(p, n, seed).schools {
-                        println!("{},{},{},true", s.code, p.code(), s.name);
+                        println!("{},{},{},true,{}", s.code, p.code(), s.name, s.department);
                     }
                 }
                 return Ok(());
@@ -301,6 +310,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             opts.problem_mode = problem_mode.as_deref().map(|m| match m {
                 "attest" => schemas::messages::HandlingMode::Attest,
                 _ => schemas::messages::HandlingMode::Delete,
+            });
+            opts.orgcode_confirm = orgcode_confirm_min_ms.map(|lo| {
+                let ms = std::time::Duration::from_millis;
+                (ms(lo), ms(orgcode_confirm_max_ms.max(lo)))
             });
             runtime.block_on(async {
                 let sim = adapters::simulate::Simulator::open(opts).await?;

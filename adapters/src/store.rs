@@ -33,7 +33,7 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
     Ok(pool)
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -466,7 +466,7 @@ pub async fn prune(pool: &SqlitePool, days: u32) -> Result<u64> {
 }
 
 /// Queues a message the adapter itself sends (a replay request or its answer): (id, type, XML).
-async fn queue_own(
+pub(crate) async fn queue_own(
     tx: &mut sqlx::SqliteConnection,
     (message_id, message_type, body): (String, String, Vec<u8>),
     t: &str,

@@ -6,8 +6,10 @@ use schemas::ids::{ProvinceCode, SchoolCode};
 
 use crate::store::schools::School;
 
-/// Parses a CSV file with the header `code,province,name[,active[,code_usable_from]]` (RFC
-/// 4180: a name with a comma or a quote is quoted). Every code is validated.
+/// Parses a CSV file with the header `code,province,name` and optional columns `active`,
+/// `code_usable_from`, `department` (the supervising department's 12-digit code) and `stages`
+/// (`PRIMARY JUNIOR SENIOR`, space-separated), in any order (RFC 4180: a name with a comma or a
+/// quote is quoted). Every code is validated.
 ///
 /// # Errors
 /// The first bad row, with its line and the field at fault.
@@ -19,6 +21,7 @@ pub fn read_csv(text: &str) -> Result<Vec<School>> {
         bail!("the first line must be the header code,province,name[,active[,code_usable_from]], not {headers:?}");
     };
     let (active_at, from_at) = (column("active"), column("code_usable_from"));
+    let (department_at, stages_at) = (column("department"), column("stages"));
     let mut out = Vec::new();
     for record in reader.records() {
         let record = record.context("unreadable CSV")?;
@@ -42,12 +45,25 @@ pub fn read_csv(text: &str) -> Result<Vec<School>> {
                 format!("{}: `{t}` is not an RFC 3339 time such as 2026-09-01T00:00:00+08:00", at("code_usable_from"))
             })?),
         };
+        let department = match get(department_at) {
+            "" => None,
+            d => Some(schemas::ids::DivisionCode::parse(d).with_context(|| at("department"))?.to_string()),
+        };
+        let mut stages = Vec::new();
+        for s in get(stages_at).split_whitespace() {
+            let stage = schemas::ids::Stage::try_from(s.to_owned())
+                .map_err(anyhow::Error::msg)
+                .with_context(|| at("stages"))?;
+            stages.push(stage.as_str().to_owned());
+        }
         out.push(School {
             code: code.to_string(),
             province: province.code().to_owned(),
             name: name.to_owned(),
             active,
             code_usable_from,
+            department,
+            stages,
         });
     }
     Ok(out)
@@ -74,6 +90,12 @@ mod tests {
         let bad =
             read_csv("code,province,name,active,code_usable_from\n3137000456,37,x,true,2026-13-01\n").unwrap_err();
         assert!(format!("{bad:#}").contains("line 2, field `code_usable_from`"), "{bad:#}");
+        let with =
+            read_csv("code,province,name,department,stages\n3137000456,37,x,370202000000,PRIMARY JUNIOR\n").unwrap();
+        assert_eq!(with[0].department.as_deref(), Some("370202000000"));
+        assert_eq!(with[0].stages, vec!["PRIMARY", "JUNIOR"]);
+        assert!(read_csv("code,province,name,department\n3137000456,37,x,37020200000\n").is_err());
+        assert!(read_csv("code,province,name,stages\n3137000456,37,x,KINDERGARTEN\n").is_err());
         let bad = read_csv("code,province,name,active\n3137000456,37,x,yes\n").unwrap_err();
         assert!(format!("{bad:#}").contains("field `active`"), "{bad:#}");
     }

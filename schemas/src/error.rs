@@ -119,6 +119,17 @@ error_codes! {
     /// The approvals do not follow the province's configured chain for this mode.
     Approvals = "E_APPROVALS", "审核记录与本省该处理方式的审核层级不符", "the approvals do not match the province's chain for this mode";
 
+    // --- Organization codes (domain.md §D). ---
+    /// No such change record for the sender's province.
+    ChangeNotFound = "E_CHANGE_NOT_FOUND", "机构代码变动记录不存在", "no such organization-code change for this province";
+    /// An earlier change of the same unit has not been confirmed yet.
+    ChangeOrder = "E_CHANGE_ORDER", "同一机构的前一条变动尚未确认,请按顺序确认", "an earlier change of this unit awaits confirmation; confirm in order";
+    /// The school has a confirmed revocation (or of the target stage) waiting: no new business
+    /// may name it as receiving school (domain.md G-7).
+    SchoolRevoking = "E_SCHOOL_REVOKING", "学校(或该教育阶段)撤销已确认,不能作为转入学校发起新业务", "the school (or this stage) is being revoked; it cannot receive new business";
+    /// A batch id and version loaded before with different content.
+    BatchConflict = "E_BATCH_CONFLICT", "同一批次编号和版本已载入不同内容", "this batch id and version were loaded with different content";
+
     // --- Local API of the adapter. ---
     /// No message with this id here.
     MessageNotFound = "E_MESSAGE_NOT_FOUND", "消息不存在", "no such message";

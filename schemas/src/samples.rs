@@ -145,6 +145,26 @@ fn group_id() -> CaseId {
     parse("0193a5c2-7b1e-7c3d-9f10-3a4b6c8d0e2f")
 }
 
+fn change_id() -> CaseId {
+    parse("0193a5c2-7b1e-7c3d-9f10-4a4b6c8d0e3f")
+}
+
+/// 四川 revokes one of its schools (its students have moved, its business has ended).
+fn revoked_school() -> OrgRecord {
+    OrgRecord {
+        action: ChangeAction::Revoke,
+        department: None,
+        school: Some(SchoolUnit {
+            code: parse("3151000123"),
+            name: text("成都市武侯区示范小学"),
+            department: parse("510107000000"),
+            stage: UpTo::new(vec![crate::ids::Stage::Primary]).expect("one stage"),
+            code_usable_from: None,
+        }),
+        stage: None,
+    }
+}
+
 fn step_record() -> StepRecord {
     StepRecord {
         step: parse("IN_SCHOOL"),
@@ -241,6 +261,7 @@ pub fn body(t: MessageType) -> Body {
         MessageType::ReviewRequest => Body::ReviewRequest(ReviewRequest {
             step: parse("OUT_SCHOOL"),
             deadline: day("2026-12-07"),
+            department: Some(parse("510104000000")),
             case: CaseSummary {
                 business: Business::Transfer,
                 student_name: name(),
@@ -383,6 +404,35 @@ pub fn body(t: MessageType) -> Body {
             student_id: student(),
             reason: text("佐证有误,该生已不在本校就读。"),
         }),
+        MessageType::OrgcodeChange => Body::OrgcodeChange(OrgcodeChange {
+            sequence: 42,
+            change_id: change_id(),
+            batch_id: parse("SCHOOL-2026Q4"),
+            version: 1,
+            kind: UnitKind::School,
+            published_on: day("2026-10-08"),
+            confirm_by: parse("510107000000"),
+            record: revoked_school(),
+        }),
+        MessageType::OrgcodeConfirm => Body::OrgcodeConfirm(OrgcodeConfirm {
+            change_id: change_id(),
+            unit: parse("510107000000"),
+            reviewer: parse("孙科长"),
+        }),
+        MessageType::OrgcodeStatus => Body::OrgcodeStatus(OrgcodeStatus {
+            change_id: change_id(),
+            sequence: 42,
+            state: ChangeState::Confirmed,
+            blockers: Some(Blockers { business: 1, students: 12, schools: 0, departments: 0 }),
+        }),
+        MessageType::OrgcodeRevoked => Body::OrgcodeRevoked(OrgcodeRevoked {
+            change_id: change_id(),
+            sequence: 42,
+            record: revoked_school(),
+            revoked_at: at("2026-11-30T10:00:00Z"),
+            disable_accounts: true,
+        }),
+        MessageType::OrgcodeResend => Body::OrgcodeResend(OrgcodeResend { after: 40 }),
         MessageType::Error => Body::Error(ErrorReport::new(
             ErrorCode::StudentNotFound,
             Some(parse("0193a5c2-7b1e-7c3d-9f10-000000000001")),
@@ -400,11 +450,11 @@ fn route(t: MessageType) -> (Party, Party) {
         IndexUpsert | IndexRemove | LookupRequest | TransferApply | EnrollmentApply | EnrollmentPermit | CaseCancel
         | CaseQuery | ArchiveImported | ReplayRequest | ProblemResult => (sd, hub),
         VerifyResult | ReviewDecision | CaseReleased | ArchivePackage | ArchiveAttachment | ArchiveCommitted
-        | ProblemReprocess => (sc, hub),
+        | ProblemReprocess | OrgcodeConfirm | OrgcodeResend => (sc, hub),
         IndexResult | LookupResult | EnrollmentPermitted | CaseAccepted | CaseStatus | CaseClosed | CaseDetail
         | ArchiveDeliver | Error | ReplayResult | ProblemTask => (hub, sd),
         IndexResync | VerifyRequest | ReviewRequest | CaseReminder | CaseRelease | ArchiveRequest | ArchiveCommit
-        | ProblemRelay | ProblemStatus => (hub, sc),
+        | ProblemRelay | ProblemStatus | OrgcodeChange | OrgcodeStatus | OrgcodeRevoked => (hub, sc),
     }
 }
 
@@ -412,7 +462,8 @@ fn route(t: MessageType) -> (Party, Party) {
 pub fn envelope(t: MessageType) -> Envelope {
     let (sender, recipient) = route(t);
     let seq = MessageType::ALL.iter().position(|x| *x == t).expect("every type is listed") as u128;
-    let about_a_case = !matches!(t.family(), "index" | "lookup" | "error" | "transfer" | "enrollment" | "problem");
+    let about_a_case =
+        !matches!(t.family(), "index" | "lookup" | "error" | "transfer" | "enrollment" | "problem" | "orgcode");
     Envelope {
         message_id: MessageId::from_uuid(uuid::Uuid::from_u128(0x0193a5c2_7b1e_7c3d_9f10_000000000100 + seq)),
         sender,
@@ -499,6 +550,43 @@ pub fn variants() -> Vec<Envelope> {
             }),
             approval: approvals(),
             evidence: UpTo::new(vec![photo(), photo()]).expect("two files"),
+        }),
+    );
+    add(
+        MessageType::OrgcodeChange,
+        Body::OrgcodeChange(OrgcodeChange {
+            sequence: 1,
+            change_id: change_id(),
+            batch_id: parse("DIVISION-2026"),
+            version: 2,
+            kind: UnitKind::Division,
+            published_on: day("2026-09-15"),
+            confirm_by: parse("370000000000"),
+            record: OrgRecord {
+                action: ChangeAction::Add,
+                department: Some(Department {
+                    code: parse("370215000000"),
+                    name: text("青岛市新区教育和体育局"),
+                    level: DepartmentLevel::County,
+                    parent: Some(parse("370200000000")),
+                }),
+                school: None,
+                stage: None,
+            },
+        }),
+    );
+    add(
+        MessageType::OrgcodeRevoked,
+        Body::OrgcodeRevoked(OrgcodeRevoked {
+            change_id: change_id(),
+            sequence: 43,
+            record: OrgRecord {
+                action: ChangeAction::RevokeStage,
+                stage: Some(crate::ids::Stage::Primary),
+                ..revoked_school()
+            },
+            revoked_at: at("2026-11-30T10:00:00Z"),
+            disable_accounts: false,
         }),
     );
     add(MessageType::Error, Body::Error(ErrorReport::new(ErrorCode::Malformed, None, None)));

@@ -98,6 +98,8 @@ impl Hub {
                 name: format!("学校{code}"),
                 active: *active,
                 code_usable_from: *from,
+                department: Some(format!("{province}0101000000")),
+                stages: vec![],
             })
             .collect();
         let mut tx = self.pool.begin().await.unwrap();

@@ -35,6 +35,8 @@ impl TestBed {
                     name: s.name,
                     active: true,
                     code_usable_from: None,
+                    department: Some(s.department.to_string()),
+                    stages: vec![],
                 });
             }
         }

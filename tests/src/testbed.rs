@@ -231,6 +231,36 @@ max_message_bytes = {max_bytes}
         panic!("could not connect with {}: {:?}", creds.cert.display(), last);
     }
 
+    /// How many messages a queue of this test's vhost holds, as the management API reports it
+    /// (its statistics lag by a few seconds).
+    pub async fn queue_depth(&self, queue: &str) -> u64 {
+        // Test vhosts and queue names need no escaping.
+        let url = format!("{}/api/queues/{}/{queue}", self.env.mgmt_url.trim_end_matches('/'), self.id);
+        let info: serde_json::Value = reqwest::Client::new()
+            .get(&url)
+            .basic_auth(&self.env.mgmt_user, Some(&self.env.mgmt_password))
+            .send()
+            .await
+            .expect("management API")
+            .json()
+            .await
+            .expect("queue info");
+        info["messages"].as_u64().unwrap_or(0)
+    }
+
+    /// Empties a queue of this test's vhost through the management API: what an operator's
+    /// mistake, or a broker node lost with its disk, does to undelivered messages.
+    pub async fn purge_queue(&self, queue: &str) {
+        let url = format!("{}/api/queues/{}/{queue}/contents", self.env.mgmt_url.trim_end_matches('/'), self.id);
+        let resp = reqwest::Client::new()
+            .delete(&url)
+            .basic_auth(&self.env.mgmt_user, Some(&self.env.mgmt_password))
+            .send()
+            .await
+            .expect("management API");
+        assert!(resp.status().is_success(), "purge {queue}: {}", resp.status());
+    }
+
     /// The management API client.
     pub fn admin(&self) -> Admin {
         Admin::new(self.settings.broker.admin.as_ref().expect("admin settings")).expect("admin client")

@@ -116,6 +116,7 @@ fn province_may_send(t: MessageType) -> bool {
             | ReplayRequest
             | ProblemResult
             | ProblemReprocess
+            | OrgcodeConfirm
     )
 }
 

@@ -22,6 +22,8 @@ const GIVEN: &[&str] = &[
 pub struct School {
     pub code: SchoolCode,
     pub name: String,
+    /// 主管教育部门: one of the province's two county departments (`PP0101…`, `PP0102…`).
+    pub department: schemas::ids::DivisionCode,
 }
 
 /// The generated province.
@@ -44,6 +46,8 @@ pub fn generate(province: ProvinceCode, count: usize, seed: u64) -> Province {
         .map(|i| School {
             code: SchoolCode::parse(&format!("{}{:08}", province.code(), 10_000 + i)).expect("10 digits"),
             name: format!("{}第{}学校", province.name_zh(), i + 1),
+            department: schemas::ids::DivisionCode::parse(&format!("{}010{}000000", province.code(), 1 + i % 2))
+                .expect("12 digits"),
         })
         .collect();
     let mut seen = std::collections::HashSet::new();

@@ -76,6 +76,9 @@ pub struct Options {
     pub problem_mode: Option<schemas::messages::HandlingMode>,
     /// The approval levels its results carry (its chain).
     pub problem_levels: Vec<schemas::messages::Level>,
+    /// How long its registrars take to confirm an organization-code change, at least and at
+    /// most (None: they leave it to people).
+    pub orgcode_confirm: Option<(Duration, Duration)>,
 }
 
 impl Options {
@@ -101,6 +104,7 @@ impl Options {
             archive_attachment_bytes: 0,
             problem_mode: None,
             problem_levels: vec![schemas::messages::Level::School, schemas::messages::Level::Bureau],
+            orgcode_confirm: None,
         }
     }
 }
@@ -163,6 +167,7 @@ impl Simulator {
             self.look_up_planned().await?;
             self.drain_inbox().await?;
             self.decide_due_reviews().await?;
+            self.confirm_due_changes().await?;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = shutdown.changed() => return Ok(()),
@@ -353,6 +358,52 @@ impl Simulator {
         self.event("problem.result", &format!("group {}: {} {mode:?}", t.group_id, t.student_id)).await
     }
 
+    /// An organization-code change arrives (in sequence): recorded, and confirmed by the
+    /// department it names after the configured delay.
+    async fn orgcode_change(&self, c: &schemas::messages::OrgcodeChange) -> Result<()> {
+        let detail = format!(
+            "{} #{} {:?} {} (batch {} v{}), confirm by {}",
+            c.change_id,
+            c.sequence,
+            c.record.action,
+            c.record.unit_code(),
+            c.batch_id,
+            c.version,
+            c.confirm_by
+        );
+        self.event("orgcode.change", &detail).await?;
+        let Some((lo, hi)) = self.opts.orgcode_confirm else { return Ok(()) };
+        let wait = if hi > lo { self.rng.lock().expect("not poisoned").random_range(lo..=hi) } else { lo };
+        let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        sqlx::query("INSERT INTO pending_confirm (change_id, unit, due_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(c.change_id.to_string())
+            .bind(c.confirm_by.to_string())
+            .bind(due.to_rfc3339())
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Confirms the organization-code changes whose time has come.
+    async fn confirm_due_changes(&self) -> Result<()> {
+        let due: Vec<(String, String)> =
+            sqlx::query_as("SELECT change_id, unit FROM pending_confirm WHERE due_at <= ? ORDER BY due_at LIMIT 200")
+                .bind(Utc::now().to_rfc3339())
+                .fetch_all(&self.db)
+                .await?;
+        for (change, unit) in due {
+            let confirm = schemas::messages::OrgcodeConfirm {
+                change_id: change.parse()?,
+                unit: unit.parse()?,
+                reviewer: "模拟审核人".parse().expect("literal"),
+            };
+            self.submit(Body::OrgcodeConfirm(confirm), None).await?;
+            sqlx::query("DELETE FROM pending_confirm WHERE change_id = ?").bind(&change).execute(&self.db).await?;
+            self.event("orgcode.confirm", &format!("{change} by {unit}")).await?;
+        }
+        Ok(())
+    }
+
     async fn handle(&self, env: Envelope) -> Result<()> {
         let case = env.case_id;
         match env.body {
@@ -452,6 +503,24 @@ impl Simulator {
             }
             Body::ArchiveCommit(_) => self.commit(case.context("archive.commit without a case")?).await,
             Body::ProblemTask(t) => self.problem_task(&t).await,
+            Body::OrgcodeChange(c) => self.orgcode_change(&c).await,
+            Body::OrgcodeStatus(st) => {
+                let blockers = st.blockers.map(|b| format!(", blockers {b:?}")).unwrap_or_default();
+                self.event("orgcode.status", &format!("{} #{} {:?}{blockers}", st.change_id, st.sequence, st.state))
+                    .await
+            }
+            Body::OrgcodeRevoked(r) => {
+                // The unit's accounts are disabled now (a real system would do it here).
+                let stage = r.record.stage.map(|s| format!(" stage {}", s.as_str())).unwrap_or_default();
+                let detail = format!(
+                    "{} #{} {}{stage}, accounts disabled: {}",
+                    r.change_id,
+                    r.sequence,
+                    r.record.unit_code(),
+                    r.disable_accounts
+                );
+                self.event("orgcode.revoked", &detail).await
+            }
             Body::ProblemRelay(r) => {
                 let detail = format!("group {}: {}:{} {:?}", r.group_id, r.province.code(), r.student_id, r.mode);
                 self.event("problem.relay", &detail).await

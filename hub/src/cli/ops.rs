@@ -151,6 +151,30 @@ enum OpsCommand {
         /// The JSON file.
         file: PathBuf,
     },
+    /// Loads an organization-code batch (机构代码变动批次) from a JSON file (national-office
+    /// certificate only; format in the README): its records go to their provinces. The same
+    /// batch again changes nothing; other content under the same id and version is refused.
+    LoadBatch {
+        /// The JSON file.
+        file: PathBuf,
+    },
+    /// Organization-code batches, newest first, with each province's records by state.
+    Batches {
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// One batch's records (every version), by province and sequence.
+    Batch {
+        /// The batch id.
+        id: String,
+    },
+    /// Confirmed revocations still waiting, oldest first, with their blockers and age.
+    Revocations,
+    /// One organization-code record: its state, history and blockers.
+    Change {
+        /// The change id (UUID).
+        id: uuid::Uuid,
+    },
     /// The audit trail (of one case, or all), newest first.
     Audit {
         /// Only this case.
@@ -182,6 +206,18 @@ const MESSAGE_COLUMNS: &[Column] = &[
     ("OUTCOME", "/outcome"),
     ("CODE", "/code"),
     ("SENT", "/sentAt"),
+];
+
+const CHANGE_COLUMNS: &[Column] = &[
+    ("CHANGE", "/changeId"),
+    ("VERSION", "/version"),
+    ("PROVINCE", "/province"),
+    ("SEQ", "/sequence"),
+    ("ACTION", "/action"),
+    ("UNIT", "/unit"),
+    ("STAGE", "/stage"),
+    ("CONFIRM BY", "/confirmBy"),
+    ("STATE", "/state"),
 ];
 
 const PROBLEM_COLUMNS: &[Column] = &[
@@ -253,6 +289,16 @@ pub(super) async fn run(args: OpsArgs, format: Format) -> Result<()> {
                 serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
             (client.post(paths::PROBLEMS, &body).await?, None)
         }
+        OpsCommand::LoadBatch { file } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("Failed to read {}", file.display()))?;
+            let body: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+            (client.post(paths::ORGCODE_BATCHES, &body).await?, None)
+        }
+        OpsCommand::Batches { paging } => (client.get(paths::ORGCODE_BATCHES, &paging.query()).await?, Some(*paging)),
+        OpsCommand::Batch { id } => (client.get(&paths::orgcode_batch(id), &[]).await?, None),
+        OpsCommand::Revocations => (client.get(paths::ORGCODE_REVOCATIONS, &[]).await?, None),
+        OpsCommand::Change { id } => (client.get(&paths::orgcode_change(&id.to_string()), &[]).await?, None),
         OpsCommand::Audit { case, paging } => {
             let mut q = paging.query();
             q.extend(case.iter().map(|c| ("case", c.to_string())));
@@ -366,6 +412,73 @@ fn render(command: &OpsCommand, body: &serde_json::Value) -> String {
             ],
         ),
         OpsCommand::Problems { .. } => output::table(rows, PROBLEM_COLUMNS),
+        OpsCommand::Batches { .. } => output::table(
+            rows,
+            &[
+                ("BATCH", "/batchId"),
+                ("VERSION", "/version"),
+                ("KIND", "/kind"),
+                ("PUBLISHED", "/publishedOn"),
+                ("RECORDS", "/records"),
+                ("LOADED", "/loadedAt"),
+                ("PROGRESS", "/progress"),
+            ],
+        ),
+        OpsCommand::Batch { .. } => output::table(rows, CHANGE_COLUMNS),
+        OpsCommand::Revocations => output::table(
+            rows,
+            &[
+                ("CHANGE", "/change/changeId"),
+                ("PROVINCE", "/change/province"),
+                ("ACTION", "/change/action"),
+                ("UNIT", "/change/unit"),
+                ("STAGE", "/change/stage"),
+                ("WAITING S", "/waitingSeconds"),
+                ("BUSINESS", "/blockers/business"),
+                ("STUDENTS", "/blockers/students"),
+                ("SCHOOLS", "/blockers/schools"),
+                ("DEPTS", "/blockers/departments"),
+            ],
+        ),
+        OpsCommand::Change { .. } => {
+            let mut out = output::fields(
+                body,
+                &[
+                    ("change", "/change/changeId"),
+                    ("batch", "/change/batchId"),
+                    ("version", "/change/version"),
+                    ("province", "/change/province"),
+                    ("sequence", "/change/sequence"),
+                    ("action", "/change/action"),
+                    ("unit", "/change/unit"),
+                    ("stage", "/change/stage"),
+                    ("confirm by", "/change/confirmBy"),
+                    ("state", "/change/state"),
+                    ("confirmed by", "/change/confirmedBy"),
+                    ("blockers", "/blockers"),
+                ],
+            );
+            out.push_str("\nBlocking business\n");
+            let business = body.get("business").map(output::rows).unwrap_or_default();
+            out.push_str(&output::table(
+                business,
+                &[("BUSINESS", "/business"), ("ID", "/businessId"), ("STUDENT", "/studentId"), ("SINCE", "/openedAt")],
+            ));
+            out.push_str("\nHistory\n");
+            let events = body.get("events").map(output::rows).unwrap_or_default();
+            out.push_str(&output::table(events, &[("AT", "/at"), ("WHAT", "/what"), ("DETAIL", "/detail")]));
+            out
+        }
+        OpsCommand::LoadBatch { .. } => {
+            if body["unchanged"] == true {
+                format!("batch {} version {} was loaded before; nothing changed\n", body["batchId"], body["version"])
+            } else {
+                format!(
+                    "batch {} version {} loaded: {} records sent (audit entry {})\n",
+                    body["batchId"], body["version"], body["records"], body["auditId"]
+                )
+            }
+        }
         OpsCommand::Arbitrations => output::table(
             rows,
             &[

@@ -18,7 +18,7 @@ use super::{Effects, refuse};
 use crate::context::Context;
 use crate::outgoing::Reply;
 use crate::store::timers::Owner;
-use crate::store::{self, cases, permissions, register, schools, timers};
+use crate::store::{self, cases, orgcodes, permissions, register, schools, timers};
 use crate::workflow::case::{
     self as workflow, Admission, Case, CaseTimer, Effect, Event, OpenBusiness, OperatorAction, SchoolFact, Transition,
 };
@@ -56,7 +56,15 @@ pub fn timer_of(kind: &str) -> Option<CaseTimer> {
 }
 
 fn school_fact(s: schools::School) -> SchoolFact {
-    SchoolFact { name: s.name, province: s.province, active: s.active, code_usable_from: s.code_usable_from }
+    SchoolFact::new(s.name, s.province, s.active, s.code_usable_from)
+}
+
+/// The applying school as admission judges it: with the revocations about it (G-7).
+async fn receiving_school(conn: &mut PgConnection, code: &str) -> Result<Option<SchoolFact>> {
+    let Some(s) = schools::get(conn, code).await? else { return Ok(None) };
+    let (revoking, revoking_stages) = orgcodes::revoking(conn, code).await?;
+    let revoked_stages = orgcodes::revoked_stages(conn, code).await?;
+    Ok(Some(SchoolFact { revoking, revoking_stages, revoked_stages, ..school_fact(s) }))
 }
 
 /// An application (转学申请 / 就学申请): the facts gathered, admitted or refused, then a case
@@ -75,7 +83,7 @@ pub async fn apply(
     now: DateTime<Utc>,
 ) -> Result<Effects> {
     let from = Party::Province(sender);
-    let in_school = schools::get(conn, app.school.as_ref()).await?.map(school_fact);
+    let in_school = receiving_school(conn, app.school.as_ref()).await?;
     let enrollment_permitted =
         business == Business::Enrollment && permissions::is_permitted(conn, app.school.as_ref()).await?;
     let entry = store::index::by_student_id(conn, app.student_id.as_ref()).await?;
@@ -114,12 +122,15 @@ pub async fn apply(
     };
 
     let case_id = CaseId::from_uuid(Uuid::new_v5(&CASE_NAMESPACE, env.message_id.uuid().as_bytes()));
+    let schools = vec![facts.in_school.to_string(), facts.out_school.to_string()];
+    // A division's revocation waits for the business of its schools too.
+    let divisions = orgcodes::departments_of(conn, &schools).await?;
     let held = register::Entry {
         student_id: facts.student_id.as_ref(),
         business: business_name(business),
         business_id: case_id.uuid(),
-        schools: vec![facts.in_school.to_string(), facts.out_school.to_string()],
-        divisions: vec![],
+        schools,
+        divisions,
     };
     if !register::open(conn, &held).await? {
         // A concurrent application for the same student committed since the facts were read.
@@ -227,6 +238,7 @@ async fn materialize(
 ) -> Result<Effects> {
     let to = |p: ProvinceCode, body: Body| Reply { recipient: Party::Province(p), case_id: Some(case.id), body };
     let mut out = Effects::default();
+    let mut released = false;
     for effect in effects {
         match effect {
             Effect::Send { to: recipient, body } => out.replies.push(to(recipient, body)),
@@ -239,7 +251,14 @@ async fn materialize(
                 }
                 let mut summary = request.case;
                 summary.evidence = UpTo::new(evidence).map_err(anyhow::Error::msg)?;
-                let body = ReviewRequest { step: request.step, deadline: request.deadline, case: summary };
+                // Routed by the school's supervising department as it is now, when the step
+                // starts (domain.md D.6).
+                let school = match request.step.side {
+                    schemas::messages::Side::In => &case.facts.in_school,
+                    schemas::messages::Side::Out => &case.facts.out_school,
+                };
+                let department = orgcodes::department_of(conn, school.as_ref()).await?;
+                let body = ReviewRequest { step: request.step, deadline: request.deadline, department, case: summary };
                 out.replies.push(to(recipient, Body::ReviewRequest(body)));
             }
             Effect::DeliverArchive { to: recipient, package, target_grade, in_school } => {
@@ -280,7 +299,8 @@ async fn materialize(
             }
             Effect::Disarm => timers::cancel_all(conn, owner(case.id)).await?,
             Effect::EndOpenBusiness => {
-                register::close(conn, business_name(case.facts.business), case.id.uuid()).await?
+                register::close(conn, business_name(case.facts.business), case.id.uuid()).await?;
+                released = true;
             }
             Effect::IndexDisputed { province, student } => {
                 if store::index::dispute(conn, province.code(), student.as_ref(), case.id.uuid(), now).await? {
@@ -296,6 +316,12 @@ async fn materialize(
                 }
             }
         }
+    }
+    if released {
+        // After every effect (the index move included): a revocation this case blocked last
+        // executes in this transaction.
+        let provinces = [case.facts.in_province, case.facts.out_province];
+        out.replies.extend(super::orgcode::settle(conn, &provinces, now).await?);
     }
     Ok(out)
 }

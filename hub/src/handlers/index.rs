@@ -71,11 +71,21 @@ pub async fn upsert(
     store::index::upsert(conn, &changed).await?;
     let mut effects = result(sender, applied, stale, conflicting);
     effects.replies.extend(super::problem::deduplicate(conn, &changed, &conflicts, now).await?);
+    if applied > 0 {
+        // Students who left a school (or its stage) may have been a revocation's last blocker
+        // (学生学籍转移 is the province's own business; the hub sees it here).
+        effects.replies.extend(super::orgcode::settle(conn, &[sender], now).await?);
+    }
     Ok(effects)
 }
 
 /// Removes students the sender holds.
-pub async fn remove(conn: &mut PgConnection, sender: ProvinceCode, batch: &IndexRemove) -> Result<Effects> {
+pub async fn remove(
+    conn: &mut PgConnection,
+    sender: ProvinceCode,
+    batch: &IndexRemove,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Effects> {
     let mut current = lock_entries(conn, batch.entry.items().iter().map(|e| e.student_id.to_string())).await?;
     let mut gone = Vec::new();
     let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
@@ -92,7 +102,11 @@ pub async fn remove(conn: &mut PgConnection, sender: ProvinceCode, batch: &Index
         }
     }
     store::index::delete(conn, &gone).await?;
-    Ok(result(sender, applied, stale, conflicting))
+    let mut effects = result(sender, applied, stale, conflicting);
+    if applied > 0 {
+        effects.replies.extend(super::orgcode::settle(conn, &[sender], now).await?);
+    }
+    Ok(effects)
 }
 
 /// Answers from the index; reads only.

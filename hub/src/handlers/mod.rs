@@ -9,6 +9,7 @@
 pub mod case;
 pub mod delivery;
 mod index;
+pub mod orgcode;
 pub mod problem;
 
 use anyhow::Result;
@@ -43,7 +44,7 @@ pub async fn dispatch(
     let sender = Party::Province(province);
     match &env.body {
         Body::IndexUpsert(batch) => index::upsert(conn, province, batch, now).await,
-        Body::IndexRemove(batch) => index::remove(conn, province, batch).await,
+        Body::IndexRemove(batch) => index::remove(conn, province, batch, now).await,
         Body::LookupRequest(req) => index::lookup(conn, ctx, sender, req).await,
         Body::TransferApply(app) => case::apply(conn, ctx, env, province, app, Business::Transfer, now).await,
         Body::EnrollmentApply(app) => case::apply(conn, ctx, env, province, app, Business::Enrollment, now).await,
@@ -53,6 +54,8 @@ pub async fn dispatch(
         Body::ReplayResult(r) => Ok(delivery::replayed(sender, r)),
         Body::ProblemResult(r) => problem::result(conn, ctx, env, province, r, now).await,
         Body::ProblemReprocess(r) => problem::reprocess(conn, env, province, r, now).await,
+        Body::OrgcodeConfirm(c) => orgcode::confirm(conn, env, province, c, now).await,
+        Body::OrgcodeResend(r) => orgcode::resend(conn, province, r).await,
         Body::VerifyResult(_)
         | Body::ReviewDecision(_)
         | Body::CaseCancel(_)
@@ -81,6 +84,9 @@ pub async fn dispatch(
         | Body::ProblemTask(_)
         | Body::ProblemRelay(_)
         | Body::ProblemStatus(_)
+        | Body::OrgcodeChange(_)
+        | Body::OrgcodeStatus(_)
+        | Body::OrgcodeRevoked(_)
         | Body::Error(_) => {
             let detail = format!("{} is sent by the hub, never to it", env.message_type());
             Ok(refuse(sender, env, ErrorCode::Unexpected, &detail))
@@ -111,6 +117,10 @@ pub enum Timer {
     ProblemHold {
         group: schemas::CaseId,
     },
+    /// A waiting revocation counts its blockers again.
+    OrgcodeRecheck {
+        change: schemas::CaseId,
+    },
 }
 
 impl Timer {
@@ -121,6 +131,9 @@ impl Timer {
                 .map(|timer| Timer::Case { case: schemas::CaseId::from_uuid(due.owner_id), timer }),
             problem::OWNER if due.kind == problem::HOLD_TIMER => {
                 Some(Timer::ProblemHold { group: schemas::CaseId::from_uuid(due.owner_id) })
+            }
+            orgcode::OWNER if due.kind == orgcode::RECHECK_TIMER => {
+                Some(Timer::OrgcodeRecheck { change: schemas::CaseId::from_uuid(due.owner_id) })
             }
             _ => None,
         }
@@ -141,5 +154,6 @@ pub async fn timer(
     match timer {
         Timer::Case { case, timer } => case::on_timer(conn, ctx, case, timer, now).await,
         Timer::ProblemHold { group } => problem::on_hold_timer(conn, group, now).await,
+        Timer::OrgcodeRecheck { change } => orgcode::on_recheck_timer(conn, change, now).await,
     }
 }

@@ -18,7 +18,7 @@ use super::{Effects, refuse};
 use crate::context::Context;
 use crate::outgoing::Reply;
 use crate::store::timers::Owner;
-use crate::store::{problems, register, timers};
+use crate::store::{orgcodes, problems, register, timers};
 use crate::workflow::index::IndexEntry;
 use crate::workflow::problem::{
     self as workflow, Candidate, Effect, Group, Handled, Member, Origin, Refusal, Settled, identity_of,
@@ -53,12 +53,14 @@ async fn hold(conn: &mut PgConnection, g: &Group) -> Result<bool> {
             Some(h) if h.business == OWNER && h.business_id == g.id.uuid() => {}
             Some(_) => all = false,
             None => {
+                let schools = vec![m.school.to_string()];
+                let divisions = orgcodes::departments_of(conn, &schools).await?;
                 let entry = register::Entry {
                     student_id: m.student_id.as_ref(),
                     business: OWNER,
                     business_id: g.id.uuid(),
-                    schools: vec![m.school.to_string()],
-                    divisions: vec![],
+                    schools,
+                    divisions,
                 };
                 all &= register::open(conn, &entry).await?;
             }
@@ -105,6 +107,9 @@ async fn materialize(
             Effect::Release => {
                 register::close(conn, OWNER, g.id.uuid()).await?;
                 timers::cancel_all(conn, owner(g.id)).await?;
+                // A revocation this group blocked last executes in this transaction.
+                let provinces: Vec<ProvinceCode> = g.members.iter().map(|m| m.province).collect();
+                replies.extend(super::orgcode::settle(conn, &provinces, now).await?);
             }
             Effect::Event { actor, what, detail } => {
                 problems::add_event(conn, g.id.uuid(), now, &actor, what, &detail).await?;

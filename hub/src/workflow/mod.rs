@@ -4,4 +4,5 @@
 pub mod calendar;
 pub mod case;
 pub mod index;
+pub mod orgcode;
 pub mod problem;

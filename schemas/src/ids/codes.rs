@@ -27,6 +27,35 @@ impl AsRef<str> for SchoolCode {
 
 string_id!(SchoolCode);
 
+/// Id of an organization-code batch (机构代码变动批次) as the national institution-code system
+/// names it: 1–40 characters of `A-Z a-z 0-9 . _ -`, e.g. `SCHOOL-2026Q4`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct BatchId(String);
+
+impl BatchId {
+    /// # Errors
+    /// Empty, longer than 40 characters, or another character.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let len = s.chars().count();
+        if !(1..=40).contains(&len) {
+            return Err(IdError::new(IdKind::BatchId, IdProblem::Length { expected: "1-40", found: len }));
+        }
+        if let Some(pos) = s.bytes().position(|b| !(b.is_ascii_alphanumeric() || b"._-".contains(&b))) {
+            return Err(IdError::new(IdKind::BatchId, IdProblem::Character { position: pos + 1 }));
+        }
+        Ok(BatchId(s.to_owned()))
+    }
+}
+
+impl AsRef<str> for BatchId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+string_id!(BatchId);
+
 /// Administrative division code (行政区划代码), 12 digits: the first six identify the
 /// province, city and county, the last six are zeros ([001 Q19]). Education departments are
 /// identified by codes of the same shape ([002 §20]).
@@ -51,6 +80,11 @@ impl DivisionCode {
     pub fn province(&self) -> ProvinceCode {
         ProvinceCode::parse(&self.0[..2]).expect("validated at construction")
     }
+
+    /// The province's own department (省级教育行政部门): `PP0000000000`.
+    pub fn of_province(p: ProvinceCode) -> DivisionCode {
+        DivisionCode(format!("{}0000000000", p.code()))
+    }
 }
 
 impl AsRef<str> for DivisionCode {
@@ -61,8 +95,10 @@ impl AsRef<str> for DivisionCode {
 
 string_id!(DivisionCode);
 
-/// Education stage (学段).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Education stage (学段). On the wire `PRIMARY`, `JUNIOR`, `SENIOR`, as plain text: quick-xml
+/// would read a list of unit variants as elements named by the variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Stage {
     /// 小学
     Primary,
@@ -70,6 +106,52 @@ pub enum Stage {
     Junior,
     /// 高中
     Senior,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Primary, Stage::Junior, Stage::Senior];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Primary => "PRIMARY",
+            Stage::Junior => "JUNIOR",
+            Stage::Senior => "SENIOR",
+        }
+    }
+
+    /// The first digit of its grades' codes.
+    pub fn digit(self) -> char {
+        match self {
+            Stage::Primary => '1',
+            Stage::Junior => '2',
+            Stage::Senior => '3',
+        }
+    }
+}
+
+impl From<Stage> for &'static str {
+    fn from(s: Stage) -> &'static str {
+        s.as_str()
+    }
+}
+
+impl TryFrom<String> for Stage {
+    type Error = String;
+    fn try_from(s: String) -> Result<Stage, String> {
+        Stage::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
+            format!("教育阶段应为 PRIMARY、JUNIOR 或 SENIOR / stage must be PRIMARY, JUNIOR or SENIOR, not `{s}`")
+        })
+    }
+}
+
+impl schemars::JsonSchema for Stage {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Stage".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "description": "教育阶段 / education stage", "enum": ["PRIMARY", "JUNIOR", "SENIOR"] })
+    }
 }
 
 /// Grade (年级) as a two-digit code: stage digit (1 primary, 2 junior, 3 senior) and year.

@@ -14,7 +14,7 @@ mod text;
 
 use std::fmt;
 
-pub use codes::{DivisionCode, Grade, SchoolCode, Stage};
+pub use codes::{BatchId, DivisionCode, Grade, SchoolCode, Stage};
 pub use document::{DocumentNumber, IdDocument, IdDocumentType};
 pub use province::ProvinceCode;
 pub use resident::{ResidentId, Sex};
@@ -42,6 +42,7 @@ pub enum IdKind {
     Sha256,
     MediaType,
     FileName,
+    BatchId,
 }
 
 impl IdKind {
@@ -65,6 +66,7 @@ impl IdKind {
             IdKind::Sha256 => ("SHA-256摘要", "SHA-256 digest"),
             IdKind::MediaType => ("文件类型", "media type"),
             IdKind::FileName => ("文件名", "file name"),
+            IdKind::BatchId => ("变动批次编号", "batch id"),
         }
     }
 }

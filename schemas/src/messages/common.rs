@@ -61,6 +61,11 @@ pub enum StudentStatus {
 }
 
 impl StudentStatus {
+    /// The statuses of a student on a school's roll (在籍学生): they block the revocation of
+    /// the school or of its stage ([002 §20]); a student who left, graduated or died does not.
+    pub const ON_ROLL: [StudentStatus; 4] =
+        [StudentStatus::Enrolled, StudentStatus::Suspended, StudentStatus::Resumed, StudentStatus::DroppedOut];
+
     pub fn label_zh(self) -> &'static str {
         match self {
             StudentStatus::Enrolled => "在校",
@@ -488,7 +493,7 @@ impl<T, const MAX: usize> From<Batch<T, MAX>> for Vec<T> {
 }
 
 /// A list of 0 to `MAX` items; serialized as repeated elements, omitted when empty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     try_from = "Vec<T>",
     into = "Vec<T>",

@@ -12,6 +12,7 @@ mod delivery;
 mod error;
 mod index;
 mod lookup;
+mod orgcode;
 mod problem;
 mod review;
 mod verify;
@@ -33,6 +34,10 @@ pub use delivery::{ReplayRequest, ReplayResult};
 pub use error::ErrorReport;
 pub use index::{INDEX_BATCH_MAX, IndexRemoval, IndexRemove, IndexResult, IndexResync, IndexUpsert, StudentSummary};
 pub use lookup::{LookupKey, LookupMatch, LookupRequest, LookupResult};
+pub use orgcode::{
+    Blockers, ChangeAction, ChangeState, Department, DepartmentLevel, OrgBatch, OrgRecord, OrgcodeChange,
+    OrgcodeConfirm, OrgcodeResend, OrgcodeRevoked, OrgcodeStatus, RECORDS_MAX, SchoolUnit, UnitKind,
+};
 pub use problem::{
     APPROVALS_MAX, Approval, ChangedIdentity, GroupState, HandlingMode, MEMBERS_MAX, MemberState, PROBLEM_EVIDENCE_MAX,
     ProblemKind, ProblemMember, ProblemRelay, ProblemReprocess, ProblemResult, ProblemStatus, ProblemTask, TaskReason,
@@ -128,6 +133,11 @@ messages! {
     ProblemRelay(ProblemRelay) = "problem.relay", "problemRelay";
     ProblemStatus(ProblemStatus) = "problem.status", "problemStatus";
     ProblemReprocess(ProblemReprocess) = "problem.reprocess", "problemReprocess";
+    OrgcodeChange(OrgcodeChange) = "orgcode.change", "orgcodeChange";
+    OrgcodeConfirm(OrgcodeConfirm) = "orgcode.confirm", "orgcodeConfirm";
+    OrgcodeStatus(OrgcodeStatus) = "orgcode.status", "orgcodeStatus";
+    OrgcodeRevoked(OrgcodeRevoked) = "orgcode.revoked", "orgcodeRevoked";
+    OrgcodeResend(OrgcodeResend) = "orgcode.resend", "orgcodeResend";
 }
 
 impl std::fmt::Display for MessageType {

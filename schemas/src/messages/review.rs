@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::apply::EVIDENCE_MAX;
 use super::common::{Attachment, Business, Decision, ReviewStep, StudentStatus, UpTo};
-use crate::ids::{Grade, PersonName, ProvinceCode, SchoolCode, StudentId, Text};
+use crate::ids::{DivisionCode, Grade, PersonName, ProvinceCode, SchoolCode, StudentId, Text};
 
 /// A decision already taken on the case, shown to later reviewers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -48,6 +48,11 @@ pub struct ReviewRequest {
     pub step: ReviewStep,
     /// Last working day of the step (10 working days, [003 Q33]).
     pub deadline: NaiveDate,
+    /// 主管教育部门 of the step's school (its side's), as the registry has it when the step
+    /// starts: department-level steps are routed by it (domain.md D.6). None when the registry
+    /// does not know the school's department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<DivisionCode>,
     pub case: CaseSummary,
 }
 

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod client;
+mod orgcodes;
 mod problems;
 
 use axum::extract::{Path, Query, State};
@@ -46,6 +47,18 @@ pub mod paths {
     pub const PROBLEM_EVIDENCE: &str = "/problems/{id}/evidence/{sha256}";
     pub const PROBLEM_DECISION: &str = "/problems/{id}/decision";
     pub const ARBITRATIONS: &str = "/arbitrations";
+    pub const ORGCODE_BATCHES: &str = "/orgcodes/batches";
+    pub const ORGCODE_BATCH: &str = "/orgcodes/batches/{id}";
+    pub const ORGCODE_REVOCATIONS: &str = "/orgcodes/revocations";
+    pub const ORGCODE_CHANGE: &str = "/orgcodes/changes/{id}";
+
+    pub fn orgcode_batch(id: &str) -> String {
+        ORGCODE_BATCH.replace("{id}", id)
+    }
+
+    pub fn orgcode_change(id: &str) -> String {
+        ORGCODE_CHANGE.replace("{id}", id)
+    }
 
     pub fn problem(id: &str) -> String {
         PROBLEM.replace("{id}", id)
@@ -84,6 +97,15 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::PROBLEM_EVIDENCE, get(problems::evidence))
         .route(paths::PROBLEM_DECISION, post(problems::decide))
         .route(paths::ARBITRATIONS, get(problems::arbitrations))
+        .route(
+            paths::ORGCODE_BATCHES,
+            get(orgcodes::batches)
+                .post(orgcodes::load)
+                .layer(axum::extract::DefaultBodyLimit::max(orgcodes::BATCH_MAX_BYTES)),
+        )
+        .route(paths::ORGCODE_BATCH, get(orgcodes::batch))
+        .route(paths::ORGCODE_REVOCATIONS, get(orgcodes::revocations))
+        .route(paths::ORGCODE_CHANGE, get(orgcodes::change))
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
         .with_state(ctx)

@@ -18,6 +18,48 @@ pub struct SchoolFact {
     pub active: bool,
     /// A newly linked code syncs to the national side within 1–2 days ([003 Q39]).
     pub code_usable_from: Option<DateTime<Utc>>,
+    /// A confirmed revocation of the whole school waits for its blockers (domain.md G-7).
+    pub revoking: bool,
+    /// Stages with a confirmed revocation waiting.
+    pub revoking_stages: Vec<schemas::ids::Stage>,
+    /// Stages revoked already (撤销教育阶段).
+    pub revoked_stages: Vec<schemas::ids::Stage>,
+}
+
+impl SchoolFact {
+    /// A school the registry knows, with no revocation about it.
+    pub fn new(name: String, province: String, active: bool, code_usable_from: Option<DateTime<Utc>>) -> Self {
+        SchoolFact {
+            name,
+            province,
+            active,
+            code_usable_from,
+            revoking: false,
+            revoking_stages: vec![],
+            revoked_stages: vec![],
+        }
+    }
+}
+
+/// Whether the applying (receiving) school may take a student into `stage`: not once its
+/// revocation, or that stage's, is confirmed — new business would keep the revocation from
+/// ever finishing (domain.md G-7, position taken) — and not into a stage it no longer runs.
+fn receiving_problem(code: &SchoolCode, s: &SchoolFact, stage: schemas::ids::Stage) -> Option<Refusal> {
+    if s.revoking {
+        return Some((
+            ErrorCode::SchoolRevoking,
+            format!("school {code} ({}) has a confirmed revocation waiting", s.name),
+        ));
+    }
+    if s.revoking_stages.contains(&stage) {
+        return Some((
+            ErrorCode::SchoolRevoking,
+            format!("the {} stage of school {code} ({}) has a confirmed revocation waiting", stage.as_str(), s.name),
+        ));
+    }
+    s.revoked_stages.contains(&stage).then(|| {
+        (ErrorCode::SchoolUnknown, format!("school {code} ({}) no longer runs the {} stage", s.name, stage.as_str()))
+    })
 }
 
 /// What the register of open business holds for the student.
@@ -105,6 +147,9 @@ pub fn admit(a: &Admission<'_>, rules: &dyn Rules) -> Result<Facts, Refusal> {
         return Err(r);
     }
     if let Some(r) = school_problem(&app.school, a.in_school.as_ref(), a.sender, a.now) {
+        return Err(r);
+    }
+    if let Some(r) = a.in_school.as_ref().and_then(|s| receiving_problem(&app.school, s, app.target_grade.stage())) {
         return Err(r);
     }
     if a.business == Business::Enrollment {

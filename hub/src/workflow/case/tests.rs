@@ -493,7 +493,7 @@ fn entry(province_code: &str) -> IndexEntry {
 }
 
 fn school(province_code: &str) -> Option<SchoolFact> {
-    Some(SchoolFact { name: "某校".into(), province: province_code.into(), active: true, code_usable_from: None })
+    Some(SchoolFact::new("某校".into(), province_code.into(), true, None))
 }
 
 /// Admission with every fact in order; each test spoils one.
