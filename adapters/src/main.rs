@@ -68,7 +68,9 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
-    /// Run a simulated provincial system against an adapter's local API.
+    /// Run a simulated provincial system against an adapter's local API. An option given
+    /// twice takes its last value.
+    #[command(args_override_self = true)]
     Simulate {
         /// The adapter's local API.
         #[arg(long, default_value = "http://127.0.0.1:8437")]

@@ -160,6 +160,51 @@ async fn the_national_office_loads_lists_and_decides_problem_groups_from_the_com
     assert!(out(&o).1.contains("E_NOT_YOUR_STEP"), "{}", out(&o).1);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_national_office_loads_organization_code_batches_and_operators_follow_them_from_the_command_line() {
+    let bed = TestBed::new().await;
+    bed.spawn_hub("hub").await;
+    bed.operator(Role::National("cli".into())).await;
+    bed.operator(Role::Operator("cli".into())).await;
+    let batch = |name: &str| {
+        serde_json::json!({
+            "batchId": "SCHOOL-2026Q4", "version": 1, "kind": "SCHOOL", "publishedOn": "2026-10-08",
+            "record": [{"action": "ADD", "school": {"code": "3151000777", "name": name, "department": "510107000000"}}],
+        })
+    };
+    let write = |file: &str, v: serde_json::Value| {
+        let path = bed.dir.path().join(file);
+        std::fs::write(&path, v.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let (first, other) = (write("batch.json", batch("新学校")), write("other.json", batch("另一个名字")));
+    let o = ops(&bed, &["load-batch", &first]);
+    assert!(o.status.code() == Some(1) && out(&o).1.contains("E_FORBIDDEN"), "{}", out(&o).1);
+    let o = ops_as(&bed, "moe-cli", &["load-batch", &first]);
+    let (stdout, stderr) = out(&o);
+    assert!(o.status.success() && stdout.contains("1 records sent"), "{stdout}{stderr}");
+    let o = ops_as(&bed, "moe-cli", &["load-batch", &first]);
+    assert!(o.status.success() && out(&o).0.contains("nothing changed"), "{}", out(&o).0);
+    let o = ops_as(&bed, "moe-cli", &["load-batch", &other]);
+    assert!(o.status.code() == Some(1) && out(&o).1.contains("E_BATCH_CONFLICT"), "{}", out(&o).1);
+
+    let o = ops(&bed, &["batches"]);
+    let (stdout, stderr) = out(&o);
+    assert!(
+        o.status.success() && stdout.contains("SCHOOL-2026Q4") && stdout.contains("UNCONFIRMED"),
+        "{stdout}{stderr}"
+    );
+    let o = ops(&bed, &["batch", "SCHOOL-2026Q4"]);
+    let (stdout, _) = out(&o);
+    let row = stdout.lines().find(|l| l.contains("3151000777")).unwrap_or_else(|| panic!("{stdout}"));
+    let id = row.split_whitespace().map(|w| w.trim_matches('│')).find(|w| uuid::Uuid::parse_str(w).is_ok()).unwrap();
+    let o = ops(&bed, &["change", id]);
+    let (stdout, stderr) = out(&o);
+    assert!(o.status.success() && stdout.contains("510107000000") && stdout.contains("loaded"), "{stdout}{stderr}");
+    let o = ops(&bed, &["revocations", "--output", "json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out(&o).0).unwrap(), serde_json::json!([]));
+}
+
 #[test]
 fn a_closed_pipe_ends_a_command_quietly() {
     // The reader is gone before the command writes: a pipe closed early, as `| head` does.

@@ -361,6 +361,10 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         ("adapter_messages_published_total", "Outbox messages confirmed by the broker."),
         ("adapter_messages_received_total", "Messages from the hub committed to the inbox."),
         ("adapter_messages_refused_total", "Messages found in the queue that did not come from the hub."),
+        (
+            "adapter_orgcode_gaps_total",
+            "Organization-code records that arrived after a gap in the sequence (held back).",
+        ),
     ] {
         describe_counter!(name, help);
         metrics::counter!(name).increment(0);

@@ -162,7 +162,9 @@ pub async fn earlier_unconfirmed(conn: &mut PgConnection, c: &Change) -> Result<
     Ok(seq.map(u64::try_from).transpose()?)
 }
 
-/// Writes the record's new state, stamping when it was confirmed (by whom) or done.
+/// Writes the record's new state, stamping when it was confirmed (by whom) or done — done at
+/// the transaction's time, as a case's close is: an execution and the end of its last blocker
+/// show the same instant.
 ///
 /// # Errors
 /// Database errors.
@@ -176,7 +178,7 @@ pub async fn save_state(
         "UPDATE orgcode_change SET state = $2,
            confirmed_by = COALESCE(confirmed_by, $3),
            confirmed_at = CASE WHEN $3::text IS NOT NULL THEN COALESCE(confirmed_at, $4) ELSE confirmed_at END,
-           done_at = CASE WHEN $2 = 'DONE' THEN COALESCE(done_at, $4) END
+           done_at = CASE WHEN $2 = 'DONE' THEN COALESCE(done_at, now()) END
          WHERE change_id = $1",
     )
     .bind(c.id.uuid())

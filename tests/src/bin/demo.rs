@@ -57,6 +57,11 @@ async fn main() -> Result<()> {
         &args.transfers.to_string(),
         "--enrollments",
         &args.enrollments.to_string(),
+        // Registrars confirm organization-code changes (确认变动) after a while.
+        "--orgcode-confirm-min-ms",
+        "300",
+        "--orgcode-confirm-max-ms",
+        "1500",
     ];
     // How each province's registrars answer problem-record tasks (跨省问题学籍).
     let policy = |mode: &str| vec!["--problem-mode".to_owned(), mode.to_owned()];
@@ -273,6 +278,7 @@ async fn main() -> Result<()> {
     }
 
     problems(&w, &db).await?;
+    orgcodes(&w, &db).await?;
     println!("\nDemo finished in {:.1} s.", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -353,6 +359,151 @@ async fn problems(w: &World, db: &sqlx::PgPool) -> Result<()> {
             .collect();
         println!("   group {group} {}: {}", detail["group"]["state"].as_str().unwrap_or(""), states.join(", "));
     }
+    Ok(())
+}
+
+/// Organization codes: the national office revokes a Sichuan school whose last student is
+/// transferring to Shandong. Sichuan's registrars confirm; the revocation waits for the
+/// transfer, whose reviewers go on, and executes the moment it completes.
+async fn orgcodes(w: &World, db: &sqlx::PgPool) -> Result<()> {
+    println!("\n== Organization codes (机构代码): a school revocation deferred by an open transfer");
+    // This transfer must complete: its reviewers approve and its archive goes through.
+    let sure = ["--reject-rate", "0", "--export-failure-rate", "0", "--import-failure-rate", "0"].map(String::from);
+    for p in ["37", "51"] {
+        w.stop_province(p);
+        w.start_province_with(p, &sure);
+    }
+    let free: Vec<String> = sqlx::query_scalar(
+        "SELECT student_id FROM student_index i WHERE province = '51' AND status = 'ENROLLED' AND NOT problem_record
+         AND NOT EXISTS (SELECT 1 FROM open_business o WHERE o.student_id = i.student_id)
+         AND NOT EXISTS (SELECT 1 FROM problem_member m JOIN problem_group g USING (group_id)
+                         WHERE m.student_id = i.student_id AND g.state <> 'closed')
+         ORDER BY student_id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut conn = db.acquire().await?;
+    let mut chosen = None;
+    for id in &free {
+        if let Some(e) = hub::store::index::by_student_id(&mut conn, id).await?
+            && e.summary.student_id.is_formal()
+            && w.province("51").schools.contains(&e.summary.school)
+            && w.province("51").students.iter().any(|g| g.student_id == e.summary.student_id)
+        {
+            chosen = Some(e.summary);
+            break;
+        }
+    }
+    drop(conn);
+    let s = chosen.ok_or_else(|| anyhow::anyhow!("a free student of 51"))?;
+    let school = s.school.clone();
+    let elsewhere = w.province("51").schools.iter().find(|c| **c != school).cloned().expect("another school");
+    // 学生学籍转移: Sichuan moves the school's other students elsewhere (its own business; the
+    // hub sees it in the index).
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT student_id FROM student_index WHERE school = $1 AND student_id <> $2")
+            .bind(school.as_ref())
+            .bind(s.student_id.as_ref())
+            .fetch_all(db)
+            .await?;
+    let mut conn = db.acquire().await?;
+    let mut others = Vec::new();
+    for id in ids {
+        // As the index has him (he may have come from another province).
+        if let Some(e) = hub::store::index::by_student_id(&mut conn, &id).await? {
+            others.push(schemas::messages::StudentSummary {
+                school: elsewhere.clone(),
+                changed_at: chrono::Utc::now(),
+                ..e.summary
+            });
+        }
+    }
+    drop(conn);
+    for chunk in others.chunks(schemas::messages::INDEX_BATCH_MAX) {
+        let batch = schemas::messages::Batch::new(chunk.to_vec()).map_err(anyhow::Error::msg)?;
+        w.submit("51", Body::IndexUpsert(schemas::messages::IndexUpsert { student: batch }), None).await;
+    }
+    println!(
+        "   Sichuan moved {} students of school {school} to {elsewhere}; one is left: {} {}",
+        others.len(),
+        s.name,
+        s.student_id
+    );
+    let case = w.case_of(w.apply("37", &s).await).await;
+    println!("   Shandong applies for his transfer: case {case}");
+    let i = w.province("51").schools.iter().position(|c| *c == school).expect("a school of 51");
+    let department = format!("51010{}000000", 1 + i % 2);
+    let batch = serde_json::json!({
+        "batchId": "SCHOOL-2026Q4", "version": 1, "kind": "SCHOOL", "publishedOn": "2026-10-08",
+        "record": [{ "action": "REVOKE", "school": { "code": school, "name": format!("学校{school}"), "department": department } }],
+    });
+    let moe = w.bed.operator(certs::Role::National("demo-orgcode".into())).await;
+    let (status, body) = moe.post("/orgcodes/batches", &batch).await;
+    anyhow::ensure!(status == 201, "the batch was not loaded: {status} {body}");
+    println!(
+        "   the national office loads batch SCHOOL-2026Q4: revoke school {school} (to {department} for confirmation)"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut shown = false;
+    loop {
+        let (state, case_state): (String, String) = sqlx::query_as(
+            "SELECT state, (SELECT state FROM business_case WHERE case_id = $2) FROM orgcode_change WHERE unit = $1",
+        )
+        .bind(school.as_ref())
+        .bind(case.uuid())
+        .fetch_one(db)
+        .await?;
+        if state == "CONFIRMED" && !shown {
+            let (_, list) = moe.get("/orgcodes/revocations").await;
+            let r = &list[0];
+            println!(
+                "   Sichuan confirmed it (已确认); it waits: blockers {}, blocking business {} {}; the case is {}",
+                r["blockers"],
+                r["business"][0]["business"],
+                r["business"][0]["businessId"],
+                case_state.to_lowercase()
+            );
+            shown = true;
+        }
+        if state == "DONE" {
+            let (closed, done): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+                "SELECT (SELECT closed_at FROM business_case WHERE case_id = $2), done_at FROM orgcode_change WHERE unit = $1",
+            )
+            .bind(school.as_ref())
+            .bind(case.uuid())
+            .fetch_one(db)
+            .await?;
+            println!(
+                "   the transfer {}; the revocation executed (处理完毕) at {done}, the case closed at {closed}",
+                case_state.to_lowercase()
+            );
+            anyhow::ensure!(
+                case_state == "COMPLETED" && done == closed,
+                "the revocation executes with the transfer's end"
+            );
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the revocation of {school} did not execute; logs in {}",
+            w.bed.dir.path().display()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let store = w.province("51").adapter.store().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM inbox WHERE message_type = 'orgcode.revoked'")
+        .fetch_one(&store)
+        .await?
+        == 0
+    {
+        anyhow::ensure!(Instant::now() < deadline, "Sichuan was not told of the revocation");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "   Sichuan is told (orgcode.revoked: disable the school's accounts now); the student is in {:?}",
+        w.present_in(s.student_id.as_ref()).await
+    );
     Ok(())
 }
 
