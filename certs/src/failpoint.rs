@@ -1,5 +1,7 @@
 //! Crash points for the fault tests: with `XJ_CRASH_AT=<point>` the process kills itself with
-//! SIGKILL the first time it passes `<point>` (`<point>:<n>`: the n-th time). This is how the
+//! SIGKILL the first time it passes `<point>` (`<point>:<n>`: the n-th time; with
+//! `XJ_CRASH_ON=<tag>` only passes with that tag count, e.g. the message type the hub just
+//! committed, so a test crashes on exactly the message it means). This is how the
 //! tests crash the hub and the adapter at an exact instant (between commit and ack, between
 //! commit and publish) and prove nothing is lost or doubled. Unset — always, in production — it
 //! costs one check of a value read once.
@@ -29,6 +31,7 @@ pub const REVOKE_AFTER_CRL: &str = "revoke-after-crl";
 pub const REVOKE_AFTER_REGISTRY: &str = "revoke-after-registry";
 
 static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+static TAG: OnceLock<Option<String>> = OnceLock::new();
 static PASSES: AtomicU64 = AtomicU64::new(0);
 
 fn armed() -> &'static Option<(String, u64)> {
@@ -45,6 +48,16 @@ fn armed() -> &'static Option<(String, u64)> {
 
 /// Passes `point`; dies there if it is the armed one.
 pub fn pass(point: &str) {
+    pass_tagged(point, None);
+}
+
+/// Passes `point` with a tag (e.g. a message type); with `XJ_CRASH_ON` set, only a pass with
+/// that tag counts.
+pub fn pass_tagged(point: &str, tag: Option<&str>) {
+    let wanted = TAG.get_or_init(|| std::env::var("XJ_CRASH_ON").ok().filter(|t| !t.is_empty()));
+    if wanted.as_deref().is_some_and(|w| Some(w) != tag) {
+        return;
+    }
     if let Some((armed, n)) = armed()
         && armed == point
         && PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *n

@@ -2,11 +2,14 @@
 //! queue type (quorum) and message size:
 //!
 //! - raw: publish with confirms → consume → ack, through one quorum queue;
+//! - null relay: publish with confirms to one quorum queue → a relay consumes it, publishes each
+//!   message with confirms to a second quorum queue and acks after the confirm (no database) →
+//!   consume → ack: the two hops any relay must pay, the limit of the hub's path;
 //! - hub: a province publishes `index.upsert` (confirmed) → the hub processes it in one
 //!   PostgreSQL transaction (inbox, index, outbox) → the relay publishes the reply (confirmed)
 //!   → the province consumes and acks it.
 //!
-//! Prints both rates and their ratio. Run (release binaries first):
+//! Prints the three rates and the hub's ratio to each. Run (release binaries first):
 //!   cargo build --release --workspace --bins && cargo bench -p e2e --bench throughput
 //! Set BENCH_MESSAGES to change the number of messages (default 5000).
 
@@ -68,6 +71,47 @@ async fn consume_n(conn: &Connection, queue: &str, n: usize) {
     }
 }
 
+/// The null relay: consumes `n` deliveries from `from`, publishes each to `to` with confirms
+/// (pipelined, as the hub's relay does) and acks each delivery once its copy is confirmed.
+async fn null_relay(conn: &Connection, from: &str, to: &str, n: usize) {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(512, Default::default()).await.expect("qos");
+    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+    let mut consumer = ch
+        .basic_consume(from.into(), "relay".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .expect("consume");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(WINDOW);
+    let acker = tokio::spawn(async move {
+        while let Some((delivery, confirm)) = rx.recv().await {
+            let (delivery, confirm): (lapin::message::Delivery, lapin::PublisherConfirm) = (delivery, confirm);
+            assert!(confirm.await.expect("confirm").is_ack());
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    });
+    for _ in 0..n {
+        let d = tokio::time::timeout(Duration::from_secs(120), consumer.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("delivery");
+        let props = BasicProperties::default().with_user_id("hub".into()).with_delivery_mode(2);
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                to.into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                &d.data,
+                props,
+            )
+            .await
+            .expect("publish");
+        tx.send((d, confirm)).await.expect("acker");
+    }
+    drop(tx);
+    acker.await.expect("acker");
+}
+
 fn bodies(n: usize) -> Vec<Vec<u8>> {
     (0..n as u32).map(|i| codec::to_xml(&index_upsert("37", vec![student("37", i)])).into_bytes()).collect()
 }
@@ -97,6 +141,23 @@ async fn main() {
     tokio::join!(consumer, producer);
     let raw = started.elapsed();
 
+    // Null relay: two quorum queues and a relay between them, no database.
+    for q in ["bench.relay.in", "bench.relay.out"] {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+        setup
+            .queue_declare(q.into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+            .await
+            .expect("declare");
+    }
+    let relay_bodies = bodies(n);
+    let started = Instant::now();
+    let consumer = consume_n(&hub_conn, "bench.relay.out", n);
+    let relay = null_relay(&hub_conn, "bench.relay.in", "bench.relay.out", n);
+    let producer = publish_all(&publisher, "", "bench.relay.in", &relay_bodies, "hub");
+    tokio::join!(consumer, relay, producer);
+    let relayed = started.elapsed();
+
     // The hub's path.
     bed.spawn_hub("hub").await;
     let conn = bed.connect(&prov).await;
@@ -114,9 +175,15 @@ async fn main() {
     println!("messages: {n}, average size {size} bytes, quorum queues, mutual TLS, one broker node");
     println!("raw broker (publish+confirm → consume → ack): {:>8.0} msg/s  ({:.2} s)", rate(raw), raw.as_secs_f64());
     println!(
+        "null relay (publish → consume, publish+confirm, ack → consume): {:>8.0} msg/s  ({:.2} s)",
+        rate(relayed),
+        relayed.as_secs_f64()
+    );
+    println!(
         "hub path (publish → process in PostgreSQL → reply → consume): {:>8.0} msg/s  ({:.2} s)",
         rate(through_hub),
         through_hub.as_secs_f64()
     );
     println!("ratio hub / raw: {:.3}", rate(through_hub) / rate(raw));
+    println!("ratio hub / null relay: {:.3}", rate(through_hub) / rate(relayed));
 }

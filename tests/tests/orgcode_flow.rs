@@ -159,14 +159,19 @@ async fn a_revocation_deferred_by_an_open_transfer_executes_once_when_it_complet
     assert_eq!(w.refusal("37", refused).await, "E_SCHOOL_REVOKING");
 
     // The reviewers of both sides go on; at the last stage the hub is killed and restarted
-    // armed to die right after its next commit — 51's transfer-out, which ends the case.
+    // armed to die right after it commits 51's transfer-out (archive.committed), which ends the
+    // case and removes the revocation's last blocker.
     w.until_state(case, &["COMMITTING"], WAIT).await;
     w.stop_province("37");
     w.go_dark("51");
     assert_eq!(until_change(&w, from.as_ref(), "CONFIRMED").await, change, "still deferred");
     w.bed.kill("hub");
     w.bed
-        .spawn_hub_with("hub-crash", &w.bed.settings_path, &[("XJ_CRASH_AT", hub::failpoint::CONSUMER_AFTER_COMMIT)])
+        .spawn_hub_with(
+            "hub-crash",
+            &w.bed.settings_path,
+            &[("XJ_CRASH_AT", hub::failpoint::CONSUMER_AFTER_COMMIT), ("XJ_CRASH_ON", "archive.committed")],
+        )
         .await;
     w.come_back("51", &args(&[confirm[0], confirm[1], "--archive-delay-ms", "3000"])).await;
     let status = w.bed.wait_exit("hub-crash", WAIT).await;

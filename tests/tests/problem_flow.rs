@@ -205,11 +205,16 @@ async fn an_offline_province_gets_its_task_on_return_and_a_hub_killed_after_a_de
     assert_eq!(group_state(&w, &group).await, ("open".to_owned(), Some("37".to_owned())));
     assert_eq!(count(&w, "51", "problem.task").await, 0);
 
-    // The hub is restarted armed to die right after its next commit: 37's deletion, once 37
-    // is back and its system answers the task it finds waiting.
+    // The hub is restarted armed to die right after it commits 37's deletion (its next
+    // problem.result), once 37 is back and its system answers the task it finds waiting;
+    // whatever else 37 sends on its return (index syncs) passes.
     w.bed.kill("hub");
     w.bed
-        .spawn_hub_with("hub-crash", &w.bed.settings_path, &[("XJ_CRASH_AT", hub::failpoint::CONSUMER_AFTER_COMMIT)])
+        .spawn_hub_with(
+            "hub-crash",
+            &w.bed.settings_path,
+            &[("XJ_CRASH_AT", hub::failpoint::CONSUMER_AFTER_COMMIT), ("XJ_CRASH_ON", "problem.result")],
+        )
         .await;
     w.come_back("37", &args(&["--problem-mode", "delete"])).await;
     let status = w.bed.wait_exit("hub-crash", WAIT).await;

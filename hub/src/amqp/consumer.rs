@@ -207,7 +207,11 @@ async fn worker(
             };
             match result {
                 Ok(handled) => {
-                    crate::failpoint::pass(crate::failpoint::CONSUMER_AFTER_COMMIT);
+                    let committed = match &handled {
+                        service::Handled::Processed(t) | service::Handled::Refused(t, _) => Some(t.as_str()),
+                        _ => None,
+                    };
+                    crate::failpoint::pass_tagged(crate::failpoint::CONSUMER_AFTER_COMMIT, committed);
                     record(&handled, started.elapsed());
                     if let Err(e) = d.ack(BasicAckOptions::default()).await {
                         // The broker redelivers it; the inbox recognizes it then.
