@@ -5,7 +5,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
-use crate::store::{Received, now, queue_own};
+use crate::store::{Received, insert_inbox, now, queue_own};
 
 /// What became of an `orgcode.change`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,20 +66,7 @@ pub async fn receive_sequenced(
         }
         return Ok(Sequenced::Gap { after: last, asked });
     }
-    sqlx::query(
-        "INSERT INTO inbox (message_id, message_type, case_id, correlation_id, body, parse_error, received_at, next_push_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
-    )
-    .bind(m.message_id)
-    .bind(m.message_type)
-    .bind(m.case_id)
-    .bind(m.correlation_id)
-    .bind(m.body)
-    .bind(m.parse_error)
-    .bind(&t)
-    .bind(&t)
-    .execute(&mut *tx)
-    .await?;
+    insert_inbox(&mut tx, m, &t).await?;
     sqlx::query(
         "INSERT INTO orgcode_cursor (id, last) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last = excluded.last",
     )

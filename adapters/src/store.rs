@@ -152,15 +152,13 @@ pub struct Received<'a> {
     pub parse_error: Option<&'a str>,
 }
 
-/// Stores an inbound message once (a redelivery changes nothing), and records it as the answer
-/// of the submission it replies to. Returns whether it was new.
+/// Adds an inbound message to the inbox, due for the provincial system now; `false` when its id
+/// is there already.
 ///
 /// # Errors
 /// Database errors.
-pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
-    let t = now();
-    let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
+pub(crate) async fn insert_inbox(tx: &mut sqlx::SqliteConnection, m: &Received<'_>, t: &str) -> Result<bool> {
+    let n = sqlx::query(
         "INSERT INTO inbox (message_id, message_type, case_id, correlation_id, body, parse_error, received_at, next_push_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
     )
@@ -170,12 +168,23 @@ pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
     .bind(m.correlation_id)
     .bind(m.body)
     .bind(m.parse_error)
-    .bind(&t)
-    .bind(&t)
-    .execute(&mut *tx)
+    .bind(t)
+    .bind(t)
+    .execute(tx)
     .await?
-    .rows_affected()
-        == 1;
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Stores an inbound message once (a redelivery changes nothing), and records it as the answer
+/// of the submission it replies to. Returns whether it was new.
+///
+/// # Errors
+/// Database errors.
+pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
+    let t = now();
+    let mut tx = pool.begin().await?;
+    let inserted = insert_inbox(&mut tx, m, &t).await?;
     if inserted && let Some(c) = m.correlation_id {
         sqlx::query("UPDATE outbox SET answered_by = COALESCE(answered_by, ?) WHERE message_id = ?")
             .bind(m.message_id)
