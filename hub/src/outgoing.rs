@@ -11,7 +11,7 @@ use schemas::{CaseId, Envelope, MessageId, Party};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::store::{self, outbox};
+use crate::store::outbox;
 
 /// Namespace of the hub's derived message ids.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a9e_4b7d_4c1a_9e3f_58d2_0b6a_7c41);
@@ -91,7 +91,7 @@ pub async fn emit(
     Ok(())
 }
 
-/// Writes an envelope to the outbox, addressed to its recipient's queue.
+/// Writes an envelope to the outbox, addressed to its recipient's queue, and traces it.
 ///
 /// # Errors
 /// Database errors.
@@ -110,23 +110,8 @@ pub async fn enqueue(conn: &mut PgConnection, env: &Envelope) -> Result<()> {
             headers: serde_json::json!({}),
             body,
         },
+        env.correlation_id.map(|c| c.uuid()),
     )
     .await
-    .context("Failed to write to the outbox")?;
-    let recipient = env.recipient.to_string();
-    store::trace::record(
-        conn,
-        &store::trace::NewTrace {
-            message_id: env.message_id.uuid(),
-            direction: store::trace::Direction::Out,
-            party: &recipient,
-            message_type: env.message_type().as_str(),
-            case_id: env.case_id.map(|c| c.uuid()),
-            correlation_id: env.correlation_id.map(|c| c.uuid()),
-            outcome: "queued",
-            code: None,
-        },
-    )
-    .await
-    .context("Failed to write the message trace")
+    .context("Failed to write to the outbox")
 }

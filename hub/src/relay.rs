@@ -23,7 +23,10 @@ use crate::store::outbox;
 
 /// Key of the relay's advisory lock.
 const RELAY_LOCK: i64 = 0x7875_656a_6972_6c79; // "xuejirly"
-const BATCH: i64 = 200;
+/// Rows per relay transaction, and bytes of bodies (a full batch means a backlog: the next one
+/// follows at once).
+const BATCH: i64 = 1000;
+const BATCH_BYTES: i64 = 64 * 1024 * 1024;
 
 /// Relays until `shutdown` turns true and the consumer has stopped (`drained` is then awaited:
 /// what was committed before the stop still goes out).
@@ -96,17 +99,14 @@ async fn session(
         let sent = relay_batch(ctx, &publisher).await?;
         // Keep the leadership connection honest: if it broke, the lock is gone too.
         sqlx::query("SELECT 1").execute(&mut lock_conn).await.context("Relay lock connection lost")?;
-        if sent == BATCH as usize {
+        if sent > 0 {
+            // More may be waiting (a batch is cut by count or bytes): ask again before sleeping.
             continue;
         }
         if *shutdown.borrow() && *consumer_done.borrow() {
-            // The consumer has stopped and everything committed has gone out.
-            let (left, _) = outbox::lag(&ctx.pool).await?;
-            if left == 0 || sent == 0 {
-                let _ = conn.close(200, "hub relay stopping".into()).await;
-                return Ok(());
-            }
-            continue;
+            // The consumer has stopped and everything committed and due has gone out.
+            let _ = conn.close(200, "hub relay stopping".into()).await;
+            return Ok(());
         }
         let mut done = consumer_done.clone();
         tokio::select! {
@@ -124,7 +124,7 @@ async fn session(
 /// Publishes one batch; returns how many rows it took.
 async fn relay_batch(ctx: &Context, publisher: &Publisher) -> Result<usize> {
     let mut tx = ctx.pool.begin().await?;
-    let rows = outbox::claim_due(&mut tx, BATCH).await?;
+    let rows = outbox::claim_due(&mut tx, BATCH, BATCH_BYTES).await?;
     if rows.is_empty() {
         return Ok(0);
     }

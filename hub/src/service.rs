@@ -6,18 +6,20 @@
 
 use anyhow::Result;
 use chrono::{DateTime, SubsecRound, Utc};
+use futures_util::FutureExt;
 use schemas::codec::{self, ParseError};
 use schemas::messages::{Body, ErrorReport};
 use schemas::{CaseId, Envelope, ErrorCode, MessageId, MessageType, Party};
 use sha2::Digest;
+use sqlx::PgConnection;
 use tracing::{Instrument, debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::context::Context;
+use crate::failpoint;
 use crate::handlers;
 use crate::outgoing::{self, Cause, fallback_id};
 use crate::store::{self, dead_letters, inbox, trace};
-use crate::unit::UnitOfWork;
 
 /// A delivery as the consumer hands it over.
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +56,67 @@ struct Poison {
     message_type: Option<&'static str>,
 }
 
-/// Processes one delivery. `Err` means a transient failure (database unreachable, lost race):
-/// nothing was committed, and the caller retries the same delivery later.
+/// Processes one delivery in a transaction of its own. `Err` means a transient failure
+/// (database unreachable, lost race): nothing was committed, and the caller retries the same
+/// delivery later.
 ///
 /// # Errors
 /// Transient database errors.
 pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
+    let mut tx = ctx.pool.begin().await?;
+    let handled = handle_in(&mut tx, ctx, msg).await?;
+    failpoint::pass(failpoint::CONSUMER_BEFORE_COMMIT);
+    tx.commit().await?;
+    Ok(handled)
+}
+
+/// Group commit (组提交): processes `msgs` in one transaction, each under its own savepoint, up
+/// to the first whose processing fails (rolled back to its savepoint, so it leaves nothing
+/// behind), and commits: one commit — one fsync — for the group. Returns what became of the
+/// committed prefix; the caller acknowledges those and takes the first one after it alone
+/// ([`handle`]), where its failure is told apart (transient, or for good). A failure of the
+/// transaction itself commits nothing and returns an empty list; a commit whose answer was lost
+/// is recognized by the inbox when its messages are taken again.
+pub async fn handle_group(ctx: &Context, msgs: &[Inbound<'_>]) -> Vec<Handled> {
+    let Ok(mut tx) = ctx.pool.begin().await else { return vec![] };
+    let mut handled = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        // One round trip: the previous message's savepoint is folded into the transaction and
+        // a new one set for this message.
+        let mark = if handled.is_empty() { "SAVEPOINT msg" } else { "RELEASE SAVEPOINT msg; SAVEPOINT msg" };
+        if sqlx::raw_sql(mark).execute(&mut *tx).await.is_err() {
+            return vec![];
+        }
+        // A panic counts as a failure of this message; it is taken alone next.
+        match std::panic::AssertUnwindSafe(handle_in(&mut tx, ctx, *msg)).catch_unwind().await {
+            Ok(Ok(h)) => handled.push(h),
+            _ => {
+                if sqlx::raw_sql("ROLLBACK TO SAVEPOINT msg").execute(&mut *tx).await.is_err() {
+                    return vec![];
+                }
+                break;
+            }
+        }
+    }
+    if handled.is_empty() {
+        return handled;
+    }
+    failpoint::pass(failpoint::CONSUMER_BEFORE_COMMIT);
+    if let Err(e) = tx.commit().await {
+        warn!(error = %e, messages = handled.len(), "Group commit failed; its messages are taken one by one.");
+        return vec![];
+    }
+    handled
+}
+
+/// Processes one delivery inside the caller's transaction (the consumer's group commit runs
+/// several, each under a savepoint): everything it writes — claim, effects, outbox, trace or
+/// dead letter — is on `conn` and commits or rolls back with it. `Err` means nothing of this
+/// message may be kept: the caller rolls it back and retries it.
+///
+/// # Errors
+/// Transient database errors.
+pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
     let digest: [u8; 32] = sha2::Sha256::digest(msg.body).into();
     let now = Utc::now().trunc_subsecs(3);
 
@@ -73,8 +130,17 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
             case_id: None,
             message_type: None,
         };
-        return dead_letter(ctx, &msg, "unknown", fallback_id(msg.amqp_message_id, &digest), &digest, poison, now)
-            .await;
+        return dead_letter(
+            conn,
+            ctx,
+            &msg,
+            "unknown",
+            fallback_id(msg.amqp_message_id, &digest),
+            &digest,
+            poison,
+            now,
+        )
+        .await;
     };
 
     let envelope = match codec::from_xml(msg.body, ctx.settings.limits.max_message_bytes) {
@@ -89,29 +155,27 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
                 case_id: None,
                 message_type: None,
             };
-            return dead_letter(ctx, &msg, &sender.to_string(), id, &digest, poison, now).await;
+            return dead_letter(conn, ctx, &msg, &sender.to_string(), id, &digest, poison, now).await;
         }
     };
     let key = sender.to_string();
     // Dead-letters this (parsed) envelope, answering its sender.
-    let reject = |code, detail: String| {
-        let poison = Poison {
-            code,
-            detail,
-            reply_to: Some(sender),
-            offending: Some(envelope.message_id),
-            case_id: envelope.case_id,
-            message_type: Some(envelope.message_type().as_str()),
-        };
-        dead_letter(ctx, &msg, &key, envelope.message_id.uuid(), &digest, poison, now)
+    let poison_of = |code, detail: String| Poison {
+        code,
+        detail,
+        reply_to: Some(sender),
+        offending: Some(envelope.message_id),
+        case_id: envelope.case_id,
+        message_type: Some(envelope.message_type().as_str()),
     };
+    let id = envelope.message_id.uuid();
     if envelope.sender != sender {
         let detail = format!("envelope says sender {} but the authenticated sender is {sender}", envelope.sender);
-        return reject(ErrorCode::Sender, detail).await;
+        return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Sender, detail), now).await;
     }
     if envelope.recipient != Party::Hub {
         let detail = format!("addressed to {}; provinces send to the hub only", envelope.recipient);
-        return reject(ErrorCode::Unexpected, detail).await;
+        return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Unexpected, detail), now).await;
     }
 
     let case_text = envelope.case_id.map(|c| c.to_string()).unwrap_or_default();
@@ -120,17 +184,14 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
     // Instrumented, not entered: a span guard held across awaits corrupts the span stack.
     let handled = async {
         let province = sender.province().expect("the sender gate admits provinces only");
-        let mut unit = UnitOfWork::begin(&ctx.pool, now).await?;
-        if !store::certs::is_admitted(unit.conn(), &key).await? {
-            drop(unit);
+        if !store::certs::is_admitted(&mut *conn, &key).await? {
             let detail = format!("{sender} holds no registered, unrevoked certificate");
-            return reject(ErrorCode::Revoked, detail).await;
+            return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Revoked, detail), now).await;
         }
         let message_type = envelope.message_type();
         let case_id = envelope.case_id.map(|c| c.uuid());
-        let id = envelope.message_id.uuid();
         let claim =
-            inbox::claim(unit.conn(), &key, id, message_type.as_str(), case_id, &digest, inbox::Outcome::Processed)
+            inbox::claim(&mut *conn, &key, id, message_type.as_str(), case_id, &digest, inbox::Outcome::Processed)
                 .await?;
         match claim {
             inbox::Claim::New => {}
@@ -139,15 +200,16 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
                 return Ok(Handled::Duplicate);
             }
             inbox::Claim::Reused => {
-                drop(unit);
+                // The claim inserted nothing: the dead letter is all this message writes.
                 let detail = format!("message id {} was already used for a different message", envelope.message_id);
-                return reject(ErrorCode::Duplicate, detail).await;
+                let poison = poison_of(ErrorCode::Duplicate, detail);
+                return dead_letter(conn, ctx, &msg, &key, id, &digest, poison, now).await;
             }
         }
-        let effects = handlers::dispatch(unit.conn(), ctx, &envelope, province, now).await?;
+        let effects = handlers::dispatch(&mut *conn, ctx, &envelope, province, now).await?;
         let handled = match effects.refused {
             Some(code) => {
-                inbox::set_outcome(unit.conn(), &key, id, inbox::Outcome::Refused).await?;
+                inbox::set_outcome(&mut *conn, &key, id, inbox::Outcome::Refused).await?;
                 Handled::Refused(message_type, code)
             }
             None => Handled::Processed(message_type),
@@ -168,9 +230,9 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
             outcome,
             code,
         };
-        trace::record(unit.conn(), &traced).await?;
+        trace::record(&mut *conn, &traced).await?;
         let cause = Cause::Message { sender: &key, message_id: id, digest: &digest };
-        unit.finish(&cause, effects.replies, Some(envelope.message_id)).await?;
+        outgoing::emit(&mut *conn, &cause, effects.replies, Some(envelope.message_id), now).await?;
         Ok(handled)
     }
     .instrument(span)
@@ -199,7 +261,9 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
 /// Records a poison message once, bounded, and answers its sender when known — in one
 /// transaction. Over the sender's rate (`[limits] poison_per_minute`) the message is only
 /// counted: no body, no reply, one log line a minute, so a flood costs constant space.
+#[allow(clippy::too_many_arguments)]
 async fn dead_letter(
+    tx: &mut PgConnection,
     ctx: &Context,
     msg: &Inbound<'_>,
     sender_key: &str,
@@ -208,11 +272,9 @@ async fn dead_letter(
     poison: Poison,
     now: DateTime<Utc>,
 ) -> Result<Handled> {
-    let mut tx = ctx.pool.begin().await?;
     let limit = i64::from(ctx.settings.limits.poison_per_minute);
-    if dead_letters::recent(&mut tx, sender_key).await? >= limit {
-        let n = dead_letters::suppress(&mut tx, sender_key, poison.code.code(), msg.body.len()).await?;
-        tx.commit().await?;
+    if dead_letters::recent(&mut *tx, sender_key).await? >= limit {
+        let n = dead_letters::suppress(&mut *tx, sender_key, poison.code.code(), msg.body.len()).await?;
         if n == 1 {
             warn!(
                 sender = sender_key,
@@ -235,7 +297,7 @@ async fn dead_letter(
     );
     let case_id = poison.case_id.map(|c| c.uuid());
     let claim =
-        inbox::claim(&mut tx, sender_key, message_id, "unknown", case_id, digest, inbox::Outcome::Poison).await?;
+        inbox::claim(&mut *tx, sender_key, message_id, "unknown", case_id, digest, inbox::Outcome::Poison).await?;
     if claim == inbox::Claim::Redelivery {
         return Ok(Handled::Poison(poison.code));
     }
@@ -249,7 +311,7 @@ async fn dead_letter(
         outcome: "dead-lettered",
         code: Some(poison.code.code()),
     };
-    trace::record(&mut tx, &traced).await?;
+    trace::record(&mut *tx, &traced).await?;
     if let Some(recipient) = poison.reply_to {
         let report = ErrorReport::new(poison.code, poison.offending, Some(&poison.detail));
         let cause = Cause::Message { sender: sender_key, message_id, digest };
@@ -262,10 +324,10 @@ async fn dead_letter(
             sent_at: now,
             body: Body::Error(report),
         };
-        outgoing::enqueue(&mut tx, &reply).await?;
+        outgoing::enqueue(&mut *tx, &reply).await?;
     }
     dead_letters::record(
-        &mut tx,
+        tx,
         &dead_letters::NewDeadLetter {
             sender: sender_key,
             message_id,
@@ -280,7 +342,6 @@ async fn dead_letter(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(Handled::Poison(poison.code))
 }
 
@@ -308,7 +369,10 @@ pub async fn give_up(ctx: &Context, msg: Inbound<'_>, error: &str) -> Result<Han
     };
     // A message whose first attempt was recorded as processed is not a dead letter; the inbox
     // claim inside `dead_letter` finds it and changes nothing.
-    dead_letter(ctx, &msg, &key, id, &digest, poison, now).await
+    let mut tx = ctx.pool.begin().await?;
+    let handled = dead_letter(&mut tx, ctx, &msg, &key, id, &digest, poison, now).await?;
+    tx.commit().await?;
+    Ok(handled)
 }
 
 /// Records what the broker dead-lettered (e.g. a message delivered more often than the

@@ -28,6 +28,9 @@ pub fn init() {
 /// or a busy database, up to seconds.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Messages per group commit (`[limits] group_max` is at most 64).
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// Installs the Prometheus recorder, describes every metric and starts every counter at zero.
 ///
 /// # Errors
@@ -35,6 +38,7 @@ const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full("hub_handler_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("hub_consumer_group_size".into()), GROUP_BUCKETS)?
         .install_recorder()?;
     describe();
     Ok(handle)
@@ -61,6 +65,7 @@ fn describe() {
         metrics::counter!(name).increment(0);
     }
     describe_histogram!("hub_handler_seconds", metrics::Unit::Seconds, "Time to process one message, by type.");
+    describe_histogram!("hub_consumer_group_size", "Messages committed together in one transaction (group commit).");
     let gauges = [
         ("hub_outbox_unsent", "Outbox messages not yet published."),
         ("hub_outbox_lag_seconds", "Age of the oldest unpublished outbox message."),

@@ -2,14 +2,15 @@
 //! operator's action: ONE database transaction in which the cause is claimed (inbox, timer row,
 //! audit entry), the business locks, decides and writes, and every message it sends goes to the
 //! outbox with an id derived from the cause; then one commit. Nothing is sent that was not
-//! committed, and a replay of the same cause writes the same rows.
+//! committed, and a replay of the same cause writes the same rows. Inbound messages are the
+//! one cause that shares a transaction: the consumer's group commit runs several under
+//! savepoints ([`crate::service::handle_in`]), which keeps each message's writes its own.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use schemas::MessageId;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use crate::failpoint;
 use crate::outgoing::{self, Cause, Reply};
 
 /// An open unit of work.
@@ -43,9 +44,6 @@ impl UnitOfWork {
         correlation: Option<MessageId>,
     ) -> Result<()> {
         outgoing::emit(&mut self.tx, cause, replies, correlation, self.now).await?;
-        if matches!(cause, Cause::Message { .. }) {
-            failpoint::pass(failpoint::CONSUMER_BEFORE_COMMIT);
-        }
         self.tx.commit().await?;
         Ok(())
     }

@@ -9,9 +9,13 @@
 //!   PostgreSQL transaction (inbox, index, outbox) → the relay publishes the reply (confirmed)
 //!   → the province consumes and acks it.
 //!
-//! Prints the three rates and the hub's ratio to each. Run (release binaries first):
+//! Prints the three rates and the hub's ratio to each; then one hop's latency (p50, p99) with
+//! the offered rate held at half the hub's measured rate; then a backlog: the hub stopped while
+//! the province sends BENCH_BACKLOG messages (default 100,000; 0 skips it), started on the full
+//! queue, its drain rate against the steady rate and its RSS sampled each second. Run (release
+//! binaries first):
 //!   cargo build --release --workspace --bins && cargo bench -p e2e --bench throughput
-//! Set BENCH_MESSAGES to change the number of messages (default 5000).
+//! Set BENCH_MESSAGES to change the number of messages of the rate runs (default 5000).
 
 use std::time::{Duration, Instant};
 
@@ -113,7 +117,95 @@ async fn null_relay(conn: &Connection, from: &str, to: &str, n: usize) {
 }
 
 fn bodies(n: usize) -> Vec<Vec<u8>> {
-    (0..n as u32).map(|i| codec::to_xml(&index_upsert("37", vec![student("37", i)])).into_bytes()).collect()
+    envelopes(0, n).iter().map(|e| codec::to_xml(e).into_bytes()).collect()
+}
+
+/// `index.upsert`s of students `base..base + n` (distinct students, so each is applied).
+fn envelopes(base: u32, n: usize) -> Vec<schemas::Envelope> {
+    (base..base + n as u32).map(|i| index_upsert("37", vec![student("37", i)])).collect()
+}
+
+/// Resident set size of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// One hop's latency at a fixed offered rate: a province publishes `index.upsert`s paced at
+/// `rate` per second; each reply's arrival is matched to its request (the reply's
+/// correlation id). Returns the latencies, sorted.
+async fn paced_latencies(bed: &TestBed, prov: &e2e::Creds, base: u32, n: usize, rate: f64) -> Vec<Duration> {
+    let conn = bed.connect(prov).await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+    let envs = envelopes(base, n);
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let queue = hub::amqp::names::province_queue("37".parse().expect("code"));
+    let rx = conn.create_channel().await.expect("channel");
+    rx.basic_qos(512, Default::default()).await.expect("qos");
+    let mut consumer = rx
+        .basic_consume(queue.as_str().into(), "latency".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .expect("consume");
+    let seen = sent.clone();
+    let receiver = tokio::spawn(async move {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(120), consumer.next())
+                .await
+                .expect("in time")
+                .expect("open")
+                .expect("delivery");
+            let at = Instant::now();
+            let env = codec::from_xml(&d.data, schemas::DEFAULT_MAX_BYTES).expect("a reply");
+            if let Some(c) = env.correlation_id
+                && let Some(t0) = seen.lock().expect("lock").remove(&c)
+            {
+                out.push(at.duration_since(t0));
+            }
+            d.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+        out
+    });
+    let start = Instant::now();
+    let mut confirms = std::collections::VecDeque::new();
+    for (i, env) in envs.iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let body = codec::to_xml(env).into_bytes();
+        sent.lock().expect("lock").insert(env.message_id, Instant::now());
+        let props = BasicProperties::default().with_user_id("prov-37".into()).with_delivery_mode(2);
+        let c = ch
+            .basic_publish(
+                hub::amqp::names::INBOUND_EXCHANGE.into(),
+                "index.upsert".into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                &body,
+                props,
+            )
+            .await
+            .expect("publish");
+        confirms.push_back(c);
+        if confirms.len() >= WINDOW {
+            assert!(confirms.pop_front().expect("non-empty").await.expect("confirm").is_ack());
+        }
+    }
+    for c in confirms {
+        assert!(c.await.expect("confirm").is_ack());
+    }
+    let mut out = receiver.await.expect("receiver");
+    out.sort();
+    out
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -172,6 +264,7 @@ async fn main() {
     let through_hub = started.elapsed();
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let hub_rate = rate(through_hub);
     println!("messages: {n}, average size {size} bytes, quorum queues, mutual TLS, one broker node");
     println!("raw broker (publish+confirm → consume → ack): {:>8.0} msg/s  ({:.2} s)", rate(raw), raw.as_secs_f64());
     println!(
@@ -181,9 +274,59 @@ async fn main() {
     );
     println!(
         "hub path (publish → process in PostgreSQL → reply → consume): {:>8.0} msg/s  ({:.2} s)",
-        rate(through_hub),
+        hub_rate,
         through_hub.as_secs_f64()
     );
-    println!("ratio hub / raw: {:.3}", rate(through_hub) / rate(raw));
-    println!("ratio hub / null relay: {:.3}", rate(through_hub) / rate(relayed));
+    println!("ratio hub / raw: {:.3}", hub_rate / rate(raw));
+    println!("ratio hub / null relay: {:.3}", hub_rate / rate(relayed));
+
+    // One hop's latency at half the hub's peak rate, for about ten seconds.
+    let paced = hub_rate / 2.0;
+    let m = ((paced * 10.0) as usize).clamp(100, 50_000);
+    let lat = paced_latencies(&bed, &prov, 1_000_000, m, paced).await;
+    println!(
+        "one hop (province → hub → province) at {paced:.0} msg/s, {m} messages: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&lat, 0.50).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+
+    // A backlog: the hub down while a province sends BENCH_BACKLOG messages, then drained.
+    let backlog: usize = std::env::var("BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    if backlog > 0 {
+        bed.stop("hub");
+        let envs = envelopes(2_000_000, backlog);
+        let queued: Vec<Vec<u8>> = envs.iter().map(|e| codec::to_xml(e).into_bytes()).collect();
+        publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &queued, "prov-37").await;
+        drop(queued);
+        let pid = bed.spawn_hub("hub-backlog").await;
+        let started = Instant::now();
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = samples.clone();
+        let sampling = tokio::spawn(async move {
+            loop {
+                keep.lock().expect("lock").push(rss_mib(pid));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        consume_n(&conn, &queue, backlog).await;
+        let drained = started.elapsed();
+        sampling.abort();
+        let rss = samples.lock().expect("lock").clone();
+        let drain_rate = backlog as f64 / drained.as_secs_f64();
+        let quarter = rss.len().div_ceil(4).max(1);
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+        println!(
+            "backlog of {backlog} drained (hub started on a full queue): {drain_rate:>8.0} msg/s ({:.1} s), {:.2} × the steady rate",
+            drained.as_secs_f64(),
+            drain_rate / hub_rate
+        );
+        println!(
+            "hub RSS while draining: first quarter {:.0} MiB, last quarter {:.0} MiB, max {:.0} MiB ({} samples)",
+            mean(&rss[..quarter.min(rss.len())]),
+            mean(&rss[rss.len().saturating_sub(quarter)..]),
+            rss.iter().copied().fold(0.0, f64::max),
+            rss.len()
+        );
+    }
 }

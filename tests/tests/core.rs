@@ -52,6 +52,47 @@ async fn the_same_message_ten_times_concurrently_has_one_effect_and_one_reply() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_group_commits_each_message_as_if_alone_and_a_bad_one_spoils_none_of_the_others() {
+    let bed = TestBed::new().await;
+    bed.add_province("37").await;
+    let ctx = hub::context::Context::new(bed.db().await, bed.settings.clone()).unwrap();
+    let a = index_upsert("37", vec![student("37", 1)]);
+    let b = index_upsert("37", vec![student("37", 2)]);
+    let mut reused = index_upsert("37", vec![student("37", 3)]);
+    reused.message_id = a.message_id;
+    let bodies: Vec<Vec<u8>> = vec![
+        codec::to_xml(&a).into_bytes(),
+        b"<envelope>not a message".to_vec(),
+        codec::to_xml(&b).into_bytes(),
+        codec::to_xml(&a).into_bytes(),
+        codec::to_xml(&reused).into_bytes(),
+    ];
+    let ids: Vec<String> = (0..bodies.len()).map(|i| format!("group-{i}")).collect();
+    let inbounds: Vec<Inbound<'_>> = bodies
+        .iter()
+        .zip(&ids)
+        .map(|(body, id)| Inbound { body, user_id: Some("prov-37"), amqp_message_id: Some(id) })
+        .collect();
+    let handled = service::handle_group(&ctx, &inbounds).await;
+    assert_eq!(handled.len(), 5, "all committed together: {handled:?}");
+    assert_eq!(handled[0], Handled::Processed(MessageType::IndexUpsert));
+    assert!(matches!(handled[1], Handled::Poison(_)), "{:?}", handled[1]);
+    assert_eq!(handled[2], Handled::Processed(MessageType::IndexUpsert));
+    assert_eq!(handled[3], Handled::Duplicate, "the same message again in the same group");
+    assert_eq!(handled[4], Handled::Poison(ErrorCode::Duplicate), "an id reused in the same group");
+    assert_eq!(count(&bed, "SELECT count(*) FROM student_index").await, 2);
+    assert_eq!(count(&bed, "SELECT count(*) FROM dead_letter").await, 2);
+    assert_eq!(count(&bed, "SELECT count(*) FROM inbox").await, 3, "a, b and the unreadable one");
+    // a and b answered, each dead letter's sender told.
+    assert_eq!(count(&bed, "SELECT count(*) FROM outbox").await, 4);
+    // Taken again (as after a lost acknowledgement): nothing more.
+    let again = service::handle_group(&ctx, &inbounds).await;
+    assert_eq!(again.len(), 5);
+    assert_eq!(again.iter().filter(|h| **h == Handled::Duplicate).count(), 3, "{again:?}");
+    assert_eq!(count(&bed, "SELECT count(*) FROM outbox").await, 4, "no second answer");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_same_message_delivered_twice_through_the_broker_has_one_effect_and_one_reply() {
     let bed = TestBed::new().await;
     let a = bed.add_province("37").await;
@@ -270,6 +311,63 @@ async fn every_kind_of_poison_is_dead_lettered_with_its_reason_and_the_consumer_
     let reply = e2e::next_envelope(&conn, "37", WAIT).await.expect("still serving");
     assert_eq!(reply.correlation_id, Some(after.message_id));
     assert_eq!(count(&bed, "SELECT count(*) FROM student_index").await, 2);
+}
+
+/// Group commit under a crash: `n` messages queued before a one-worker hub starts (so that it
+/// takes them in full groups), the hub killed at `crash`, then a hub that finishes. Returns
+/// how many messages the first hub had committed when it died.
+async fn group_commit_crash(crash: &str) -> i64 {
+    const N: u32 = 100;
+    let bed = TestBed::new().await;
+    let a = bed.add_province("37").await;
+    let conn = bed.connect(&a).await;
+    let sent: Vec<_> = (0..N).map(|i| index_upsert("37", vec![student("37", i)])).collect();
+    for env in &sent {
+        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(env).as_bytes(), "prov-37").await.unwrap();
+    }
+    // One worker: without group commit it would commit one message per crash-point pass.
+    let (path, _) = bed.settings_copy("one-worker");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("workers = 8"), "the test bed's worker setting moved");
+    std::fs::write(&path, text.replace("workers = 8", "workers = 1")).unwrap();
+    bed.start_hub("hub", &path, &[("XJ_CRASH_AT", crash)]);
+    assert!(!bed.wait_exit("hub", WAIT).await.success(), "the hub died at the crash point");
+    let committed = count(&bed, "SELECT count(*) FROM inbox").await;
+
+    bed.spawn_hub("hub-again").await;
+    until_count(&bed, "SELECT count(*) FROM student_index", i64::from(N)).await;
+    until_count(&bed, "SELECT count(*) FROM outbox WHERE sent_at IS NULL", 0).await;
+    assert_eq!(count(&bed, "SELECT count(*) FROM inbox").await, i64::from(N), "each message claimed once");
+    assert_eq!(count(&bed, "SELECT count(*) FROM outbox").await, i64::from(N), "one reply each");
+    let listen = bed.settings.http.listen;
+    assert_eq!(
+        metric(listen, "hub_messages_processed_total").await,
+        f64::from(N) - committed as f64,
+        "the second hub processed exactly what the first had not committed"
+    );
+    // Every message answered exactly once (copies of one reply share its id).
+    let got = collect(&conn, "37", N as usize, Duration::from_secs(60)).await;
+    let mut answered: Vec<_> = got.envelopes.iter().filter_map(|e| e.correlation_id).collect();
+    answered.sort();
+    answered.dedup();
+    assert_eq!((got.envelopes.len(), answered.len()), (N as usize, N as usize), "one reply per message");
+    let mut asked: Vec<_> = sent.iter().map(|e| e.message_id).collect();
+    asked.sort();
+    assert_eq!(answered, asked, "every message answered");
+    committed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_killed_while_acknowledging_a_committed_group_redoes_none_of_it() {
+    // Killed at the second acknowledgement: the whole first group had committed with it.
+    let committed = group_commit_crash(&format!("{}:2", failpoint::CONSUMER_AFTER_COMMIT)).await;
+    assert!(committed > 2, "{committed} committed: the group was larger than the acknowledged messages");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_killed_before_a_group_commits_keeps_none_of_it() {
+    let committed = group_commit_crash(failpoint::CONSUMER_BEFORE_COMMIT).await;
+    assert_eq!(committed, 0, "nothing of an uncommitted group is kept");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,6 @@
-//! The consumer of the hub's inbox: manual acks, bounded prefetch, and a fixed set of workers.
-//! A delivery is acknowledged only after its transaction committed; a transient database
+//! The consumer of the hub's inbox: manual acks, bounded prefetch, and a fixed set of workers
+//! that commit in groups (one transaction, one fsync, for what has arrived; each message under
+//! its own savepoint). A delivery is acknowledged only after its transaction committed; a transient database
 //! failure holds the delivery and retries it (never a requeue loop); an unexpected failure
 //! rejects it to the dead-letter exchange. Messages of one case go to the same worker, so they
 //! are processed in the order they arrived.
@@ -183,82 +184,137 @@ fn partition_key(d: &Delivery) -> u64 {
 /// tried before it goes to the dead letters.
 const HANDLER_ATTEMPTS: u32 = 3;
 
+fn inbound(d: &Delivery) -> Inbound<'_> {
+    Inbound {
+        body: &d.data,
+        user_id: d.properties.user_id().as_ref().map(|u| u.as_str()),
+        amqp_message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
+    }
+}
+
+/// Takes the deliveries of its partition in groups: what has arrived (up to `[limits]
+/// group_max`, waiting at most `group_linger_ms` for more) is processed in one transaction. A
+/// message that fails in the group is retried alone before the rest, so one case's messages
+/// keep their order.
 async fn worker(
     ctx: Context,
     mut rx: mpsc::Receiver<Delivery>,
     shutdown: watch::Receiver<bool>,
     alive: watch::Receiver<bool>,
 ) {
-    while let Some(d) = rx.recv().await {
-        let inbound = Inbound {
-            body: &d.data,
-            user_id: d.properties.user_id().as_ref().map(|u| u.as_str()),
-            amqp_message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
+    let max = ctx.settings.limits.group_max.max(1);
+    let linger = Duration::from_millis(ctx.settings.limits.group_linger_ms);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) if linger.is_zero() => break,
+                Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(d)) => batch.push(d),
+                    _ => break,
+                },
+            }
+        }
+        let mut rest = batch.as_slice();
+        while !rest.is_empty() {
+            let committed = group(&ctx, rest).await;
+            rest = &rest[committed..];
+            if let Some((failed, tail)) = rest.split_first() {
+                alone(&ctx, failed, &shutdown, &alive).await;
+                rest = tail;
+            }
+        }
+    }
+}
+
+/// Processes `batch` as one group ([`service::handle_group`]), then acknowledges what
+/// committed; returns how many did.
+async fn group(ctx: &Context, batch: &[Delivery]) -> usize {
+    let started = Instant::now();
+    let inbounds: Vec<Inbound<'_>> = batch.iter().map(inbound).collect();
+    let handled = service::handle_group(ctx, &inbounds).await;
+    if !handled.is_empty() {
+        metrics::histogram!("hub_consumer_group_size").record(handled.len() as f64);
+    }
+    let took = started.elapsed();
+    for (d, h) in batch.iter().zip(&handled) {
+        after_commit(d, h, took).await;
+    }
+    handled.len()
+}
+
+/// The crash point, the metrics and the acknowledgement of a committed message.
+async fn after_commit(d: &Delivery, handled: &Handled, took: Duration) {
+    let committed = match handled {
+        service::Handled::Processed(t) | service::Handled::Refused(t, _) => Some(t.as_str()),
+        _ => None,
+    };
+    crate::failpoint::pass_tagged(crate::failpoint::CONSUMER_AFTER_COMMIT, committed);
+    record(handled, took);
+    if let Err(e) = d.ack(BasicAckOptions::default()).await {
+        // The broker redelivers it; the inbox recognizes it then.
+        warn!(error = %e, "Ack failed after commit.");
+    }
+}
+
+/// One delivery in a transaction of its own: a transient failure (the database unavailable)
+/// holds it and retries with backoff; any other failure is retried a few times, then the
+/// message goes to the dead letters.
+async fn alone(ctx: &Context, d: &Delivery, shutdown: &watch::Receiver<bool>, alive: &watch::Receiver<bool>) {
+    let started = Instant::now();
+    let mut delays = backoff();
+    let mut failures = 0;
+    loop {
+        // A panic while handling one message must not take the worker down with it: it
+        // counts as a failure of that message, which is rejected to the dead letters.
+        let result = match std::panic::AssertUnwindSafe(service::handle(ctx, inbound(d))).catch_unwind().await {
+            Ok(r) => r,
+            Err(panic) => Err(anyhow!("the handler panicked: {}", panic_text(&panic))),
         };
-        let started = Instant::now();
-        let mut delays = backoff();
-        let mut failures = 0;
-        loop {
-            // A panic while handling one message must not take the worker down with it: it
-            // counts as a failure of that message, which is rejected to the dead letters.
-            let result = match std::panic::AssertUnwindSafe(service::handle(&ctx, inbound)).catch_unwind().await {
-                Ok(r) => r,
-                Err(panic) => Err(anyhow!("the handler panicked: {}", panic_text(&panic))),
-            };
-            match result {
-                Ok(handled) => {
-                    let committed = match &handled {
-                        service::Handled::Processed(t) | service::Handled::Refused(t, _) => Some(t.as_str()),
-                        _ => None,
-                    };
-                    crate::failpoint::pass_tagged(crate::failpoint::CONSUMER_AFTER_COMMIT, committed);
-                    record(&handled, started.elapsed());
-                    if let Err(e) = d.ack(BasicAckOptions::default()).await {
-                        // The broker redelivers it; the inbox recognizes it then.
-                        warn!(error = %e, "Ack failed after commit.");
-                    }
-                    break;
+        match result {
+            Ok(handled) => {
+                after_commit(d, &handled, started.elapsed()).await;
+                return;
+            }
+            Err(e) if store::is_transient_any(&e) => {
+                if *shutdown.borrow() || !*alive.borrow() {
+                    // Left unacknowledged: the broker gives it to the next consumer.
+                    warn!(error = format!("{e:#}"), "Transient failure while stopping; delivery left to the broker.");
+                    return;
                 }
-                Err(e) if store::is_transient_any(&e) => {
-                    if *shutdown.borrow() || !*alive.borrow() {
-                        // Left unacknowledged: the broker gives it to the next consumer.
-                        warn!(
+                let delay = delays.next().unwrap_or(Duration::from_secs(15));
+                warn!(error = format!("{e:#}"), retry_in = ?delay, "Database unavailable; holding the delivery.");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) if failures + 1 < HANDLER_ATTEMPTS && !*shutdown.borrow() => {
+                // Each attempt is a fresh transaction: what a concurrent message changed in
+                // between (a race on the same student) is seen the next time.
+                failures += 1;
+                warn!(error = format!("{e:#}"), attempt = failures, "Processing failed; trying again.");
+                tokio::time::sleep(Duration::from_millis(200) * failures).await;
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                error!(error = %why, attempts = failures + 1, "Processing failed for good; dead-lettered.");
+                // Recorded and answered by the hub (E_INTERNAL), then acknowledged; only if
+                // even that fails does the broker's dead-lettering take it.
+                match service::give_up(ctx, inbound(d), &why).await {
+                    Ok(handled) => {
+                        record(&handled, started.elapsed());
+                        let _ = d.ack(BasicAckOptions::default()).await;
+                    }
+                    Err(e) => {
+                        error!(
                             error = format!("{e:#}"),
-                            "Transient failure while stopping; delivery left to the broker."
+                            "Dead letter not recorded; rejected to the broker's dead letters."
                         );
-                        break;
+                        let _ = d.reject(BasicRejectOptions { requeue: false }).await;
                     }
-                    let delay = delays.next().unwrap_or(Duration::from_secs(15));
-                    warn!(error = format!("{e:#}"), retry_in = ?delay, "Database unavailable; holding the delivery.");
-                    tokio::time::sleep(delay).await;
                 }
-                Err(e) if failures + 1 < HANDLER_ATTEMPTS && !*shutdown.borrow() => {
-                    // Each attempt is a fresh transaction: what a concurrent message changed in
-                    // between (a race on the same student) is seen the next time.
-                    failures += 1;
-                    warn!(error = format!("{e:#}"), attempt = failures, "Processing failed; trying again.");
-                    tokio::time::sleep(Duration::from_millis(200) * failures).await;
-                }
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    error!(error = %why, attempts = failures + 1, "Processing failed for good; dead-lettered.");
-                    // Recorded and answered by the hub (E_INTERNAL), then acknowledged; only if
-                    // even that fails does the broker's dead-lettering take it.
-                    match service::give_up(&ctx, inbound, &why).await {
-                        Ok(handled) => {
-                            record(&handled, started.elapsed());
-                            let _ = d.ack(BasicAckOptions::default()).await;
-                        }
-                        Err(e) => {
-                            error!(
-                                error = format!("{e:#}"),
-                                "Dead letter not recorded; rejected to the broker's dead letters."
-                            );
-                            let _ = d.reject(BasicRejectOptions { requeue: false }).await;
-                        }
-                    }
-                    break;
-                }
+                return;
             }
         }
     }

@@ -285,6 +285,16 @@ pub struct Limits {
     /// Messages processed at once by one hub process.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Group commit (组提交): at most this many deliveries one worker commits in one
+    /// transaction, each under its own savepoint. At most 64: PostgreSQL keeps 64
+    /// subtransactions per transaction in shared memory; beyond that every reader slows down.
+    #[serde(default = "default_group_max")]
+    pub group_max: usize,
+    /// How long a worker holding one delivery waits for more to join its group, in
+    /// milliseconds. 0 (default): it takes what has already arrived, so a lone message is never
+    /// held back and under load groups form by themselves while the previous one commits.
+    #[serde(default)]
+    pub group_linger_ms: u64,
     /// Of a dead letter, this many bytes are kept; beyond it, the SHA-256 and the size.
     #[serde(default = "default_dead_letter_body")]
     pub dead_letter_body_bytes: usize,
@@ -310,11 +320,17 @@ fn default_workers() -> usize {
     16
 }
 
+fn default_group_max() -> usize {
+    32
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_bytes: default_max_bytes(),
             workers: default_workers(),
+            group_max: default_group_max(),
+            group_linger_ms: 0,
             dead_letter_body_bytes: default_dead_letter_body(),
             poison_per_minute: default_poison_per_minute(),
         }
@@ -360,6 +376,9 @@ impl Settings {
         }
         if self.broker.prefetch == 0 || self.limits.workers == 0 {
             bail!("broker.prefetch and limits.workers must be at least 1");
+        }
+        if !(1..=64).contains(&self.limits.group_max) || self.limits.group_linger_ms > 1000 {
+            bail!("limits.group_max must be 1 to 64 and limits.group_linger_ms at most 1000");
         }
         if self.broker.delivery_limit == 0 {
             bail!("broker.delivery_limit must be at least 1");

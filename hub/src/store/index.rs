@@ -205,6 +205,9 @@ pub async fn by_resident_ids(conn: &mut PgConnection, numbers: &[String]) -> Res
         read_columns!(),
         " FROM student_index WHERE document_no = ANY($1) AND document_type = '1' ORDER BY student_id"
     ))
+    // Planned each time for its values: a cached generic plan made while the index was small
+    // (a new hub, the first minute after start) stays a sequential scan as the table grows.
+    .persistent(false)
     .bind(numbers)
     .fetch_all(conn)
     .await?;

@@ -32,15 +32,19 @@ pub struct Pending {
     pub attempts: i32,
 }
 
-/// Adds a message; a message id already present is left alone (replays are harmless).
-/// Wakes the relay when the transaction commits.
+/// Adds a message and its line in the message trace, in one statement; a message id already
+/// present is left alone (replays are harmless). The relay is woken at commit (the outbox's
+/// statement trigger).
 ///
 /// # Errors
 /// Database errors.
-pub async fn enqueue(conn: &mut PgConnection, m: &NewMessage) -> sqlx::Result<()> {
+pub async fn enqueue(conn: &mut PgConnection, m: &NewMessage, trace_correlation: Option<Uuid>) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, case_id, correlation_id, headers, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (message_id) DO NOTHING",
+        "WITH queued AS (
+             INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, case_id, correlation_id, headers, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (message_id) DO NOTHING)
+         INSERT INTO message_trace (message_id, direction, party, message_type, case_id, correlation_id, outcome)
+         VALUES ($1, 'out', $5, $4, $6, $10, 'queued')",
     )
     .bind(m.message_id)
     .bind(&m.exchange)
@@ -51,10 +55,9 @@ pub async fn enqueue(conn: &mut PgConnection, m: &NewMessage) -> sqlx::Result<()
     .bind(&m.correlation_id)
     .bind(&m.headers)
     .bind(&m.body)
-    .execute(&mut *conn)
+    .bind(trace_correlation)
+    .execute(conn)
     .await?;
-    // Delivered by PostgreSQL at commit, to every listening relay.
-    sqlx::query("SELECT pg_notify('outbox', '')").execute(conn).await?;
     Ok(())
 }
 
@@ -90,17 +93,39 @@ pub async fn replay(
     Ok((n, kept))
 }
 
-/// Locks up to `limit` due, unsent rows, oldest first; rows locked by another relay are skipped.
+/// Locks the oldest due, unsent rows: up to `limit` of them and, beyond the first, no more
+/// than `max_bytes` of bodies together (a backlog of large archives must not be read into
+/// memory at once). Rows locked by another relay are skipped.
 ///
 /// # Errors
 /// Database errors.
-pub async fn claim_due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Pending>> {
-    sqlx::query_as(
-        "SELECT outbox_id, message_id, exchange, routing_key, message_type, correlation_id, headers, body, attempts
-         FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= now()
-         ORDER BY outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+pub async fn claim_due(conn: &mut PgConnection, limit: i64, max_bytes: i64) -> sqlx::Result<Vec<Pending>> {
+    let sizes: Vec<(i64, i32)> = sqlx::query_as(
+        "SELECT outbox_id, octet_length(body) FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= now()
+         ORDER BY outbox_id LIMIT $1",
     )
     .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut total = 0i64;
+    let ids: Vec<i64> = sizes
+        .into_iter()
+        .take_while(|(_, size)| {
+            let first = total == 0;
+            total += i64::from(*size).max(1);
+            first || total <= max_bytes
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    sqlx::query_as(
+        "SELECT outbox_id, message_id, exchange, routing_key, message_type, correlation_id, headers, body, attempts
+         FROM outbox WHERE outbox_id = ANY($1) AND sent_at IS NULL
+         ORDER BY outbox_id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(&ids)
     .fetch_all(conn)
     .await
 }
