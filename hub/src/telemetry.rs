@@ -64,7 +64,11 @@ fn describe() {
         describe_counter!(name, help);
         metrics::counter!(name).increment(0);
     }
-    describe_histogram!("hub_handler_seconds", metrics::Unit::Seconds, "Time to process one message, by type.");
+    describe_histogram!(
+        "hub_handler_seconds",
+        metrics::Unit::Seconds,
+        "Time from taking a message to its commit, by type (in a group commit: the group's)."
+    );
     describe_histogram!("hub_consumer_group_size", "Messages committed together in one transaction (group commit).");
     let gauges = [
         ("hub_outbox_unsent", "Outbox messages not yet published."),

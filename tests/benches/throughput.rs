@@ -32,12 +32,31 @@ use schemas::codec;
 const WINDOW: usize = 256;
 
 async fn publish_all(ch: &Channel, exchange: &str, key: &str, bodies: &[Vec<u8>], user: &str) {
+    publish_paced(ch, exchange, key, bodies, user, None, |_| {}).await;
+}
+
+/// Publishes `bodies` with confirms (at most [`WINDOW`] unconfirmed), at `rate` per second when
+/// given, calling `before(i)` just before the `i`th is sent.
+async fn publish_paced(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    bodies: &[Vec<u8>],
+    user: &str,
+    rate: Option<f64>,
+    mut before: impl FnMut(usize),
+) {
+    let start = Instant::now();
     let mut pending = std::collections::VecDeque::new();
     for (i, body) in bodies.iter().enumerate() {
+        if let Some(rate) = rate {
+            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
+        }
         let props = BasicProperties::default()
             .with_user_id(user.into())
             .with_message_id(format!("bench-{i}").into())
             .with_delivery_mode(2);
+        before(i);
         let confirm = ch
             .basic_publish(
                 exchange.into(),
@@ -173,32 +192,12 @@ async fn paced_latencies(bed: &TestBed, prov: &e2e::Creds, base: u32, n: usize, 
         }
         out
     });
-    let start = Instant::now();
-    let mut confirms = std::collections::VecDeque::new();
-    for (i, env) in envs.iter().enumerate() {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        tokio::time::sleep_until(due.into()).await;
-        let body = codec::to_xml(env).into_bytes();
-        sent.lock().expect("lock").insert(env.message_id, Instant::now());
-        let props = BasicProperties::default().with_user_id("prov-37".into()).with_delivery_mode(2);
-        let c = ch
-            .basic_publish(
-                hub::amqp::names::INBOUND_EXCHANGE.into(),
-                "index.upsert".into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
-                &body,
-                props,
-            )
-            .await
-            .expect("publish");
-        confirms.push_back(c);
-        if confirms.len() >= WINDOW {
-            assert!(confirms.pop_front().expect("non-empty").await.expect("confirm").is_ack());
-        }
-    }
-    for c in confirms {
-        assert!(c.await.expect("confirm").is_ack());
-    }
+    let bodies: Vec<Vec<u8>> = envs.iter().map(|e| codec::to_xml(e).into_bytes()).collect();
+    let exchange = hub::amqp::names::INBOUND_EXCHANGE;
+    publish_paced(&ch, exchange, "index.upsert", &bodies, "prov-37", Some(rate), |i| {
+        sent.lock().expect("lock").insert(envs[i].message_id, Instant::now());
+    })
+    .await;
     let mut out = receiver.await.expect("receiver");
     out.sort();
     out

@@ -92,6 +92,47 @@ async fn a_group_commits_each_message_as_if_alone_and_a_bad_one_spoils_none_of_t
     assert_eq!(count(&bed, "SELECT count(*) FROM outbox").await, 4, "no second answer");
 }
 
+fn outbox_row(size: usize) -> hub::store::outbox::NewMessage {
+    hub::store::outbox::NewMessage {
+        message_id: uuid::Uuid::new_v4(),
+        exchange: "x".into(),
+        routing_key: "prov-37".into(),
+        message_type: "index.result".into(),
+        recipient: "prov-37".into(),
+        case_id: None,
+        correlation_id: None,
+        headers: serde_json::json!({}),
+        body: vec![b'a'; size],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relay_claims_by_count_and_bytes_and_is_woken_once_the_outbox_commits() {
+    use hub::store::outbox;
+    let bed = TestBed::new().await;
+    let pool = bed.db().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen("outbox").await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for size in [3000, 400, 400, 400, 400] {
+        outbox::enqueue(&mut tx, &outbox_row(size), None).await.unwrap();
+    }
+    // Nothing before the commit; at the commit, the trigger's notification.
+    let early = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    assert!(early.is_err(), "woken before the commit: {early:?}");
+    tx.commit().await.unwrap();
+    let woken = tokio::time::timeout(WAIT, listener.recv()).await.expect("woken at commit").unwrap();
+    assert_eq!(woken.channel(), "outbox");
+    assert_eq!(count(&bed, "SELECT count(*) FROM message_trace WHERE direction = 'out'").await, 5, "each traced");
+
+    let mut conn = pool.acquire().await.unwrap();
+    // The first row is taken even when it alone is over the byte bound.
+    let sizes = |rows: &[outbox::Pending]| rows.iter().map(|r| r.body.len()).collect::<Vec<_>>();
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 10, 1000).await.unwrap()), [3000]);
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 10, 4200).await.unwrap()), [3000, 400, 400, 400]);
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 2, 1 << 20).await.unwrap()), [3000, 400]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_message_delivered_twice_through_the_broker_has_one_effect_and_one_reply() {
     let bed = TestBed::new().await;
