@@ -128,7 +128,10 @@ enum Command {
         /// …of this many bytes each (like real scans; 0: a few bytes).
         #[arg(long, default_value_t = 0)]
         evidence_bytes: usize,
-        /// Bytes of the scanned file each exported archive carries (0: a few bytes).
+        /// Scanned files each exported archive carries (1 to 20)…
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=20))]
+        archive_attachments: u8,
+        /// …of this many bytes each (0: a few bytes).
         #[arg(long, default_value_t = 0)]
         archive_attachment_bytes: usize,
         /// How this province answers problem-record tasks: attest or delete (default:
@@ -166,6 +169,7 @@ fn init_logging(default: &str) {
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    certs::memory::return_large_buffers();
     // Usage errors exit 2 (clap); every other error 1, said once: a running adapter logs it,
     // a command prints it (and its report: the connection library's own log lines would only
     // repeat it).
@@ -271,6 +275,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             archive_delay_ms,
             evidence_files,
             evidence_bytes,
+            archive_attachments,
             archive_attachment_bytes,
             problem_mode,
             orgcode_confirm_min_ms,
@@ -308,6 +313,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             opts.archive_delay = std::time::Duration::from_millis(archive_delay_ms);
             opts.evidence_files = evidence_files;
             opts.evidence_bytes = evidence_bytes;
+            opts.archive_attachments = usize::from(archive_attachments);
             opts.archive_attachment_bytes = archive_attachment_bytes;
             opts.problem_mode = problem_mode.as_deref().map(|m| match m {
                 "attest" => schemas::messages::HandlingMode::Attest,

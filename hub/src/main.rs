@@ -2,6 +2,7 @@
 
 fn main() -> std::process::ExitCode {
     // One crypto provider for every rustls user in the process (see notes on providers).
+    certs::memory::return_large_buffers();
     let _ = rustls::crypto::ring::default_provider().install_default();
     hub::cli::main()
 }

@@ -11,7 +11,7 @@ use schemas::{CaseId, Envelope, MessageId, Party};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::store::outbox;
+use crate::store::{outbox, trace};
 
 /// Namespace of the hub's derived message ids.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a9e_4b7d_4c1a_9e3f_58d2_0b6a_7c41);
@@ -76,6 +76,22 @@ pub async fn emit(
     correlation: Option<MessageId>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    emit_traced(conn, cause, replies, correlation, now, None).await
+}
+
+/// [`emit`], and the inbound message's line in the trace, all in one statement.
+///
+/// # Errors
+/// Database errors.
+pub async fn emit_traced(
+    conn: &mut PgConnection,
+    cause: &Cause<'_>,
+    replies: Vec<Reply>,
+    correlation: Option<MessageId>,
+    now: DateTime<Utc>,
+    inbound: Option<&trace::NewTrace<'_>>,
+) -> Result<()> {
+    let mut messages = Vec::with_capacity(replies.len());
     for (n, reply) in replies.into_iter().enumerate() {
         let out = Envelope {
             message_id: cause.derive_id(u32::try_from(n).unwrap_or(u32::MAX - 1)),
@@ -86,9 +102,25 @@ pub async fn emit(
             sent_at: now,
             body: reply.body,
         };
-        enqueue(conn, &out).await?;
+        messages.push(new_message(&out));
     }
-    Ok(())
+    let correlations = vec![correlation.map(|c| c.uuid()); messages.len()];
+    outbox::enqueue_all(conn, &messages, &correlations, inbound).await.context("Failed to write to the outbox")
+}
+
+/// An envelope as the outbox keeps it: addressed to its recipient's queue.
+fn new_message(env: &Envelope) -> outbox::NewMessage {
+    outbox::NewMessage {
+        message_id: env.message_id.uuid(),
+        exchange: topology::OUTBOUND_EXCHANGE.to_owned(),
+        routing_key: env.recipient.to_string(),
+        message_type: env.message_type().as_str().to_owned(),
+        recipient: env.recipient.to_string(),
+        case_id: env.case_id.map(|c| c.uuid()),
+        correlation_id: env.correlation_id.map(|c| c.to_string()),
+        headers: serde_json::json!({}),
+        body: codec::to_xml(env).into_bytes(),
+    }
 }
 
 /// Writes an envelope to the outbox, addressed to its recipient's queue, and traces it.
@@ -96,22 +128,7 @@ pub async fn emit(
 /// # Errors
 /// Database errors.
 pub async fn enqueue(conn: &mut PgConnection, env: &Envelope) -> Result<()> {
-    let body = codec::to_xml(env).into_bytes();
-    outbox::enqueue(
-        conn,
-        &outbox::NewMessage {
-            message_id: env.message_id.uuid(),
-            exchange: topology::OUTBOUND_EXCHANGE.to_owned(),
-            routing_key: env.recipient.to_string(),
-            message_type: env.message_type().as_str().to_owned(),
-            recipient: env.recipient.to_string(),
-            case_id: env.case_id.map(|c| c.uuid()),
-            correlation_id: env.correlation_id.map(|c| c.to_string()),
-            headers: serde_json::json!({}),
-            body,
-        },
-        env.correlation_id.map(|c| c.uuid()),
-    )
-    .await
-    .context("Failed to write to the outbox")
+    outbox::enqueue(conn, &new_message(env), env.correlation_id.map(|c| c.uuid()))
+        .await
+        .context("Failed to write to the outbox")
 }

@@ -2,13 +2,23 @@
 //! sent. One hub process relays at a time (a PostgreSQL advisory lock), which keeps the order
 //! of messages to each province; the others stand by and take over when its session ends.
 //! After a crash, rows not yet stamped go out again; receivers deduplicate by message id.
+//!
+//! Batches are pipelined: while the broker confirms one batch, the next is claimed (the rows
+//! after it) and published on the same channel, so the order of publication is the order of
+//! the outbox and neither the broker's nor PostgreSQL's fsync stalls the flow. Each batch is
+//! claimed, stamped and committed in a transaction of its own, on connections of the relay's
+//! own (never waiting behind the consumer's workers for the pool). The stamps commit
+//! asynchronously (`synchronous_commit = off`): a stamp lost in a database crash only sends
+//! its rows again, which receivers recognize.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
+use lapin::PublisherConfirm;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
@@ -19,14 +29,20 @@ use crate::amqp::{self, declare_core};
 use crate::context::Context;
 use crate::health::Health;
 use crate::retry::backoff;
-use crate::store::outbox;
+use crate::store::outbox::{self, Pending};
 
 /// Key of the relay's advisory lock.
 const RELAY_LOCK: i64 = 0x7875_656a_6972_6c79; // "xuejirly"
 /// Rows per relay transaction, and bytes of bodies (a full batch means a backlog: the next one
 /// follows at once).
 const BATCH: i64 = 1000;
-const BATCH_BYTES: i64 = 64 * 1024 * 1024;
+const BATCH_BYTES: i64 = 16 * 1024 * 1024;
+/// Batches published and not yet confirmed and stamped, at most (each holds one connection).
+const PIPELINE: usize = 2;
+/// While batches follow one another without a pause, the rows before the newest batch (due
+/// again after a failed attempt, or replayed by an operator) are looked at again at least
+/// this often.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// Relays until `shutdown` turns true and the consumer has stopped (`drained` is then awaited:
 /// what was committed before the stop still goes out).
@@ -60,16 +76,23 @@ pub async fn run(
     }
 }
 
+/// A batch published and waiting for its confirms, its rows locked by its open transaction.
+struct InFlight {
+    conn: PgConnection,
+    rows: Vec<Pending>,
+    confirms: Vec<PublisherConfirm>,
+    published: Instant,
+}
+
 async fn session(
     ctx: &Context,
     mut shutdown: watch::Receiver<bool>,
     consumer_done: watch::Receiver<bool>,
     health: &Health,
 ) -> Result<()> {
+    let options = ctx.settings.database.connect_options()?;
     // Leadership: a session-level advisory lock on a connection of our own.
-    let mut lock_conn = PgConnection::connect_with(&ctx.settings.database.connect_options()?)
-        .await
-        .context("Failed to connect for the relay lock")?;
+    let mut lock_conn = PgConnection::connect_with(&options).await.context("Failed to connect for the relay lock")?;
     loop {
         let got: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RELAY_LOCK).fetch_one(&mut lock_conn).await?;
@@ -93,16 +116,59 @@ async fn session(
     let publisher = Publisher::open(&conn).await?;
     let mut listener = PgListener::connect_with(&ctx.pool).await?;
     listener.listen("outbox").await?;
+    let mut idle = Vec::with_capacity(PIPELINE);
+    for _ in 0..PIPELINE {
+        let mut c = PgConnection::connect_with(&options).await.context("Failed to connect for the relay")?;
+        sqlx::raw_sql("SET synchronous_commit = off").execute(&mut c).await?;
+        idle.push(c);
+    }
     health.relaying.store(true, Ordering::SeqCst);
 
+    let mut flight: VecDeque<InFlight> = VecDeque::with_capacity(PIPELINE);
+    // Whether rows may be due that no claim has looked at: a wake-up came after the last claim
+    // began, or a claim took only the rows after a batch in flight (a transaction that took
+    // a lower outbox id may have committed later), or the wait timed out (a failed row may be
+    // due again).
+    let mut dirty = true;
+    let mut swept = Instant::now();
+    let mut lock_checked = Instant::now();
     loop {
-        let sent = relay_batch(ctx, &publisher).await?;
-        // Keep the leadership connection honest: if it broke, the lock is gone too.
-        sqlx::query("SELECT 1").execute(&mut lock_conn).await.context("Relay lock connection lost")?;
-        if sent > 0 {
-            // More may be waiting (a batch is cut by count or bytes): ask again before sleeping.
+        dirty |= woken(&mut listener)?;
+        if lock_checked.elapsed() >= Duration::from_secs(1) {
+            // Keep the leadership connection honest: if it broke, the lock is gone too.
+            sqlx::query("SELECT 1").execute(&mut lock_conn).await.context("Relay lock connection lost")?;
+            lock_checked = Instant::now();
+        }
+        // Claim and publish the next batch while fewer than PIPELINE are in flight: the rows
+        // after the newest batch in flight, or all due rows when none is in flight — at the
+        // latest every SWEEP, the batches in flight settling first, so that rows due again
+        // are never passed over.
+        let newest = flight.back().and_then(|b| b.rows.last()).map(|r| r.outbox_id);
+        if dirty && !idle.is_empty() && !(newest.is_some() && swept.elapsed() >= SWEEP) {
+            let c = idle.pop().expect("an idle connection");
+            // Wake-ups are taken before the claim: one that comes after it may be for rows it
+            // did not see, and makes the loop claim again.
+            while listener.next_buffered().is_some() {}
+            dirty = newest.is_some();
+            if newest.is_none() {
+                swept = Instant::now();
+            }
+            match claim(c, &publisher, newest.unwrap_or(0)).await? {
+                Claimed::Published(batch) => {
+                    flight.push_back(batch);
+                    continue;
+                }
+                Claimed::Nothing(c) => idle.push(c),
+            }
+        }
+        if let Some(batch) = flight.pop_front() {
+            idle.push(settle(batch).await?);
             continue;
         }
+        if dirty {
+            continue;
+        }
+        // Nothing in flight, nothing due.
         if *shutdown.borrow() && *consumer_done.borrow() {
             // The consumer has stopped and everything committed and due has gone out.
             let _ = conn.close(200, "hub relay stopping".into()).await;
@@ -115,29 +181,70 @@ async fn session(
             _ = done.changed() => {}
             _ = shutdown.changed() => {}
         }
+        dirty = true;
         if !conn.status().connected() {
             return Err(anyhow!("broker connection lost"));
         }
     }
 }
 
-/// Publishes one batch; returns how many rows it took.
-async fn relay_batch(ctx: &Context, publisher: &Publisher) -> Result<usize> {
-    let mut tx = ctx.pool.begin().await?;
-    let rows = outbox::claim_due(&mut tx, BATCH, BATCH_BYTES).await?;
+/// Whether a wake-up has arrived, without waiting for one.
+fn woken(listener: &mut PgListener) -> Result<bool> {
+    use futures_util::FutureExt;
+    let mut any = false;
+    while let Some(n) = listener.try_recv().now_or_never() {
+        match n? {
+            Some(_) => any = true,
+            // The listening connection was lost and is being made again: a wake-up may have
+            // been lost with it.
+            None => return Ok(true),
+        }
+    }
+    Ok(any)
+}
+
+fn stage(name: &'static str, since: Instant) -> Instant {
+    metrics::histogram!("hub_relay_stage_seconds", "stage" => name).record(since.elapsed().as_secs_f64());
+    Instant::now()
+}
+
+enum Claimed {
+    Published(InFlight),
+    /// Nothing due: the connection back, its transaction ended.
+    Nothing(PgConnection),
+}
+
+/// Claims the due rows after `after` in a transaction left open on `conn`, and publishes them.
+async fn claim(mut conn: PgConnection, publisher: &Publisher, after: i64) -> Result<Claimed> {
+    let t = Instant::now();
+    sqlx::raw_sql("BEGIN").execute(&mut conn).await?;
+    let rows = outbox::claim_due(&mut conn, after, BATCH, BATCH_BYTES).await?;
     if rows.is_empty() {
-        return Ok(0);
+        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await?;
+        return Ok(Claimed::Nothing(conn));
     }
+    let t = stage("claim", t);
     crate::failpoint::pass(crate::failpoint::RELAY_BEFORE_PUBLISH);
-    // Publish all, then collect the confirms: the broker confirms in pipelined fashion.
-    let mut pending = Vec::with_capacity(rows.len());
+    let mut confirms = Vec::with_capacity(rows.len());
     for row in &rows {
-        pending.push(publisher.send(row).await?);
+        confirms.push(publisher.send(row).await?);
     }
+    let published = stage("publish", t);
+    Ok(Claimed::Published(InFlight { conn, rows, confirms, published }))
+}
+
+/// Waits for a batch's confirms, stamps what the broker took (and schedules again what it did
+/// not), and commits; returns the connection.
+async fn settle(batch: InFlight) -> Result<PgConnection> {
+    let InFlight { mut conn, rows, confirms, published } = batch;
     let mut sent = Vec::with_capacity(rows.len());
-    for (row, confirm) in rows.iter().zip(pending) {
+    for (row, confirm) in rows.iter().zip(confirms) {
         match publisher::outcome(confirm).await? {
-            Published::Confirmed => sent.push(row.outbox_id),
+            Published::Confirmed => {
+                sent.push(row.outbox_id);
+                let queued = (Utc::now() - row.created_at).to_std().unwrap_or_default();
+                metrics::histogram!("hub_outbox_delay_seconds").record(queued.as_secs_f64());
+            }
             failure => {
                 let why = match failure {
                     Published::Unroutable(text) => format!("unroutable ({text}): no queue for {}", row.routing_key),
@@ -145,13 +252,15 @@ async fn relay_batch(ctx: &Context, publisher: &Publisher) -> Result<usize> {
                 };
                 let retry_at = Utc::now() + chrono::Duration::seconds(i64::from(row.attempts.clamp(0, 9) + 1) * 30);
                 error!(message_id = %row.message_id, routing_key = %row.routing_key, attempts = row.attempts + 1, %why, "Outbox message not delivered; will retry.");
-                outbox::mark_failed(&mut tx, row.outbox_id, &why, retry_at).await?;
+                outbox::mark_failed(&mut conn, row.outbox_id, &why, retry_at).await?;
             }
         }
     }
+    let t = stage("confirm", published);
     crate::failpoint::pass(crate::failpoint::RELAY_AFTER_CONFIRM);
-    outbox::mark_sent(&mut tx, &sent).await?;
-    tx.commit().await?;
+    outbox::mark_sent(&mut conn, &sent).await?;
+    sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
+    stage("commit", t);
     metrics::counter!("hub_outbox_published_total").increment(sent.len() as u64);
-    Ok(rows.len())
+    Ok(conn)
 }

@@ -19,7 +19,7 @@ use crate::context::Context;
 use crate::failpoint;
 use crate::handlers;
 use crate::outgoing::{self, Cause, fallback_id};
-use crate::store::{self, dead_letters, inbox, trace};
+use crate::store::{dead_letters, inbox, trace};
 
 /// A delivery as the consumer hands it over.
 #[derive(Debug, Clone, Copy)]
@@ -81,16 +81,27 @@ pub async fn handle_group(ctx: &Context, msgs: &[Inbound<'_>]) -> Vec<Handled> {
     let Ok(mut tx) = ctx.pool.begin().await else { return vec![] };
     let mut handled = Vec::with_capacity(msgs.len());
     for msg in msgs {
-        // One round trip: the previous message's savepoint is folded into the transaction and
-        // a new one set for this message.
-        let mark = if handled.is_empty() { "SAVEPOINT msg" } else { "RELEASE SAVEPOINT msg; SAVEPOINT msg" };
-        if sqlx::raw_sql(mark).execute(&mut *tx).await.is_err() {
+        // The first message needs no savepoint: if it fails, nothing is committed. After it,
+        // one round trip folds the previous message's savepoint into the transaction and sets
+        // a new one for this message.
+        let mark = match handled.len() {
+            0 => None,
+            1 => Some("SAVEPOINT msg"),
+            _ => Some("RELEASE SAVEPOINT msg; SAVEPOINT msg"),
+        };
+        if let Some(mark) = mark
+            && sqlx::raw_sql(mark).execute(&mut *tx).await.is_err()
+        {
             return vec![];
         }
         // A panic counts as a failure of this message; it is taken alone next.
         match std::panic::AssertUnwindSafe(handle_in(&mut tx, ctx, *msg)).catch_unwind().await {
             Ok(Ok(h)) => handled.push(h),
             _ => {
+                if mark.is_none() {
+                    // The transaction holds nothing else: rolled back as it is dropped.
+                    return vec![];
+                }
                 if sqlx::raw_sql("ROLLBACK TO SAVEPOINT msg").execute(&mut *tx).await.is_err() {
                     return vec![];
                 }
@@ -184,15 +195,24 @@ pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>)
     // Instrumented, not entered: a span guard held across awaits corrupts the span stack.
     let handled = async {
         let province = sender.province().expect("the sender gate admits provinces only");
-        if !store::certs::is_admitted(&mut *conn, &key).await? {
-            let detail = format!("{sender} holds no registered, unrevoked certificate");
-            return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Revoked, detail), now).await;
-        }
         let message_type = envelope.message_type();
         let case_id = envelope.case_id.map(|c| c.uuid());
-        let claim =
-            inbox::claim(&mut *conn, &key, id, message_type.as_str(), case_id, &digest, inbox::Outcome::Processed)
-                .await?;
+        // The admission check and the claim are one statement: nothing is claimed for a
+        // sender without a registered, unrevoked certificate valid now.
+        let claim = inbox::claim_if_admitted(
+            &mut *conn,
+            &key,
+            id,
+            message_type.as_str(),
+            case_id,
+            &digest,
+            inbox::Outcome::Processed,
+        )
+        .await?;
+        let Some(claim) = claim else {
+            let detail = format!("{sender} holds no registered, unrevoked certificate");
+            return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Revoked, detail), now).await;
+        };
         match claim {
             inbox::Claim::New => {}
             inbox::Claim::Redelivery => {
@@ -230,9 +250,9 @@ pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>)
             outcome,
             code,
         };
-        trace::record(&mut *conn, &traced).await?;
         let cause = Cause::Message { sender: &key, message_id: id, digest: &digest };
-        outgoing::emit(&mut *conn, &cause, effects.replies, Some(envelope.message_id), now).await?;
+        let correlation = Some(envelope.message_id);
+        outgoing::emit_traced(&mut *conn, &cause, effects.replies, correlation, now, Some(&traced)).await?;
         Ok(handled)
     }
     .instrument(span)

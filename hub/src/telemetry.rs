@@ -38,6 +38,9 @@ const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full("hub_handler_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("hub_consumer_wait_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("hub_relay_stage_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("hub_outbox_delay_seconds".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("hub_consumer_group_size".into()), GROUP_BUCKETS)?
         .install_recorder()?;
     describe();
@@ -70,6 +73,21 @@ fn describe() {
         "Time from taking a message to its commit, by type (in a group commit: the group's)."
     );
     describe_histogram!("hub_consumer_group_size", "Messages committed together in one transaction (group commit).");
+    describe_histogram!(
+        "hub_consumer_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time a delivery waited in its worker's queue before its group began."
+    );
+    describe_histogram!(
+        "hub_relay_stage_seconds",
+        metrics::Unit::Seconds,
+        "Time of each stage of a relay batch: claim, publish, confirm, commit."
+    );
+    describe_histogram!(
+        "hub_outbox_delay_seconds",
+        metrics::Unit::Seconds,
+        "Time from the transaction that queued an outbox message to the broker's confirm of it."
+    );
     let gauges = [
         ("hub_outbox_unsent", "Outbox messages not yet published."),
         ("hub_outbox_lag_seconds", "Age of the oldest unpublished outbox message."),

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{TestBed, index_upsert, student};
+use e2e::{TestBed, index_upsert, rss_mib, student};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
@@ -144,18 +144,6 @@ fn envelopes(base: u32, n: usize) -> Vec<schemas::Envelope> {
     (base..base + n as u32).map(|i| index_upsert("37", vec![student("37", i)])).collect()
 }
 
-/// Resident set size of a process, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
 /// One hop's latency at a fixed offered rate: a province publishes `index.upsert`s paced at
 /// `rate` per second; each reply's arrival is matched to its request (the reply's
 /// correlation id). Returns the latencies, sorted.
@@ -200,6 +188,72 @@ async fn paced_latencies(bed: &TestBed, prov: &e2e::Creds, base: u32, n: usize, 
     .await;
     let mut out = receiver.await.expect("receiver");
     out.sort();
+    out
+}
+
+/// A histogram series of the hub's: its sum, count and cumulative buckets (upper bound, count).
+#[derive(Debug, Clone, Default)]
+struct Series {
+    sum: f64,
+    count: f64,
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// This series over a run: what `after` holds beyond `before`.
+    fn since(&self, before: Option<&Series>) -> Series {
+        let Some(b) = before else { return self.clone() };
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|(le, n)| (*le, n - b.buckets.iter().find(|(l, _)| l == le).map_or(0.0, |(_, m)| *m)))
+            .collect();
+        Series { sum: self.sum - b.sum, count: self.count - b.count, buckets }
+    }
+
+    /// The upper bound of the bucket holding the `p` quantile.
+    fn quantile(&self, p: f64) -> f64 {
+        self.buckets.iter().find(|(_, n)| *n >= p * self.count).map_or(f64::INFINITY, |(le, _)| *le)
+    }
+}
+
+/// The hub's stage histograms, by series (name and labels), from its `/metrics`.
+async fn stage_totals(listen: std::net::SocketAddr) -> std::collections::BTreeMap<String, Series> {
+    let text = reqwest::get(format!("http://{listen}/metrics")).await.expect("metrics").text().await.expect("metrics");
+    let stages =
+        ["hub_consumer_wait_seconds", "hub_handler_seconds", "hub_relay_stage_seconds", "hub_outbox_delay_seconds"];
+    let mut out: std::collections::BTreeMap<String, Series> = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let name = series.split('{').next().unwrap_or(series);
+        let labels = series.strip_prefix(name).unwrap_or("");
+        for stage in stages {
+            let Some(part) = name.strip_prefix(stage) else { continue };
+            // The bucket bound is a label of its own; the series is named without it.
+            let mut le = None;
+            let rest: Vec<&str> = labels
+                .trim_matches(['{', '}'])
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .filter(|l| match l.strip_prefix("le=") {
+                    Some(v) => {
+                        le = v.trim_matches('"').parse::<f64>().ok().or(Some(f64::INFINITY));
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            let key = if rest.is_empty() { stage.to_owned() } else { format!("{stage}{{{}}}", rest.join(",")) };
+            let entry = out.entry(key).or_default();
+            match (part, le) {
+                ("_sum", _) => entry.sum = value,
+                ("_count", _) => entry.count = value,
+                ("_bucket", Some(le)) => entry.buckets.push((le, value)),
+                _ => {}
+            }
+        }
+    }
     out
 }
 
@@ -282,13 +336,30 @@ async fn main() {
     // One hop's latency at half the hub's peak rate, for about ten seconds.
     let paced = hub_rate / 2.0;
     let m = ((paced * 10.0) as usize).clamp(100, 50_000);
+    let listen = bed.settings.http.listen;
+    let before = stage_totals(listen).await;
     let lat = paced_latencies(&bed, &prov, 1_000_000, m, paced).await;
+    let after = stage_totals(listen).await;
     println!(
         "one hop (province → hub → province) at {paced:.0} msg/s, {m} messages: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&lat, 0.50).as_secs_f64() * 1e3,
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    // Where the time goes: each stage the hub measures, over this run only (quantiles to the
+    // upper bound of their bucket).
+    for (name, series) in &after {
+        let run = series.since(before.get(name));
+        if run.count > 0.0 {
+            println!(
+                "  {name}: mean {:.2} ms, p50 ≤ {} ms, p99 ≤ {} ms, over {:.0}",
+                run.sum / run.count * 1e3,
+                run.quantile(0.5) * 1e3,
+                run.quantile(0.99) * 1e3,
+                run.count
+            );
+        }
+    }
 
     // A backlog: the hub down while a province sends BENCH_BACKLOG messages, then drained.
     let backlog: usize = std::env::var("BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);

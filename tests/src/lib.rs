@@ -206,6 +206,18 @@ pub fn index_upsert(province: &str, students: Vec<schemas::messages::StudentSumm
     )
 }
 
+/// Resident set size of a process, in MiB (0 when it is gone).
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
 /// Scrapes a counter (summed over its labels) from a hub's `/metrics`.
 pub async fn metric(listen: std::net::SocketAddr, name: &str) -> f64 {
     let r = reqwest::get(format!("http://{listen}/metrics")).await.expect("the hub's /metrics");

@@ -358,6 +358,11 @@ max_message_bytes = {max_bytes}
         Some(status)
     }
 
+    /// The process id of a named process started by this bed, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children.lock().unwrap().iter().find(|(n, _)| n == name).map(|(_, c)| c.id())
+    }
+
     /// Kills a named process with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill(&self, name: &str) {
         let mut children = self.children.lock().unwrap();

@@ -28,11 +28,20 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::sync::watch;
 
-/// A file of `size` bytes (at least its header): the header, then filler, like a scan.
+/// A file of `size` bytes (at least its header): the header, then noise, like a scan.
 pub(crate) fn scan(head: String, size: usize) -> Vec<u8> {
     let mut bytes = head.into_bytes();
-    if bytes.len() < size {
-        bytes.resize(size, b'.');
+    // Filled with noise, as a real scan is: it does not compress.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ bytes.len() as u64;
+    for b in &bytes {
+        x = (x ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    while bytes.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = (size - bytes.len()).min(8);
+        bytes.extend_from_slice(&x.to_le_bytes()[..n]);
     }
     bytes
 }
@@ -70,7 +79,9 @@ pub struct Options {
     /// Evidence files each application carries, and the size of each (real-sized scans).
     pub evidence_files: usize,
     pub evidence_bytes: usize,
-    /// Size of the scanned archive file each exported archive carries.
+    /// Scanned archive files each exported archive carries (at least one: the record card),
+    /// and the size of each.
+    pub archive_attachments: usize,
     pub archive_attachment_bytes: usize,
     /// How this province answers its problem-record tasks (None: it leaves them to people).
     pub problem_mode: Option<schemas::messages::HandlingMode>,
@@ -101,6 +112,7 @@ impl Options {
             archive_delay: Duration::ZERO,
             evidence_files: 1,
             evidence_bytes: 0,
+            archive_attachments: 1,
             archive_attachment_bytes: 0,
             problem_mode: None,
             problem_levels: vec![schemas::messages::Level::School, schemas::messages::Level::Bureau],

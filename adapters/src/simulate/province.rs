@@ -254,17 +254,19 @@ impl Simulator {
             }],
             change: vec![RecordChange { on: "2026-09-01".parse()?, kind: "升级".parse()?, remark: None }],
         };
-        let attachment = Attachment::new(
-            "学籍卡.pdf".parse()?,
-            "application/pdf".parse()?,
-            super::scan(String::from_utf8(card(&s.student_id)).unwrap_or_default(), self.opts.archive_attachment_bytes),
-        );
-        self.submit(
-            Body::ArchivePackage(ArchivePackage { record, attachment: vec![attachment.reference()] }),
-            Some(case),
-        )
-        .await?;
-        self.submit(Body::ArchiveAttachment(attachment), Some(case)).await?;
+        // The record card, then the other scanned files (学籍异动 evidence and the like).
+        let text = String::from_utf8(card(&s.student_id)).unwrap_or_default();
+        let mut attachments = Vec::with_capacity(self.opts.archive_attachments.max(1));
+        for i in 0..self.opts.archive_attachments.max(1) {
+            let name = if i == 0 { "学籍卡.pdf".to_owned() } else { format!("档案材料{i}.pdf") };
+            let scan = super::scan(format!("{text} {i}"), self.opts.archive_attachment_bytes);
+            attachments.push(Attachment::new(name.parse()?, "application/pdf".parse()?, scan));
+        }
+        let manifest = attachments.iter().map(Attachment::reference).collect();
+        self.submit(Body::ArchivePackage(ArchivePackage { record, attachment: manifest }), Some(case)).await?;
+        for attachment in attachments {
+            self.submit(Body::ArchiveAttachment(attachment), Some(case)).await?;
+        }
         self.event("export", &format!("case {case}: archive of {} sent", s.student_id)).await
     }
 

@@ -15,7 +15,7 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::{connect, declare_core, names};
@@ -84,12 +84,14 @@ async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &He
     info!(queue = names::INBOX_QUEUE, prefetch = settings.broker.prefetch, "Consuming.");
 
     let (alive_tx, alive_rx) = watch::channel(true);
+    let budget = Arc::new(Semaphore::new(PROCESSING_KIB as usize));
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..settings.limits.workers {
-        let (tx, rx) = mpsc::channel::<Delivery>(usize::from(settings.broker.prefetch));
+        let (tx, rx) = mpsc::channel::<(Delivery, Instant)>(usize::from(settings.broker.prefetch));
         senders.push(tx);
-        workers.push(tokio::spawn(worker(ctx.clone(), rx, shutdown.clone(), alive_rx.clone())));
+        let gates = Gates { shutdown: shutdown.clone(), alive: alive_rx.clone(), budget: budget.clone() };
+        workers.push(tokio::spawn(worker(ctx.clone(), rx, gates)));
     }
 
     let ended = loop {
@@ -99,7 +101,7 @@ async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &He
                 Some(Ok(delivery)) => {
                     metrics::counter!("hub_messages_received_total").increment(1);
                     let slot = (partition_key(&delivery) % senders.len() as u64) as usize;
-                    if senders[slot].send(delivery).await.is_err() {
+                    if senders[slot].send((delivery, Instant::now())).await.is_err() {
                         break Err(anyhow!("a worker stopped"));
                     }
                 }
@@ -192,32 +194,59 @@ fn inbound(d: &Delivery) -> Inbound<'_> {
     }
 }
 
+/// What a worker answers to besides its deliveries.
+struct Gates {
+    shutdown: watch::Receiver<bool>,
+    alive: watch::Receiver<bool>,
+    budget: Arc<Semaphore>,
+}
+
+/// Bodies a group takes before it is closed (it ends with the message that reaches this): a
+/// group of large archive files is processed, and held in memory, a few at a time.
+const GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bodies being processed at once by all workers together, in KiB: parsing, checking and
+/// writing a message copies it a few times, so large archive files are processed a few at a
+/// time whatever the prefetch, and the hub's memory stays bounded (deliveries waiting their
+/// turn hold only their bodies).
+const PROCESSING_KIB: u32 = 32 * 1024;
+
 /// Takes the deliveries of its partition in groups: what has arrived (up to `[limits]
 /// group_max`, waiting at most `group_linger_ms` for more) is processed in one transaction. A
 /// message that fails in the group is retried alone before the rest, so one case's messages
 /// keep their order.
-async fn worker(
-    ctx: Context,
-    mut rx: mpsc::Receiver<Delivery>,
-    shutdown: watch::Receiver<bool>,
-    alive: watch::Receiver<bool>,
-) {
+async fn worker(ctx: Context, mut rx: mpsc::Receiver<(Delivery, Instant)>, gates: Gates) {
+    let Gates { shutdown, alive, budget } = gates;
     let max = ctx.settings.limits.group_max.max(1);
     let linger = Duration::from_millis(ctx.settings.limits.group_linger_ms);
     while let Some(first) = rx.recv().await {
+        let mut bytes = first.0.data.len();
         let mut batch = vec![first];
         let until = tokio::time::Instant::now() + linger;
-        while batch.len() < max {
+        while batch.len() < max && bytes < GROUP_BYTES {
             match rx.try_recv() {
-                Ok(d) => batch.push(d),
+                Ok(d) => {
+                    bytes += d.0.data.len();
+                    batch.push(d);
+                }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) if linger.is_zero() => break,
                 Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(d)) => batch.push(d),
+                    Ok(Some(d)) => {
+                        bytes += d.0.data.len();
+                        batch.push(d);
+                    }
                     _ => break,
                 },
             }
         }
+        for (_, arrived) in &batch {
+            metrics::histogram!("hub_consumer_wait_seconds").record(arrived.elapsed().as_secs_f64());
+        }
+        let batch: Vec<Delivery> = batch.into_iter().map(|(d, _)| d).collect();
+        // Its share of the processing budget, held until it is acknowledged.
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, PROCESSING_KIB);
+        let Ok(_share) = budget.acquire_many(kib).await else { return };
         let mut rest = batch.as_slice();
         while !rest.is_empty() {
             let committed = group(&ctx, rest).await;

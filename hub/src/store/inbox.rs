@@ -62,12 +62,60 @@ pub async fn claim(
     if inserted == 1 {
         return Ok(Claim::New);
     }
+    taken_before(conn, sender, message_id, digest).await
+}
+
+/// What a claim that inserted nothing found: the same message again, or another one under its
+/// id. Read in a statement of its own, which sees a concurrent claim's row once that
+/// transaction committed.
+async fn taken_before(conn: &mut PgConnection, sender: &str, message_id: Uuid, digest: &[u8]) -> sqlx::Result<Claim> {
     let existing: Vec<u8> = sqlx::query_scalar("SELECT digest FROM inbox WHERE sender = $1 AND message_id = $2")
         .bind(sender)
         .bind(message_id)
         .fetch_one(&mut *conn)
         .await?;
     Ok(if existing == digest { Claim::Redelivery } else { Claim::Reused })
+}
+
+/// [`claim`], if `sender` holds a registered, unrevoked certificate valid now (as
+/// [`super::certs::is_admitted`]), in one statement; `None` (nothing claimed) if it does not.
+///
+/// # Errors
+/// Database errors.
+pub async fn claim_if_admitted(
+    conn: &mut PgConnection,
+    sender: &str,
+    message_id: Uuid,
+    message_type: &str,
+    case_id: Option<Uuid>,
+    digest: &[u8],
+    outcome: Outcome,
+) -> sqlx::Result<Option<Claim>> {
+    let (admitted, inserted): (bool, bool) = sqlx::query_as(
+        "WITH admitted AS (
+             SELECT EXISTS (SELECT 1 FROM certificate WHERE principal = $1 AND revoked_at IS NULL
+                              AND not_before <= now() AND not_after > now()) AS ok),
+         claimed AS (
+             INSERT INTO inbox (sender, message_id, message_type, case_id, digest, outcome)
+             SELECT $1, $2, $3, $4, $5, $6 WHERE (SELECT ok FROM admitted)
+             ON CONFLICT (sender, message_id) DO NOTHING RETURNING 1)
+         SELECT (SELECT ok FROM admitted), EXISTS (SELECT 1 FROM claimed)",
+    )
+    .bind(sender)
+    .bind(message_id)
+    .bind(message_type)
+    .bind(case_id)
+    .bind(digest)
+    .bind(outcome.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    if !admitted {
+        return Ok(None);
+    }
+    if inserted {
+        return Ok(Some(Claim::New));
+    }
+    Ok(Some(taken_before(conn, sender, message_id, digest).await?))
 }
 
 /// Changes the recorded outcome (a claim starts as processed; a refusal is known later).

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::trace::NewTrace;
+
 /// A message to publish.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -30,6 +32,8 @@ pub struct Pending {
     pub headers: serde_json::Value,
     pub body: Vec<u8>,
     pub attempts: i32,
+    /// When the transaction that queued it began.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Adds a message and its line in the message trace, in one statement; a message id already
@@ -39,23 +43,74 @@ pub struct Pending {
 /// # Errors
 /// Database errors.
 pub async fn enqueue(conn: &mut PgConnection, m: &NewMessage, trace_correlation: Option<Uuid>) -> sqlx::Result<()> {
+    enqueue_all(conn, std::slice::from_ref(m), &[trace_correlation], None).await
+}
+
+/// Adds messages, their lines in the message trace and, when given, one more trace line (the
+/// inbound message that caused them), in one statement whatever their number. `correlations`
+/// holds each message's correlation in the trace, in order. A message id already present is
+/// left alone.
+///
+/// # Errors
+/// Database errors.
+pub async fn enqueue_all(
+    conn: &mut PgConnection,
+    messages: &[NewMessage],
+    correlations: &[Option<Uuid>],
+    inbound: Option<&NewTrace<'_>>,
+) -> sqlx::Result<()> {
+    debug_assert_eq!(messages.len(), correlations.len());
+    let col = |f: &dyn Fn(&NewMessage) -> String| messages.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.message_id).collect();
+    let cases: Vec<Option<Uuid>> = messages.iter().map(|m| m.case_id).collect();
+    let mut trace_ids = ids.clone();
+    let mut directions = vec!["out"; messages.len()];
+    let mut parties = col(&|m| m.recipient.clone());
+    let mut types = col(&|m| m.message_type.clone());
+    let mut trace_cases = cases.clone();
+    let mut trace_correlations = correlations.to_vec();
+    let mut outcomes = vec!["queued"; messages.len()];
+    let mut codes: Vec<Option<&str>> = vec![None; messages.len()];
+    if let Some(t) = inbound {
+        // The inbound line first: the trace keeps the order in which things happened.
+        trace_ids.insert(0, t.message_id);
+        directions.insert(0, t.direction.as_str());
+        parties.insert(0, t.party.to_owned());
+        types.insert(0, t.message_type.to_owned());
+        trace_cases.insert(0, t.case_id);
+        trace_correlations.insert(0, t.correlation_id);
+        outcomes.insert(0, t.outcome);
+        codes.insert(0, t.code);
+    }
     sqlx::query(
         "WITH queued AS (
              INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, case_id, correlation_id, headers, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (message_id) DO NOTHING)
-         INSERT INTO message_trace (message_id, direction, party, message_type, case_id, correlation_id, outcome)
-         VALUES ($1, 'out', $5, $4, $6, $10, 'queued')",
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[],
+                                  $8::jsonb[], $9::bytea[])
+             ON CONFLICT (message_id) DO NOTHING)
+         INSERT INTO message_trace (message_id, direction, party, message_type, case_id, correlation_id, outcome, code)
+         SELECT m, d, p, y, c, r, o, e
+         FROM UNNEST($10::uuid[], $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[], $16::text[],
+                     $17::text[]) WITH ORDINALITY AS t(m, d, p, y, c, r, o, e, n)
+         ORDER BY n",
     )
-    .bind(m.message_id)
-    .bind(&m.exchange)
-    .bind(&m.routing_key)
-    .bind(&m.message_type)
-    .bind(&m.recipient)
-    .bind(m.case_id)
-    .bind(&m.correlation_id)
-    .bind(&m.headers)
-    .bind(&m.body)
-    .bind(trace_correlation)
+    .bind(&ids)
+    .bind(col(&|m| m.exchange.clone()))
+    .bind(col(&|m| m.routing_key.clone()))
+    .bind(col(&|m| m.message_type.clone()))
+    .bind(col(&|m| m.recipient.clone()))
+    .bind(&cases)
+    .bind(messages.iter().map(|m| m.correlation_id.clone()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.headers.clone()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>())
+    .bind(&trace_ids)
+    .bind(&directions)
+    .bind(&parties)
+    .bind(&types)
+    .bind(&trace_cases)
+    .bind(&trace_correlations)
+    .bind(&outcomes)
+    .bind(&codes)
     .execute(conn)
     .await?;
     Ok(())
@@ -93,39 +148,31 @@ pub async fn replay(
     Ok((n, kept))
 }
 
-/// Locks the oldest due, unsent rows: up to `limit` of them and, beyond the first, no more
-/// than `max_bytes` of bodies together (a backlog of large archives must not be read into
-/// memory at once). Rows locked by another relay are skipped.
+/// Locks the oldest due, unsent rows after `after` (an outbox id; 0 for all): up to `limit`
+/// of them and, beyond the first, no more than `max_bytes` of bodies together (a backlog of
+/// large archives must not be read into memory at once). Rows locked by another transaction
+/// are skipped.
 ///
 /// # Errors
 /// Database errors.
-pub async fn claim_due(conn: &mut PgConnection, limit: i64, max_bytes: i64) -> sqlx::Result<Vec<Pending>> {
-    let sizes: Vec<(i64, i32)> = sqlx::query_as(
-        "SELECT outbox_id, octet_length(body) FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= now()
-         ORDER BY outbox_id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut total = 0i64;
-    let ids: Vec<i64> = sizes
-        .into_iter()
-        .take_while(|(_, size)| {
-            let first = total == 0;
-            total += i64::from(*size).max(1);
-            first || total <= max_bytes
-        })
-        .map(|(id, _)| id)
-        .collect();
-    if ids.is_empty() {
-        return Ok(vec![]);
-    }
+pub async fn claim_due(conn: &mut PgConnection, after: i64, limit: i64, max_bytes: i64) -> sqlx::Result<Vec<Pending>> {
+    // One statement: the sizes (read from the values' headers, not their content) and a running
+    // total choose the rows; only the chosen rows are read and locked.
     sqlx::query_as(
-        "SELECT outbox_id, message_id, exchange, routing_key, message_type, correlation_id, headers, body, attempts
-         FROM outbox WHERE outbox_id = ANY($1) AND sent_at IS NULL
-         ORDER BY outbox_id FOR UPDATE SKIP LOCKED",
+        "SELECT o.outbox_id, o.message_id, o.exchange, o.routing_key, o.message_type, o.correlation_id, o.headers,
+                o.body, o.attempts, o.created_at
+         FROM outbox o
+         JOIN (SELECT outbox_id, row_number() OVER w AS n, sum(greatest(octet_length(body), 1)) OVER w AS total
+               FROM (SELECT outbox_id, body FROM outbox
+                     WHERE sent_at IS NULL AND next_attempt_at <= now() AND outbox_id > $1
+                     ORDER BY outbox_id LIMIT $2) due
+               WINDOW w AS (ORDER BY outbox_id)) chosen USING (outbox_id)
+         WHERE (chosen.n = 1 OR chosen.total <= $3) AND o.sent_at IS NULL
+         ORDER BY o.outbox_id FOR UPDATE OF o SKIP LOCKED",
     )
-    .bind(&ids)
+    .bind(after)
+    .bind(limit)
+    .bind(max_bytes)
     .fetch_all(conn)
     .await
 }

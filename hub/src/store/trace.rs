@@ -12,6 +12,15 @@ pub enum Direction {
     Out,
 }
 
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
 /// One traced message.
 #[derive(Debug, Clone)]
 pub struct NewTrace<'a> {
@@ -54,10 +63,7 @@ pub async fn record(conn: &mut PgConnection, t: &NewTrace<'_>) -> sqlx::Result<(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(t.message_id)
-    .bind(match t.direction {
-        Direction::In => "in",
-        Direction::Out => "out",
-    })
+    .bind(t.direction.as_str())
     .bind(t.party)
     .bind(t.message_type)
     .bind(t.case_id)
