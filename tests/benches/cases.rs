@@ -21,10 +21,7 @@ use std::time::{Duration, Instant};
 
 use e2e::world::{World, WorldOptions};
 use e2e::{TestBed, eventually, rss_mib};
-use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection};
 
@@ -170,16 +167,7 @@ async fn raw_bytes_per_second(conn: &Connection, size: usize, count: usize) -> f
         .expect("consume");
     let body = vec![b'A'; size];
     let started = Instant::now();
-    let consume = async {
-        for _ in 0..count {
-            let d = tokio::time::timeout(Duration::from_secs(120), consumer.next())
-                .await
-                .expect("in time")
-                .expect("open")
-                .expect("delivery");
-            d.ack(BasicAckOptions::default()).await.expect("ack");
-        }
-    };
+    let consume = e2e::ack_n(&mut consumer, count);
     let publish = async {
         let mut pending = std::collections::VecDeque::new();
         for _ in 0..count {

@@ -20,7 +20,6 @@
 use std::time::{Duration, Instant};
 
 use e2e::{TestBed, index_upsert, rss_mib, student};
-use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
@@ -84,14 +83,7 @@ async fn consume_n(conn: &Connection, queue: &str, n: usize) {
         .basic_consume(queue.into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
         .expect("consume");
-    for _ in 0..n {
-        let d = tokio::time::timeout(Duration::from_secs(120), consumer.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("delivery");
-        d.ack(BasicAckOptions::default()).await.expect("ack");
-    }
+    e2e::ack_n(&mut consumer, n).await;
 }
 
 /// The null relay: consumes `n` deliveries from `from`, publishes each to `to` with confirms
@@ -113,11 +105,7 @@ async fn null_relay(conn: &Connection, from: &str, to: &str, n: usize) {
         }
     });
     for _ in 0..n {
-        let d = tokio::time::timeout(Duration::from_secs(120), consumer.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("delivery");
+        let d = e2e::next_delivery(&mut consumer).await;
         let props = BasicProperties::default().with_user_id("hub".into()).with_delivery_mode(2);
         let confirm = ch
             .basic_publish(
@@ -164,11 +152,7 @@ async fn paced_latencies(bed: &TestBed, prov: &e2e::Creds, base: u32, n: usize, 
     let receiver = tokio::spawn(async move {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            let d = tokio::time::timeout(Duration::from_secs(120), consumer.next())
-                .await
-                .expect("in time")
-                .expect("open")
-                .expect("delivery");
+            let d = e2e::next_delivery(&mut consumer).await;
             let at = Instant::now();
             let env = codec::from_xml(&d.data, schemas::DEFAULT_MAX_BYTES).expect("a reply");
             if let Some(c) = env.correlation_id

@@ -206,6 +206,24 @@ pub fn index_upsert(province: &str, students: Vec<schemas::messages::StudentSumm
     )
 }
 
+/// The next delivery of `consumer`; fails after two minutes without one.
+pub async fn next_delivery(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(120), consumer.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("delivery")
+}
+
+/// Takes `n` deliveries from `consumer` and acknowledges each.
+pub async fn ack_n(consumer: &mut lapin::Consumer, n: usize) {
+    for _ in 0..n {
+        let d = next_delivery(consumer).await;
+        d.ack(lapin::options::BasicAckOptions::default()).await.expect("ack");
+    }
+}
+
 /// Resident set size of a process, in MiB (0 when it is gone).
 pub fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
