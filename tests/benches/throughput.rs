@@ -12,8 +12,9 @@
 //! Prints the three rates and the hub's ratio to each; then one hop's latency (p50, p99) with
 //! the offered rate held at half the hub's measured rate; then a backlog: the hub stopped while
 //! the province sends BENCH_BACKLOG messages (default 100,000; 0 skips it), started on the full
-//! queue, its drain rate against the steady rate and its RSS sampled each second. Run (release
-//! binaries first):
+//! queue, its drain rate against the steady rate and its RSS sampled each second; then a
+//! province offline: its adapter down while the hub answers as many of its requests, started on
+//! the full queue, its drain rate and RSS. Run (release binaries first):
 //!   cargo build --release --workspace --bins && cargo bench -p e2e --bench throughput
 //! Set BENCH_MESSAGES to change the number of messages of the rate runs (default 5000).
 
@@ -377,6 +378,59 @@ async fn main() {
         );
         println!(
             "hub RSS while draining: first quarter {:.0} MiB, last quarter {:.0} MiB, max {:.0} MiB ({} samples)",
+            mean(&rss[..quarter.min(rss.len())]),
+            mean(&rss[rss.len().saturating_sub(quarter)..]),
+            rss.iter().copied().fold(0.0, f64::max),
+            rss.len()
+        );
+
+        // A province offline: its adapter down while the hub answers BENCH_BACKLOG of its
+        // requests, then started on the full queue; drained into its store.
+        let _ = conn.close(200, "the province goes offline".into()).await;
+        let conn = bed.connect(&prov).await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+        let envs = envelopes(3_000_000, backlog);
+        let queued: Vec<Vec<u8>> = envs.iter().map(|e| codec::to_xml(e).into_bytes()).collect();
+        drop(envs);
+        publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &queued, "prov-37").await;
+        drop(queued);
+        e2e::eventually("every answer queued for the offline province", Duration::from_secs(900), || async {
+            (bed.queue_depth(&queue).await >= backlog as u64).then_some(())
+        })
+        .await;
+        let started = Instant::now();
+        let adapter = bed.spawn_adapter("adapter-37", &prov, &[]).await;
+        let pid = bed.pid("adapter-37").expect("the adapter runs");
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = samples.clone();
+        let sampling = tokio::spawn(async move {
+            loop {
+                keep.lock().expect("lock").push(rss_mib(pid));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let store = sqlx::sqlite::SqliteConnectOptions::new().filename(&adapter.db).read_only(true);
+        let store = sqlx::SqlitePool::connect_with(store).await.expect("the adapter's store");
+        e2e::eventually("the backlog in the adapter's store", Duration::from_secs(900), || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE message_type = 'index.result'")
+                .fetch_one(&store)
+                .await
+                .ok()?;
+            (n as usize >= backlog).then_some(())
+        })
+        .await;
+        let drained = started.elapsed();
+        sampling.abort();
+        let rss = samples.lock().expect("lock").clone();
+        let quarter = rss.len().div_ceil(4).max(1);
+        println!(
+            "backlog of {backlog} for an offline province, drained by its adapter on its return: {:>8.0} msg/s ({:.1} s)",
+            backlog as f64 / drained.as_secs_f64(),
+            drained.as_secs_f64()
+        );
+        println!(
+            "adapter RSS while draining: first quarter {:.0} MiB, last quarter {:.0} MiB, max {:.0} MiB ({} samples)",
             mean(&rss[..quarter.min(rss.len())]),
             mean(&rss[rss.len().saturating_sub(quarter)..]),
             rss.iter().copied().fold(0.0, f64::max),

@@ -1,0 +1,107 @@
+//! The outbox relay against a real broker and database: what it claims, how it is woken, and
+//! that a backlog larger than one batch (so batches pipelined) goes out once each, in order.
+
+use std::time::Duration;
+
+use e2e::TestBed;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn count(bed: &TestBed, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&bed.db().await).await.unwrap()
+}
+
+fn outbox_row(size: usize) -> hub::store::outbox::NewMessage {
+    hub::store::outbox::NewMessage {
+        message_id: uuid::Uuid::new_v4(),
+        exchange: "x".into(),
+        routing_key: "prov-37".into(),
+        message_type: "index.result".into(),
+        recipient: "prov-37".into(),
+        case_id: None,
+        correlation_id: None,
+        headers: serde_json::json!({}),
+        body: vec![b'a'; size],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relay_claims_by_count_and_bytes_and_is_woken_once_the_outbox_commits() {
+    use hub::store::outbox;
+    let bed = TestBed::new().await;
+    let pool = bed.db().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen("outbox").await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for size in [3000, 400, 400, 400, 400] {
+        outbox::enqueue(&mut tx, &outbox_row(size), None).await.unwrap();
+    }
+    // Nothing before the commit; at the commit, the trigger's notification.
+    let early = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    assert!(early.is_err(), "woken before the commit: {early:?}");
+    tx.commit().await.unwrap();
+    let woken = tokio::time::timeout(WAIT, listener.recv()).await.expect("woken at commit").unwrap();
+    assert_eq!(woken.channel(), "outbox");
+    assert_eq!(count(&bed, "SELECT count(*) FROM message_trace WHERE direction = 'out'").await, 5, "each traced");
+
+    let mut conn = pool.acquire().await.unwrap();
+    // The first row is taken even when it alone is over the byte bound.
+    let sizes = |rows: &[outbox::Pending]| rows.iter().map(|r| r.body.len()).collect::<Vec<_>>();
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, 10, 1000).await.unwrap()), [3000]);
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, 10, 4200).await.unwrap()), [3000, 400, 400, 400]);
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, 2, 1 << 20).await.unwrap()), [3000, 400]);
+    // The pipelined relay claims the rows after the batch it has in flight; those rows are
+    // not skipped by the lock of the batch before, they are not asked for.
+    let mut first = pool.begin().await.unwrap();
+    let batch = outbox::claim_due(&mut first, 0, 2, 1 << 20).await.unwrap();
+    assert_eq!(sizes(&batch), [3000, 400]);
+    let last = batch.last().unwrap().outbox_id;
+    let next = outbox::claim_due(&mut conn, last, 10, 1 << 20).await.unwrap();
+    assert_eq!(sizes(&next), [400, 400, 400]);
+    assert!(next.iter().all(|r| r.outbox_id > last), "only rows after the batch in flight");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipelined_relay_sends_a_backlog_to_a_province_once_each_in_outbox_order() {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+    // More rows than one relay batch (1,000): the next batch is claimed and published while
+    // the broker still confirms the one before it.
+    const ROWS: usize = 2500;
+    let bed = TestBed::new().await;
+    let a = bed.add_province("37").await;
+    let pool = bed.db().await;
+    let mut tx = pool.begin().await.unwrap();
+    let rows: Vec<_> = (0..ROWS)
+        .map(|_| hub::store::outbox::NewMessage {
+            exchange: schemas::topology::OUTBOUND_EXCHANGE.into(),
+            ..outbox_row(200)
+        })
+        .collect();
+    hub::store::outbox::enqueue_all(&mut tx, &rows, &vec![None; ROWS], None).await.unwrap();
+    tx.commit().await.unwrap();
+    let order: Vec<String> = rows.iter().map(|r| r.message_id.to_string()).collect();
+
+    bed.spawn_hub("hub").await;
+    let conn = bed.connect(&a).await;
+    let ch = conn.create_channel().await.unwrap();
+    let queue = schemas::topology::province_queue("37".parse().unwrap());
+    let mut consumer = ch
+        .basic_consume(queue.as_str().into(), "order".into(), BasicConsumeOptions::default(), Default::default())
+        .await
+        .unwrap();
+    let mut got = Vec::with_capacity(ROWS);
+    while got.len() < ROWS {
+        let d = tokio::time::timeout(WAIT, consumer.next()).await.expect("in time").unwrap().unwrap();
+        got.push(d.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_default());
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    assert!(got == order, "published in outbox order, each once");
+    e2e::eventually("every row stamped sent", WAIT, || async {
+        (count(&bed, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await == 0).then_some(())
+    })
+    .await;
+    // Nothing more follows.
+    let more = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await;
+    assert!(more.is_err(), "a message published twice: {more:?}");
+}
