@@ -104,6 +104,19 @@ impl Admin {
         Ok(resp.json().await?)
     }
 
+    /// The queues of a vhost: name, messages ready and unacknowledged, consumers.
+    ///
+    /// # Errors
+    /// When the API refuses.
+    pub async fn queues(&self, vhost: &str) -> Result<Vec<serde_json::Value>> {
+        let path = format!("queues/{}?columns=name,messages,consumers", segment(vhost));
+        let resp = self.call(Method::GET, &path, None).await?;
+        if !resp.status().is_success() {
+            bail!("Management API: listing queues: {}", resp.status());
+        }
+        Ok(resp.json().await?)
+    }
+
     /// Creates (or keeps) a user that has no password: it can only log in with EXTERNAL, that is
     /// with a certificate whose CN is its name.
     ///

@@ -15,6 +15,7 @@
 //!   per business, every (state, event) pair written out, effects returned as complete data;
 //! - [`store`]: the only code with SQL; [`store::register`] is the register of open business
 //!   (one open business per student, and what references a school);
+//! - [`replay`]: operators settling dead letters (replay after a fix, exactly once; discard);
 //! - [`scheduler`]: due timers (typed kinds, owned by a business and its id);
 //!   [`housekeeping`]: retention;
 //! - [`api`]: health, readiness, metrics and the operators' API (roles by extractor:
@@ -57,6 +58,7 @@ pub mod housekeeping;
 pub mod outgoing;
 pub mod provision;
 pub mod relay;
+pub mod replay;
 pub mod retry;
 pub mod rules;
 pub mod scheduler;

@@ -27,8 +27,9 @@ pub struct Reply {
 /// What made the hub send something: the root of its messages' ids.
 #[derive(Debug, Clone, Copy)]
 pub enum Cause<'a> {
-    /// An inbound message: its authenticated sender, its id, the digest of its bytes.
-    Message { sender: &'a str, message_id: Uuid, digest: &'a [u8; 32] },
+    /// An inbound message: its authenticated sender, its id, the digest of its bytes, and the
+    /// operator's replay (audit entry) it is processed under, if it is one.
+    Message { sender: &'a str, message_id: Uuid, digest: &'a [u8; 32], replay: Option<i64> },
     /// A timer, at the due time it fired for.
     Timer { timer_id: i64, due_at: DateTime<Utc> },
     /// An operator's action, by its audit entry.
@@ -39,11 +40,14 @@ impl Cause<'_> {
     /// The bytes every id derived from this cause starts from.
     fn key(&self) -> Vec<u8> {
         match self {
-            Cause::Message { sender, message_id, digest } => {
+            Cause::Message { sender, message_id, digest, replay } => {
                 let mut name = Vec::with_capacity(96);
                 name.extend_from_slice(sender.as_bytes());
                 name.extend_from_slice(message_id.as_bytes());
                 name.extend_from_slice(&digest[..]);
+                if let Some(audit_id) = replay {
+                    name.extend_from_slice(format!("replay:{audit_id}").as_bytes());
+                }
                 name
             }
             Cause::Timer { timer_id, due_at } => format!("timer:{timer_id}:{}", due_at.timestamp_micros()).into_bytes(),

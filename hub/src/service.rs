@@ -29,6 +29,9 @@ pub struct Inbound<'a> {
     pub user_id: Option<&'a str>,
     /// The AMQP `message_id` property, used only when the body cannot be read.
     pub amqp_message_id: Option<&'a str>,
+    /// An operator's replay of a dead letter (its audit entry): what the message sends then
+    /// has ids of its own, apart from those of the refusal sent when it was dead-lettered.
+    pub replay: Option<i64>,
 }
 
 /// What became of a message.
@@ -199,16 +202,15 @@ pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>)
         let case_id = envelope.case_id.map(|c| c.uuid());
         // The admission check and the claim are one statement: nothing is claimed for a
         // sender without a registered, unrevoked certificate valid now.
-        let claim = inbox::claim_if_admitted(
-            &mut *conn,
-            &key,
-            id,
-            message_type.as_str(),
+        let new = inbox::NewClaim {
+            sender: &key,
+            message_id: id,
+            message_type: message_type.as_str(),
             case_id,
-            &digest,
-            inbox::Outcome::Processed,
-        )
-        .await?;
+            digest: &digest,
+            outcome: inbox::Outcome::Processed,
+        };
+        let claim = inbox::claim_if_admitted(&mut *conn, &new).await?;
         let Some(claim) = claim else {
             let detail = format!("{sender} holds no registered, unrevoked certificate");
             return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Revoked, detail), now).await;
@@ -250,7 +252,7 @@ pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>)
             outcome,
             code,
         };
-        let cause = Cause::Message { sender: &key, message_id: id, digest: &digest };
+        let cause = Cause::Message { sender: &key, message_id: id, digest: &digest, replay: msg.replay };
         let correlation = Some(envelope.message_id);
         outgoing::emit_traced(&mut *conn, &cause, effects.replies, correlation, now, Some(&traced)).await?;
         Ok(handled)
@@ -316,8 +318,15 @@ async fn dead_letter(
         "Message dead-lettered."
     );
     let case_id = poison.case_id.map(|c| c.uuid());
-    let claim =
-        inbox::claim(&mut *tx, sender_key, message_id, "unknown", case_id, digest, inbox::Outcome::Poison).await?;
+    let new = inbox::NewClaim {
+        sender: sender_key,
+        message_id,
+        message_type: "unknown",
+        case_id,
+        digest,
+        outcome: inbox::Outcome::Poison,
+    };
+    let claim = inbox::claim(&mut *tx, &new).await?;
     if claim == inbox::Claim::Redelivery {
         return Ok(Handled::Poison(poison.code));
     }
@@ -334,7 +343,7 @@ async fn dead_letter(
     trace::record(&mut *tx, &traced).await?;
     if let Some(recipient) = poison.reply_to {
         let report = ErrorReport::new(poison.code, poison.offending, Some(&poison.detail));
-        let cause = Cause::Message { sender: sender_key, message_id, digest };
+        let cause = Cause::Message { sender: sender_key, message_id, digest, replay: msg.replay };
         let reply = Envelope {
             message_id: cause.derive_id(0),
             sender: Party::Hub,

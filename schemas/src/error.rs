@@ -139,6 +139,10 @@ error_codes! {
     Forbidden = "E_FORBIDDEN", "无权执行该操作", "not allowed for this certificate";
     /// No such resource (an unknown path of an HTTP API).
     NotFound = "E_NOT_FOUND", "请求的资源不存在", "no such resource";
+    /// A dead letter an operator already replayed or discarded.
+    DeadLetterSettled = "E_DEAD_LETTER_SETTLED", "该死信已重放或已丢弃", "this dead letter was already replayed or discarded";
+    /// A dead letter that cannot be replayed: its body was not kept whole, or its sender is unknown.
+    NotReplayable = "E_NOT_REPLAYABLE", "该死信不能重放(报文未完整保存或发送方不明)", "this dead letter cannot be replayed (body not kept whole, or sender unknown)";
 }
 
 #[cfg(test)]

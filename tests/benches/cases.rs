@@ -16,11 +16,11 @@
 //! BENCH_CASES=0 or BENCH_ARCHIVES=0 skips that part.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::measure::{RssSampler, cpu_by_part, cpu_per_message};
 use e2e::world::{World, WorldOptions};
-use e2e::{TestBed, eventually, rss_mib};
+use e2e::{TestBed, eventually};
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection};
@@ -29,35 +29,30 @@ fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Samples the RSS of the named processes four times a second; keeps the largest of each.
+/// Samples the RSS of the named processes four times a second, and what each part of the
+/// machine spent of CPU meanwhile.
 struct Peak {
-    max: Arc<Mutex<BTreeMap<String, f64>>>,
-    task: tokio::task::JoinHandle<()>,
+    sampler: RssSampler,
+    cpu: BTreeMap<&'static str, f64>,
+    started: Instant,
 }
 
 impl Peak {
     fn start(bed: &TestBed, names: &[String]) -> Peak {
         let pids: Vec<(String, u32)> = names.iter().filter_map(|n| Some((n.clone(), bed.pid(n)?))).collect();
-        let max = Arc::new(Mutex::new(BTreeMap::new()));
-        let keep = max.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                for (name, pid) in &pids {
-                    let rss = rss_mib(*pid);
-                    let mut m = keep.lock().expect("lock");
-                    let e = m.entry(name.clone()).or_insert(0.0);
-                    *e = f64::max(*e, rss);
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        });
-        Peak { max, task }
+        Peak {
+            sampler: RssSampler::start(&pids, Duration::from_millis(250)),
+            cpu: cpu_by_part(),
+            started: Instant::now(),
+        }
     }
 
-    fn stop(self) -> String {
-        self.task.abort();
-        let m = self.max.lock().expect("lock");
-        m.iter().map(|(n, v)| format!("{n} {v:.0} MiB")).collect::<Vec<_>>().join(", ")
+    /// The largest RSS of each process, and the CPU line for `units` (cases, files) in the run.
+    fn stop(self, units: usize) -> (String, String) {
+        let cpu = cpu_per_message(&self.cpu, &cpu_by_part(), units, self.started.elapsed());
+        let rss =
+            self.sampler.stop().iter().map(|(n, s)| format!("{n} {:.0} MiB", s.max)).collect::<Vec<_>>().join(", ");
+        (rss, cpu)
     }
 }
 
@@ -100,7 +95,7 @@ async fn case_workload(total: usize) {
     let peak = Peak::start(&w.bed, &processes(&w));
     let db = w.bed.db().await;
     all_ended(&db, per * 3, Duration::from_secs(900)).await;
-    let rss = peak.stop();
+    let (rss, cpu) = peak.stop(per * 3);
 
     let (cases, closed, span, p50, p99): (i64, i64, f64, f64, f64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE state = 'COMPLETED'),
@@ -147,6 +142,7 @@ async fn case_workload(total: usize) {
         types.iter().map(|(d, t, n)| format!("{d} {t} {:.1}", *n as f64 / cases.max(1) as f64)).collect();
     println!("  per case, by type: {}", types.join(", "));
     println!("  largest RSS: {rss}");
+    println!("  {}", cpu.replace("/message", "/case"));
 }
 
 /// The raw broker's bytes per second for `count` bodies of `size` bytes through one quorum
@@ -213,7 +209,7 @@ async fn large_archives(archives: usize, bytes: usize) {
     let peak = Peak::start(&w.bed, &processes(&w));
     let db = w.bed.db().await;
     all_ended(&db, archives, Duration::from_secs(900)).await;
-    let rss = peak.stop();
+    let (rss, cpu) = peak.stop(archives * files);
     let (files_sent, moved, span): (i64, i64, f64) = sqlx::query_as(
         "SELECT count(*), sum(octet_length(body))::int8,
                 EXTRACT(EPOCH FROM max(sent_at) - (SELECT min(received_at) FROM inbox
@@ -252,6 +248,7 @@ async fn large_archives(archives: usize, bytes: usize) {
     println!("  raw broker, same body size, one quorum queue: {:.1} MiB/s", mib(raw));
     println!("  ratio hub / raw: {:.2}", hub / raw);
     println!("  largest RSS: {rss}");
+    println!("  {}", cpu.replace("/message", "/file"));
 }
 
 #[tokio::main(flavor = "multi_thread")]

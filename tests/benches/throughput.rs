@@ -20,7 +20,8 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{TestBed, index_upsert, rss_mib, student};
+use e2e::measure::{RssSampler, cpu_by_part, cpu_per_message};
+use e2e::{TestBed, index_upsert, student};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
@@ -265,11 +266,13 @@ async fn main() {
         .expect("declare");
     let publisher = hub_conn.create_channel().await.expect("channel");
     publisher.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+    let cpu = cpu_by_part();
     let started = Instant::now();
     let consumer = consume_n(&hub_conn, "bench.raw", n);
     let producer = publish_all(&publisher, "", "bench.raw", &raw_bodies, "hub");
     tokio::join!(consumer, producer);
     let raw = started.elapsed();
+    let raw_cpu = cpu_per_message(&cpu, &cpu_by_part(), n, raw);
 
     // Null relay: two quorum queues and a relay between them, no database.
     for q in ["bench.relay.in", "bench.relay.out"] {
@@ -281,12 +284,14 @@ async fn main() {
             .expect("declare");
     }
     let relay_bodies = bodies(n);
+    let cpu = cpu_by_part();
     let started = Instant::now();
     let consumer = consume_n(&hub_conn, "bench.relay.out", n);
     let relay = null_relay(&hub_conn, "bench.relay.in", "bench.relay.out", n);
     let producer = publish_all(&publisher, "", "bench.relay.in", &relay_bodies, "hub");
     tokio::join!(consumer, relay, producer);
     let relayed = started.elapsed();
+    let relay_cpu = cpu_per_message(&cpu, &cpu_by_part(), n, relayed);
 
     // The hub's path.
     bed.spawn_hub("hub").await;
@@ -294,12 +299,14 @@ async fn main() {
     let ch = conn.create_channel().await.expect("channel");
     ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
     let hub_bodies = bodies(n);
+    let cpu = cpu_by_part();
     let started = Instant::now();
     let queue = hub::amqp::names::province_queue("37".parse().expect("code"));
     let replies = consume_n(&conn, &queue, n);
     let requests = publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &hub_bodies, "prov-37");
     tokio::join!(replies, requests);
     let through_hub = started.elapsed();
+    let hub_cpu = cpu_per_message(&cpu, &cpu_by_part(), n, through_hub);
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let hub_rate = rate(through_hub);
@@ -315,6 +322,11 @@ async fn main() {
         hub_rate,
         through_hub.as_secs_f64()
     );
+    // What each part spent: on a machine whose cores are all busy, the rates stand in the
+    // inverse ratio of the CPU each path costs per message.
+    println!("  raw broker {raw_cpu}");
+    println!("  null relay {relay_cpu}");
+    println!("  hub path   {hub_cpu}");
     println!("ratio hub / raw: {:.3}", hub_rate / rate(raw));
     println!("ratio hub / null relay: {:.3}", hub_rate / rate(relayed));
 
@@ -356,33 +368,17 @@ async fn main() {
         drop(queued);
         let pid = bed.spawn_hub("hub-backlog").await;
         let started = Instant::now();
-        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keep = samples.clone();
-        let sampling = tokio::spawn(async move {
-            loop {
-                keep.lock().expect("lock").push(rss_mib(pid));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        let sampler = RssSampler::start(&[("hub".to_owned(), pid)], Duration::from_secs(1));
         consume_n(&conn, &queue, backlog).await;
         let drained = started.elapsed();
-        sampling.abort();
-        let rss = samples.lock().expect("lock").clone();
+        let rss = sampler.stop();
         let drain_rate = backlog as f64 / drained.as_secs_f64();
-        let quarter = rss.len().div_ceil(4).max(1);
-        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
         println!(
             "backlog of {backlog} drained (hub started on a full queue): {drain_rate:>8.0} msg/s ({:.1} s), {:.2} × the steady rate",
             drained.as_secs_f64(),
             drain_rate / hub_rate
         );
-        println!(
-            "hub RSS while draining: first quarter {:.0} MiB, last quarter {:.0} MiB, max {:.0} MiB ({} samples)",
-            mean(&rss[..quarter.min(rss.len())]),
-            mean(&rss[rss.len().saturating_sub(quarter)..]),
-            rss.iter().copied().fold(0.0, f64::max),
-            rss.len()
-        );
+        println!("hub RSS while draining: {}", rss["hub"]);
 
         // A province offline: its adapter down while the hub answers BENCH_BACKLOG of its
         // requests, then started on the full queue; drained into its store.
@@ -402,14 +398,7 @@ async fn main() {
         let started = Instant::now();
         let adapter = bed.spawn_adapter("adapter-37", &prov, &[]).await;
         let pid = bed.pid("adapter-37").expect("the adapter runs");
-        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keep = samples.clone();
-        let sampling = tokio::spawn(async move {
-            loop {
-                keep.lock().expect("lock").push(rss_mib(pid));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        let sampler = RssSampler::start(&[("adapter".to_owned(), pid)], Duration::from_secs(1));
         let store = sqlx::sqlite::SqliteConnectOptions::new().filename(&adapter.db).read_only(true);
         let store = sqlx::SqlitePool::connect_with(store).await.expect("the adapter's store");
         e2e::eventually("the backlog in the adapter's store", Duration::from_secs(900), || async {
@@ -421,20 +410,12 @@ async fn main() {
         })
         .await;
         let drained = started.elapsed();
-        sampling.abort();
-        let rss = samples.lock().expect("lock").clone();
-        let quarter = rss.len().div_ceil(4).max(1);
+        let rss = sampler.stop();
         println!(
             "backlog of {backlog} for an offline province, drained by its adapter on its return: {:>8.0} msg/s ({:.1} s)",
             backlog as f64 / drained.as_secs_f64(),
             drained.as_secs_f64()
         );
-        println!(
-            "adapter RSS while draining: first quarter {:.0} MiB, last quarter {:.0} MiB, max {:.0} MiB ({} samples)",
-            mean(&rss[..quarter.min(rss.len())]),
-            mean(&rss[rss.len().saturating_sub(quarter)..]),
-            rss.iter().copied().fold(0.0, f64::max),
-            rss.len()
-        );
+        println!("adapter RSS while draining: {}", rss["adapter"]);
     }
 }

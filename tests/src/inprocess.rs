@@ -122,7 +122,7 @@ impl Hub {
         let body = codec::to_xml(env).into_bytes();
         let id = env.message_id.to_string();
         let user = env.sender.to_string();
-        let inbound = Inbound { body: &body, user_id: Some(&user), amqp_message_id: Some(&id) };
+        let inbound = Inbound { body: &body, user_id: Some(&user), amqp_message_id: Some(&id), replay: None };
         let handled = service::handle(&self.ctx, inbound).await.expect("handled");
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT body FROM outbox WHERE outbox_id > $1 AND message_type <> 'dead-letter' ORDER BY outbox_id",

@@ -6,9 +6,12 @@
 mod adapter;
 mod broker;
 pub mod inprocess;
+pub mod measure;
 mod operator;
 mod testbed;
 pub mod world;
+
+pub use measure::rss_mib;
 
 pub use self::adapter::*;
 pub use self::broker::*;
@@ -222,18 +225,6 @@ pub async fn ack_n(consumer: &mut lapin::Consumer, n: usize) {
         let d = next_delivery(consumer).await;
         d.ack(lapin::options::BasicAckOptions::default()).await.expect("ack");
     }
-}
-
-/// Resident set size of a process, in MiB (0 when it is gone).
-pub fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 /// Scrapes a counter (summed over its labels) from a hub's `/metrics`.

@@ -38,7 +38,7 @@ async fn the_same_message_ten_times_concurrently_has_one_effect_and_one_reply() 
     let env = index_upsert("37", vec![student("37", 1)]);
     let body = codec::to_xml(&env).into_bytes();
     let id = env.message_id.to_string();
-    let inbound = Inbound { body: &body, user_id: Some("prov-37"), amqp_message_id: Some(&id) };
+    let inbound = Inbound { body: &body, user_id: Some("prov-37"), amqp_message_id: Some(&id), replay: None };
     let results = futures_util::future::join_all((0..10).map(|_| service::handle(&ctx, inbound))).await;
     let results: Vec<Handled> = results.into_iter().map(Result::unwrap).collect();
     assert_eq!(
@@ -71,7 +71,7 @@ async fn a_group_commits_each_message_as_if_alone_and_a_bad_one_spoils_none_of_t
     let inbounds: Vec<Inbound<'_>> = bodies
         .iter()
         .zip(&ids)
-        .map(|(body, id)| Inbound { body, user_id: Some("prov-37"), amqp_message_id: Some(id) })
+        .map(|(body, id)| Inbound { body, user_id: Some("prov-37"), amqp_message_id: Some(id), replay: None })
         .collect();
     let handled = service::handle_group(&ctx, &inbounds).await;
     assert_eq!(handled.len(), 5, "all committed together: {handled:?}");

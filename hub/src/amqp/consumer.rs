@@ -144,6 +144,7 @@ async fn take_dead_letters(ctx: Context, mut consumer: lapin::Consumer, shutdown
             body: &d.data,
             user_id: d.properties.user_id().as_ref().map(|u| u.as_str()),
             amqp_message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
+            replay: None,
         };
         let mut delays = backoff();
         loop {
@@ -191,6 +192,7 @@ fn inbound(d: &Delivery) -> Inbound<'_> {
         body: &d.data,
         user_id: d.properties.user_id().as_ref().map(|u| u.as_str()),
         amqp_message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
+        replay: None,
     }
 }
 

@@ -47,7 +47,9 @@ pub async fn record(conn: &mut PgConnection, d: &NewDeadLetter<'_>) -> sqlx::Res
     sqlx::query(
         "INSERT INTO dead_letter (sender, message_id, message_type, case_id, code, reason, size, sha256, body, truncated, source)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (sender, message_id) DO UPDATE SET seen = dead_letter.seen + 1, last_seen = now()",
+         ON CONFLICT (sender, message_id) DO UPDATE
+         SET seen = dead_letter.seen + 1, last_seen = now(), state = 'open', code = EXCLUDED.code, reason = EXCLUDED.reason,
+             settled_at = NULL, settled_by = NULL, audit_id = NULL",
     )
     .bind(d.sender)
     .bind(d.message_id)
@@ -119,22 +121,97 @@ pub struct Listed {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub seen: i32,
+    /// `open`, `replayed` or `discarded`.
+    pub state: String,
+    pub settled_at: Option<DateTime<Utc>>,
+    pub settled_by: Option<String>,
 }
 
-/// The newest dead letters first.
+const LISTED: &str = "dead_letter_id, sender, message_id, message_type, case_id, code, reason, size, truncated, source,
+     first_seen, last_seen, seen, state, settled_at, settled_by";
+
+/// The newest dead letters first; only those in `state` when given.
 ///
 /// # Errors
 /// Database errors.
-pub async fn list(conn: &mut PgConnection, page: super::cases::Page) -> sqlx::Result<Vec<Listed>> {
-    sqlx::query_as(
-        "SELECT dead_letter_id, sender, message_id, message_type, case_id, code, reason, size, truncated, source,
-                first_seen, last_seen, seen
-         FROM dead_letter ORDER BY dead_letter_id DESC LIMIT $1 OFFSET $2",
-    )
+pub async fn list(conn: &mut PgConnection, state: Option<&str>, page: super::cases::Page) -> sqlx::Result<Vec<Listed>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LISTED} FROM dead_letter WHERE ($1::text IS NULL OR state = $1)
+         ORDER BY dead_letter_id DESC LIMIT $2 OFFSET $3"
+    )))
+    .bind(state)
     .bind(page.limit())
     .bind(page.offset())
     .fetch_all(conn)
     .await
+}
+
+/// A dead letter with the bytes kept of it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Kept {
+    #[sqlx(flatten)]
+    pub listed: Listed,
+    pub body: Vec<u8>,
+}
+
+/// One dead letter, with its body.
+///
+/// # Errors
+/// Database errors.
+pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Kept>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {LISTED}, body FROM dead_letter WHERE dead_letter_id = $1")))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// One dead letter, with its body, locked until the transaction ends: two operators settling
+/// the same dead letter at once are served one after the other, and the second sees the first's
+/// outcome.
+///
+/// # Errors
+/// Database errors.
+pub async fn lock(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Kept>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LISTED}, body FROM dead_letter WHERE dead_letter_id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What an operator did with a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    Replayed,
+    Discarded,
+}
+
+impl Settlement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settlement::Replayed => "replayed",
+            Settlement::Discarded => "discarded",
+        }
+    }
+}
+
+/// Records the settlement of an open dead letter (the caller holds its [`lock`]).
+///
+/// # Errors
+/// Database errors.
+pub async fn settle(conn: &mut PgConnection, id: i64, how: Settlement, by: &str, audit_id: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE dead_letter SET state = $2, settled_at = now(), settled_by = $3, audit_id = $4
+         WHERE dead_letter_id = $1 AND state = 'open'",
+    )
+    .bind(id)
+    .bind(how.as_str())
+    .bind(by)
+    .bind(audit_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Dead letters kept, and poison counted over the rate, for metrics.

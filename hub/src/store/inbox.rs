@@ -32,37 +32,41 @@ impl Outcome {
     }
 }
 
+/// A message to claim: who sent it, under which id, and what it is.
+#[derive(Debug, Clone, Copy)]
+pub struct NewClaim<'a> {
+    pub sender: &'a str,
+    pub message_id: Uuid,
+    pub message_type: &'a str,
+    pub case_id: Option<Uuid>,
+    /// SHA-256 of the bytes received: tells a redelivery from a reused id.
+    pub digest: &'a [u8],
+    pub outcome: Outcome,
+}
+
 /// Records `(sender, message_id)`. A concurrent claim of the same id waits for the first
 /// transaction and then sees its row, so only one of them gets [`Claim::New`].
 ///
 /// # Errors
 /// Database errors.
-pub async fn claim(
-    conn: &mut PgConnection,
-    sender: &str,
-    message_id: Uuid,
-    message_type: &str,
-    case_id: Option<Uuid>,
-    digest: &[u8],
-    outcome: Outcome,
-) -> sqlx::Result<Claim> {
+pub async fn claim(conn: &mut PgConnection, c: &NewClaim<'_>) -> sqlx::Result<Claim> {
     let inserted = sqlx::query(
         "INSERT INTO inbox (sender, message_id, message_type, case_id, digest, outcome) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (sender, message_id) DO NOTHING",
     )
-    .bind(sender)
-    .bind(message_id)
-    .bind(message_type)
-    .bind(case_id)
-    .bind(digest)
-    .bind(outcome.as_str())
+    .bind(c.sender)
+    .bind(c.message_id)
+    .bind(c.message_type)
+    .bind(c.case_id)
+    .bind(c.digest)
+    .bind(c.outcome.as_str())
     .execute(&mut *conn)
     .await?
     .rows_affected();
     if inserted == 1 {
         return Ok(Claim::New);
     }
-    taken_before(conn, sender, message_id, digest).await
+    taken_before(conn, c.sender, c.message_id, c.digest).await
 }
 
 /// What a claim that inserted nothing found: the same message again, or another one under its
@@ -82,15 +86,7 @@ async fn taken_before(conn: &mut PgConnection, sender: &str, message_id: Uuid, d
 ///
 /// # Errors
 /// Database errors.
-pub async fn claim_if_admitted(
-    conn: &mut PgConnection,
-    sender: &str,
-    message_id: Uuid,
-    message_type: &str,
-    case_id: Option<Uuid>,
-    digest: &[u8],
-    outcome: Outcome,
-) -> sqlx::Result<Option<Claim>> {
+pub async fn claim_if_admitted(conn: &mut PgConnection, c: &NewClaim<'_>) -> sqlx::Result<Option<Claim>> {
     let (admitted, inserted): (bool, bool) = sqlx::query_as(
         "WITH admitted AS (
              SELECT EXISTS (SELECT 1 FROM certificate WHERE principal = $1 AND revoked_at IS NULL
@@ -101,12 +97,12 @@ pub async fn claim_if_admitted(
              ON CONFLICT (sender, message_id) DO NOTHING RETURNING 1)
          SELECT (SELECT ok FROM admitted), EXISTS (SELECT 1 FROM claimed)",
     )
-    .bind(sender)
-    .bind(message_id)
-    .bind(message_type)
-    .bind(case_id)
-    .bind(digest)
-    .bind(outcome.as_str())
+    .bind(c.sender)
+    .bind(c.message_id)
+    .bind(c.message_type)
+    .bind(c.case_id)
+    .bind(c.digest)
+    .bind(c.outcome.as_str())
     .fetch_one(&mut *conn)
     .await?;
     if !admitted {
@@ -115,7 +111,23 @@ pub async fn claim_if_admitted(
     if inserted {
         return Ok(Some(Claim::New));
     }
-    Ok(Some(taken_before(conn, sender, message_id, digest).await?))
+    Ok(Some(taken_before(conn, c.sender, c.message_id, c.digest).await?))
+}
+
+/// Gives up the claim of a dead-lettered message, so that it can be processed once more (an
+/// operator's replay, in the same transaction as its processing). Only a poison claim is given
+/// up: a message processed once stays processed.
+///
+/// # Errors
+/// Database errors.
+pub async fn release_poison(conn: &mut PgConnection, sender: &str, message_id: Uuid) -> sqlx::Result<bool> {
+    let released = sqlx::query("DELETE FROM inbox WHERE sender = $1 AND message_id = $2 AND outcome = 'poison'")
+        .bind(sender)
+        .bind(message_id)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(released == 1)
 }
 
 /// Changes the recorded outcome (a claim starts as processed; a refusal is known later).

@@ -6,6 +6,7 @@ pub mod certs;
 pub mod dead_letters;
 pub mod inbox;
 pub mod index;
+pub mod links;
 pub mod orgcodes;
 pub mod outbox;
 pub mod permissions;

@@ -6,6 +6,8 @@
 
 pub mod auth;
 pub mod client;
+mod dead_letters;
+pub mod links;
 mod orgcodes;
 mod problems;
 
@@ -39,7 +41,12 @@ pub mod paths {
     pub const OVERDUE: &str = "/ops/overdue";
     pub const AUDIT: &str = "/ops/audit";
     pub const DEAD_LETTERS: &str = "/ops/dead-letters";
+    pub const DEAD_LETTER: &str = "/ops/dead-letters/{id}";
+    pub const DEAD_LETTER_REPLAY: &str = "/ops/dead-letters/{id}/replay";
+    pub const DEAD_LETTER_DISCARD: &str = "/ops/dead-letters/{id}/discard";
+    pub const DEAD_LETTERS_REPLAY: &str = "/ops/dead-letters/replay";
     pub const INDEX_DISPUTES: &str = "/ops/index-disputes";
+    pub const LINKS: &str = "/ops/links";
     pub const ACTION: &str = "/ops/cases/{id}/{action}";
     pub const MESSAGE: &str = "/messages/{id}";
     pub const PROBLEMS: &str = "/problems";
@@ -51,6 +58,18 @@ pub mod paths {
     pub const ORGCODE_BATCH: &str = "/orgcodes/batches/{id}";
     pub const ORGCODE_REVOCATIONS: &str = "/orgcodes/revocations";
     pub const ORGCODE_CHANGE: &str = "/orgcodes/changes/{id}";
+
+    pub fn dead_letter(id: i64) -> String {
+        DEAD_LETTER.replace("{id}", &id.to_string())
+    }
+
+    pub fn dead_letter_replay(id: i64) -> String {
+        DEAD_LETTER_REPLAY.replace("{id}", &id.to_string())
+    }
+
+    pub fn dead_letter_discard(id: i64) -> String {
+        DEAD_LETTER_DISCARD.replace("{id}", &id.to_string())
+    }
 
     pub fn orgcode_batch(id: &str) -> String {
         ORGCODE_BATCH.replace("{id}", id)
@@ -88,8 +107,13 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::STUCK, get(stuck))
         .route(paths::OVERDUE, get(overdue))
         .route(paths::AUDIT, get(audit))
-        .route(paths::DEAD_LETTERS, get(dead_letters))
+        .route(paths::DEAD_LETTERS, get(dead_letters::list))
+        .route(paths::DEAD_LETTERS_REPLAY, post(dead_letters::replay_selection))
+        .route(paths::DEAD_LETTER, get(dead_letters::detail))
+        .route(paths::DEAD_LETTER_REPLAY, post(dead_letters::replay_one))
+        .route(paths::DEAD_LETTER_DISCARD, post(dead_letters::discard_one))
         .route(paths::INDEX_DISPUTES, get(index_disputes))
+        .route(paths::LINKS, get(links::list))
         .route(paths::ACTION, post(act))
         .route(paths::MESSAGE, get(message))
         .route(paths::PROBLEMS, get(problems::list).post(problems::load))
@@ -112,7 +136,7 @@ pub fn router(ctx: Context) -> Router {
 }
 
 /// A refusal of the API: a status and the typed error body.
-pub struct ApiError(StatusCode, ErrorReport);
+pub struct ApiError(StatusCode, Box<ErrorReport>);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -121,7 +145,7 @@ impl IntoResponse for ApiError {
 }
 
 fn error(status: StatusCode, code: ErrorCode, detail: &str) -> ApiError {
-    ApiError(status, ErrorReport::new(code, None, Some(detail)))
+    ApiError(status, Box::new(ErrorReport::new(code, None, Some(detail))))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -201,16 +225,6 @@ async fn overdue(State(ctx): State<Context>, _: Staff) -> Result<Response, ApiEr
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     let rows = cases::overdue(&mut conn, business_date(Utc::now())).await.map_err(internal)?;
     Ok(Json(rows).into_response())
-}
-
-/// Dead letters, newest first (without their bodies).
-async fn dead_letters(
-    State(ctx): State<Context>,
-    _: Staff,
-    Query(page): Query<cases::Page>,
-) -> Result<Response, ApiError> {
-    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
-    Ok(Json(store::dead_letters::list(&mut conn, page).await.map_err(internal)?).into_response())
 }
 
 /// Index entries their province contradicted (verification found no such student), waiting

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use super::output::{self, Column, Format};
+use self::render::{refusal, render};
 use crate::api::ops::client::Client;
 use crate::api::ops::paths;
+use crate::cli::output::{self, Format};
 use crate::workflow::case::OperatorAction;
+
+mod render;
 
 #[derive(clap::Args)]
 pub(super) struct OpsArgs {
@@ -103,11 +106,39 @@ enum OpsCommand {
     },
     /// Dead letters, newest first (without their bodies).
     DeadLetters {
+        /// Only those still open, replayed or discarded.
+        #[arg(long, value_parser = ["open", "replayed", "discarded"])]
+        state: Option<String>,
         #[command(flatten)]
         paging: Paging,
     },
+    /// One dead letter with its message as kept.
+    DeadLetter {
+        /// The dead letter's number (DEAD LETTER in the list).
+        id: i64,
+    },
+    /// Replays dead letters after their cause was fixed (audited): each is processed as if it
+    /// had just arrived, exactly once; one still poison is left open.
+    Replay {
+        /// The dead letters' numbers.
+        #[arg(required = true, num_args = 1..=100)]
+        ids: Vec<i64>,
+        /// What was fixed, for the audit trail.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Discards a dead letter (audited): kept for the record, never replayed.
+    Discard {
+        /// The dead letter's number.
+        id: i64,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// Index entries their province contradicted, waiting to be reported again.
     IndexDisputes,
+    /// Each province's link: connected, last message, queue depth, outbox backlog, certificate.
+    Links,
     /// Problem groups (问题学籍组), longest waiting first.
     Problems {
         /// Groups with a record of this province.
@@ -185,50 +216,6 @@ enum OpsCommand {
     },
 }
 
-const CASE_COLUMNS: &[Column] = &[
-    ("CASE", "/caseId"),
-    ("BUSINESS", "/business"),
-    ("STATE", "/state"),
-    ("WAITING ON", "/waitingParty"),
-    ("STEP", "/waitingStep"),
-    ("SINCE", "/since"),
-    ("DEADLINE", "/deadline"),
-    ("TRIES", "/attempts"),
-    ("LAST ERROR", "/lastError"),
-];
-
-const MESSAGE_COLUMNS: &[Column] = &[
-    ("AT", "/at"),
-    ("DIR", "/direction"),
-    ("PARTY", "/party"),
-    ("TYPE", "/messageType"),
-    ("MESSAGE", "/messageId"),
-    ("OUTCOME", "/outcome"),
-    ("CODE", "/code"),
-    ("SENT", "/sentAt"),
-];
-
-const CHANGE_COLUMNS: &[Column] = &[
-    ("CHANGE", "/changeId"),
-    ("VERSION", "/version"),
-    ("PROVINCE", "/province"),
-    ("SEQ", "/sequence"),
-    ("ACTION", "/action"),
-    ("UNIT", "/unit"),
-    ("STAGE", "/stage"),
-    ("CONFIRM BY", "/confirmBy"),
-    ("STATE", "/state"),
-];
-
-const PROBLEM_COLUMNS: &[Column] = &[
-    ("GROUP", "/groupId"),
-    ("KIND", "/kind"),
-    ("STATE", "/state"),
-    ("WAITING ON", "/waitingOn"),
-    ("SINCE", "/waitingSince"),
-    ("RECORDS", "/members"),
-];
-
 pub(super) async fn run(args: OpsArgs, format: Format) -> Result<()> {
     let need = |v: Option<PathBuf>, what: &str| {
         v.with_context(|| format!("hub ops needs --{what} (or HUB_OPS_{})", what.to_uppercase()))
@@ -259,8 +246,23 @@ pub(super) async fn run(args: OpsArgs, format: Format) -> Result<()> {
         OpsCommand::Message { id } => (client.get(&paths::message(&id.to_string()), &[]).await?, None),
         OpsCommand::Stuck => (client.get(paths::STUCK, &[]).await?, None),
         OpsCommand::Overdue => (client.get(paths::OVERDUE, &[]).await?, None),
-        OpsCommand::DeadLetters { paging } => (client.get(paths::DEAD_LETTERS, &paging.query()).await?, Some(*paging)),
+        OpsCommand::DeadLetters { state, paging } => {
+            let mut q = paging.query();
+            if let Some(s) = state {
+                q.push(("state", s.clone()));
+            }
+            (client.get(paths::DEAD_LETTERS, &q).await?, Some(*paging))
+        }
+        OpsCommand::DeadLetter { id } => (client.get(&paths::dead_letter(*id), &[]).await?, None),
+        OpsCommand::Replay { ids, note } => {
+            let body = serde_json::json!({ "ids": ids, "note": note });
+            (client.post(paths::DEAD_LETTERS_REPLAY, &body).await?, None)
+        }
+        OpsCommand::Discard { id, note } => {
+            (client.post(&paths::dead_letter_discard(*id), &serde_json::json!({ "note": note })).await?, None)
+        }
         OpsCommand::IndexDisputes => (client.get(paths::INDEX_DISPUTES, &[]).await?, None),
+        OpsCommand::Links => (client.get(paths::LINKS, &[]).await?, None),
         OpsCommand::Act { id, action, note } => (client.act(*id, *action, note).await?, None),
         OpsCommand::Problems { province, kind, state, waiting_on, paging } => {
             let mut q = paging.query();
@@ -321,207 +323,4 @@ pub(super) async fn run(args: OpsArgs, format: Format) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The API's typed error, as a line: code, both texts, the detail.
-fn refusal(body: &serde_json::Value) -> String {
-    let field = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    match field("code") {
-        "" => body.to_string(),
-        code => format!("{code} {} / {}: {}", field("messageZh"), field("messageEn"), field("detail")),
-    }
-}
-
-fn render(command: &OpsCommand, body: &serde_json::Value) -> String {
-    let rows = output::rows(body);
-    match command {
-        OpsCommand::Cases { .. } | OpsCommand::Overdue => output::table(rows, CASE_COLUMNS),
-        OpsCommand::Stuck => output::table(
-            rows,
-            &[
-                ("CASE", "/case/caseId"),
-                ("STATE", "/case/state"),
-                ("WAITING ON", "/case/waitingParty"),
-                ("WAITING S", "/waitingSeconds"),
-                ("TRIES", "/case/attempts"),
-                ("LAST ERROR", "/case/lastError"),
-            ],
-        ),
-        OpsCommand::Case { .. } => {
-            let mut out = output::fields(
-                body,
-                &[
-                    ("case", "/summary/caseId"),
-                    ("business", "/summary/business"),
-                    ("state", "/state"),
-                    ("stage", "/summary/stage"),
-                    ("in", "/summary/inProvince"),
-                    ("out", "/summary/outProvince"),
-                    ("waiting on", "/waiting/party"),
-                    ("step", "/waiting/step"),
-                    ("since", "/waiting/since"),
-                    ("deadline", "/summary/deadline"),
-                    ("attempts", "/attempts"),
-                    ("resends", "/resends"),
-                    ("last error", "/lastError"),
-                    ("last refusal", "/lastRefusal/code"),
-                    ("refused message", "/lastRefusal/messageId"),
-                ],
-            );
-            out.push_str("\nDecisions\n");
-            let decisions = body.get("decisions").map(output::rows).unwrap_or_default();
-            out.push_str(&output::table(
-                decisions,
-                &[("STEP", "/step"), ("DECISION", "/decision"), ("UNIT", "/unit"), ("AT", "/decidedAt")],
-            ));
-            out.push_str("\nMessages\n");
-            out.push_str(&output::table(body.get("messages").map(output::rows).unwrap_or_default(), MESSAGE_COLUMNS));
-            out
-        }
-        OpsCommand::Message { .. } => {
-            let mut columns = MESSAGE_COLUMNS.to_vec();
-            columns.extend([("CASE", "/caseId"), ("REASON", "/reason")]);
-            output::table(rows, &columns)
-        }
-        OpsCommand::DeadLetters { .. } => output::table(
-            rows,
-            &[
-                ("FIRST SEEN", "/firstSeen"),
-                ("SENDER", "/sender"),
-                ("MESSAGE", "/messageId"),
-                ("TYPE", "/messageType"),
-                ("CASE", "/caseId"),
-                ("CODE", "/code"),
-                ("SEEN", "/seen"),
-                ("REASON", "/reason"),
-            ],
-        ),
-        OpsCommand::IndexDisputes => output::table(
-            rows,
-            &[("STUDENT", "/studentId"), ("PROVINCE", "/province"), ("SINCE", "/disputedAt"), ("CASE", "/disputeCase")],
-        ),
-        OpsCommand::Audit { .. } => output::table(
-            rows,
-            &[
-                ("AT", "/at"),
-                ("ACTOR", "/actor"),
-                ("ROLE", "/role"),
-                ("ACTION", "/action"),
-                ("CASE", "/caseId"),
-                ("NOTE", "/detail"),
-            ],
-        ),
-        OpsCommand::Problems { .. } => output::table(rows, PROBLEM_COLUMNS),
-        OpsCommand::Batches { .. } => output::table(
-            rows,
-            &[
-                ("BATCH", "/batchId"),
-                ("VERSION", "/version"),
-                ("KIND", "/kind"),
-                ("PUBLISHED", "/publishedOn"),
-                ("RECORDS", "/records"),
-                ("LOADED", "/loadedAt"),
-                ("PROGRESS", "/progress"),
-            ],
-        ),
-        OpsCommand::Batch { .. } => output::table(rows, CHANGE_COLUMNS),
-        OpsCommand::Revocations => output::table(
-            rows,
-            &[
-                ("CHANGE", "/change/changeId"),
-                ("PROVINCE", "/change/province"),
-                ("ACTION", "/change/action"),
-                ("UNIT", "/change/unit"),
-                ("STAGE", "/change/stage"),
-                ("WAITING S", "/waitingSeconds"),
-                ("BUSINESS", "/blockers/business"),
-                ("STUDENTS", "/blockers/students"),
-                ("SCHOOLS", "/blockers/schools"),
-                ("DEPTS", "/blockers/departments"),
-            ],
-        ),
-        OpsCommand::Change { .. } => {
-            let mut out = output::fields(
-                body,
-                &[
-                    ("change", "/change/changeId"),
-                    ("batch", "/change/batchId"),
-                    ("version", "/change/version"),
-                    ("province", "/change/province"),
-                    ("sequence", "/change/sequence"),
-                    ("action", "/change/action"),
-                    ("unit", "/change/unit"),
-                    ("stage", "/change/stage"),
-                    ("confirm by", "/change/confirmBy"),
-                    ("state", "/change/state"),
-                    ("confirmed by", "/change/confirmedBy"),
-                    ("blockers", "/blockers"),
-                ],
-            );
-            out.push_str("\nBlocking business\n");
-            let business = body.get("business").map(output::rows).unwrap_or_default();
-            out.push_str(&output::table(
-                business,
-                &[("BUSINESS", "/business"), ("ID", "/businessId"), ("STUDENT", "/studentId"), ("SINCE", "/openedAt")],
-            ));
-            out.push_str("\nHistory\n");
-            let events = body.get("events").map(output::rows).unwrap_or_default();
-            out.push_str(&output::table(events, &[("AT", "/at"), ("WHAT", "/what"), ("DETAIL", "/detail")]));
-            out
-        }
-        OpsCommand::LoadBatch { .. } => {
-            if body["unchanged"] == true {
-                format!("batch {} version {} was loaded before; nothing changed\n", body["batchId"], body["version"])
-            } else {
-                format!(
-                    "batch {} version {} loaded: {} records sent (audit entry {})\n",
-                    body["batchId"], body["version"], body["records"], body["auditId"]
-                )
-            }
-        }
-        OpsCommand::Arbitrations => output::table(
-            rows,
-            &[
-                ("GROUP", "/group/groupId"),
-                ("KIND", "/group/kind"),
-                ("SINCE", "/group/waitingSince"),
-                ("WAITING S", "/waitingSeconds"),
-                ("RECORDS", "/group/members"),
-            ],
-        ),
-        OpsCommand::Problem { .. } => {
-            let mut out = output::fields(
-                body,
-                &[
-                    ("group", "/group/id"),
-                    ("kind", "/group/kind"),
-                    ("state", "/group/state"),
-                    ("origin", "/group/origin/origin"),
-                    ("waiting on", "/waitingOn"),
-                    ("since", "/waitingSince"),
-                ],
-            );
-            out.push_str("\nRecords\n");
-            let members = body.pointer("/group/members").map(output::rows).unwrap_or_default();
-            out.push_str(&output::table(
-                members,
-                &[
-                    ("PROVINCE", "/province"),
-                    ("STUDENT", "/studentId"),
-                    ("SCHOOL", "/school"),
-                    ("STATE", "/state"),
-                    ("COMMENT", "/comment"),
-                ],
-            ));
-            out.push_str("\nHistory\n");
-            let events = body.get("events").map(output::rows).unwrap_or_default();
-            out.push_str(&output::table(events, &[("AT", "/at"), ("BY", "/actor"), ("WHAT", "/what")]));
-            out
-        }
-        OpsCommand::Decide { id, .. } => format!("group {id} decided (audit entry {})\n", body["auditId"]),
-        OpsCommand::LoadGroup { .. } => format!("group {} loaded (audit entry {})\n", body["groupId"], body["auditId"]),
-        OpsCommand::Act { id, action, .. } => {
-            format!("{} done on case {id} (audit entry {})\n", action.as_str(), body["auditId"])
-        }
-    }
 }

@@ -1,0 +1,143 @@
+//! What the benchmarks measure of processes: resident memory over a run, and CPU time by part
+//! of the exchange (broker, database, hub, adapters) so that a rate can be read against what
+//! each part spent on it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Resident set size of a process, in MiB (0 when it is gone).
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// RSS of some processes sampled every `every` until stopped.
+pub struct RssSampler {
+    samples: Arc<Mutex<BTreeMap<String, Vec<f64>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What an [`RssSampler`] saw of one process.
+#[derive(Debug, Clone, Copy)]
+pub struct RssSummary {
+    /// Mean of the first quarter of the samples, MiB.
+    pub first_quarter: f64,
+    /// Mean of the last quarter of the samples, MiB.
+    pub last_quarter: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+impl std::fmt::Display for RssSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "first quarter {:.0} MiB, last quarter {:.0} MiB, max {:.0} MiB ({} samples)",
+            self.first_quarter, self.last_quarter, self.max, self.samples
+        )
+    }
+}
+
+impl RssSampler {
+    pub fn start(pids: &[(String, u32)], every: Duration) -> RssSampler {
+        let pids = pids.to_vec();
+        let samples = Arc::new(Mutex::new(BTreeMap::new()));
+        let keep = samples.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                for (name, pid) in &pids {
+                    let rss = rss_mib(*pid);
+                    keep.lock().expect("lock").entry(name.clone()).or_insert_with(Vec::new).push(rss);
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        RssSampler { samples, task }
+    }
+
+    /// Stops sampling; what each process showed, by name.
+    pub fn stop(self) -> BTreeMap<String, RssSummary> {
+        self.task.abort();
+        let samples = self.samples.lock().expect("lock");
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+        samples
+            .iter()
+            .map(|(name, rss)| {
+                let quarter = rss.len().div_ceil(4).max(1).min(rss.len());
+                let summary = RssSummary {
+                    first_quarter: mean(&rss[..quarter]),
+                    last_quarter: mean(&rss[rss.len() - quarter..]),
+                    max: rss.iter().copied().fold(0.0, f64::max),
+                    samples: rss.len(),
+                };
+                (name.clone(), summary)
+            })
+            .collect()
+    }
+}
+
+/// The part of the exchange a process belongs to, by its command name.
+fn part(comm: &str) -> &'static str {
+    match comm {
+        "beam.smp" | "erl_child_setup" | "inet_gethost" | "epmd" => "broker",
+        "postgres" => "postgres",
+        "hub" => "hub",
+        "adapter" => "adapters",
+        "demo" => "simulator",
+        _ if comm.starts_with("throughput") || comm.starts_with("cases") => "bench",
+        _ => "other",
+    }
+}
+
+/// CPU seconds (user + system) every running process has spent, summed by part. A process that
+/// ended between two readings is missing from the later one; the parts measured here live
+/// through a run (the hub's database connections are pooled).
+pub fn cpu_by_part() -> BTreeMap<&'static str, f64> {
+    // The kernel counts in USER_HZ, 100 per second on Linux.
+    const HZ: f64 = 100.0;
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The command name is in parentheses and may hold spaces; the fields follow the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(part(comm)).or_insert(0.0) += (ticks(11) + ticks(12)) / HZ;
+    }
+    out
+}
+
+/// CPU spent by part between two [`cpu_by_part`] readings, per message, as a printable line
+/// (milliseconds per message, and the total against the wall time).
+pub fn cpu_per_message(
+    before: &BTreeMap<&'static str, f64>,
+    after: &BTreeMap<&'static str, f64>,
+    messages: usize,
+    wall: Duration,
+) -> String {
+    let mut total = 0.0;
+    let mut parts = Vec::new();
+    for (name, spent) in after {
+        let used = spent - before.get(name).copied().unwrap_or(0.0);
+        if used > 0.0 && *name != "other" {
+            total += used;
+            parts.push(format!("{name} {:.3}", used * 1e3 / messages as f64));
+        }
+    }
+    format!(
+        "CPU ms/message: {}; total {:.3} ms/message, {:.2} cores busy",
+        parts.join(", "),
+        total * 1e3 / messages as f64,
+        total / wall.as_secs_f64()
+    )
+}
