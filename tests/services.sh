@@ -254,6 +254,20 @@ ensure_python_tools() {
   echo "${PY_TOOLS[*]}" > "$stamp"
 }
 
+# ---------------------------------------------------------------- browser tests
+# Chromium asks which client certificate to present; this policy makes it present the one
+# certificate of the test's NSS database on the local console without asking (Chromium reads
+# policies from this directory only).
+ensure_browser_policy() {
+  local dir=/etc/chromium/policies/managed file=/etc/chromium/policies/managed/xueji-console-tests.json
+  local want='{"AutoSelectCertificateForUrls": ["{\"pattern\":\"https://127.0.0.1:*\",\"filter\":{}}"]}'
+  mkdir -p "$dir"
+  if [ "$(cat "$file" 2>/dev/null)" != "$want" ]; then
+    printf '%s' "$want" > "$file"
+    say "browser policy written to $file"
+  fi
+}
+
 write_env() {
   local pw
   pw=$(cat "$XJ_DEV_DIR/mgmt.password")
@@ -375,8 +389,13 @@ stop_all() {
 case "${1:-up}" in
   up)
     # prometheus: for promtool, which checks the metrics and the shipped alerting rules.
-    ensure_packages openssl curl ca-certificates libxml2-utils prometheus python3-venv python3-pip
+    # chromium, chromium-driver, libnss3-tools: the console's browser tests (client
+    # certificates from an NSS database of the test's own); fonts-wqy-zenhei: Chinese glyphs
+    # for their screenshots.
+    ensure_packages openssl curl ca-certificates libxml2-utils prometheus python3-venv python3-pip \
+      chromium chromium-driver libnss3-tools fonts-wqy-zenhei
     mkdir -p "$XJ_DEV_DIR"
+    ensure_browser_policy
     ensure_python_tools
     ensure_pki
     ensure_rabbitmq

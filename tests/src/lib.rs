@@ -5,6 +5,7 @@
 
 mod adapter;
 mod broker;
+pub mod browser;
 pub mod inprocess;
 pub mod measure;
 mod operator;

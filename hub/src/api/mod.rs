@@ -1,6 +1,8 @@
 //! The hub's HTTP surfaces: health, readiness and Prometheus metrics (plain HTTP, internal);
-//! the operator API ([`ops`], HTTPS with client certificates).
+//! the operator API ([`ops`], HTTPS with client certificates) and the console beside it
+//! ([`console`], the same listener and roles).
 
+pub mod console;
 pub mod ops;
 
 use std::sync::Arc;

@@ -359,6 +359,8 @@ pub struct Summary {
 /// Filters of the case query; all optional, combined with AND.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct Filter {
+    /// `TRANSFER` or `ENROLLMENT`.
+    pub business: Option<String>,
     pub student: Option<String>,
     pub school: Option<String>,
     pub province: Option<String>,
@@ -419,6 +421,7 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<Summa
                AND ($4::text IS NULL OR state = $4)
                AND ($5::text IS NULL OR waiting_party = $5)
                AND ($6::bool IS NULL OR (closed_at IS NULL) = $6)
+               AND ($9::text IS NULL OR business = $9)
              ORDER BY created_at DESC, case_id LIMIT $7 OFFSET $8"
     ))
     .bind(&f.student)
@@ -429,6 +432,7 @@ pub async fn list(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<Summa
     .bind(f.open)
     .bind(f.page().limit())
     .bind(f.page().offset())
+    .bind(&f.business)
     .fetch_all(conn)
     .await
 }
@@ -492,6 +496,34 @@ pub async fn audit(
     .bind(case_id)
     .bind(detail)
     .fetch_one(conn)
+    .await
+}
+
+/// What the audit trail is filtered on; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub case: Option<Uuid>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+}
+
+/// The audit trail, newest first, filtered.
+///
+/// # Errors
+/// Database errors.
+pub async fn audit_search(conn: &mut PgConnection, f: &AuditFilter, page: Page) -> sqlx::Result<Vec<AuditEntry>> {
+    sqlx::query_as(
+        "SELECT audit_id, at, actor, role, action, case_id, detail FROM audit
+         WHERE ($1::uuid IS NULL OR case_id = $1) AND ($2::text IS NULL OR actor = $2)
+               AND ($3::text IS NULL OR action = $3)
+         ORDER BY audit_id DESC LIMIT $4 OFFSET $5",
+    )
+    .bind(f.case)
+    .bind(&f.actor)
+    .bind(&f.action)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(conn)
     .await
 }
 

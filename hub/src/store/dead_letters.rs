@@ -214,6 +214,14 @@ pub async fn settle(conn: &mut PgConnection, id: i64, how: Settlement, by: &str,
     Ok(())
 }
 
+/// Dead letters still open (neither replayed nor discarded).
+///
+/// # Errors
+/// Database errors.
+pub async fn count_open(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM dead_letter WHERE state = 'open'").fetch_one(conn).await
+}
+
 /// Dead letters kept, and poison counted over the rate, for metrics.
 ///
 /// # Errors

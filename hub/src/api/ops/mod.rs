@@ -8,7 +8,7 @@ pub mod auth;
 pub mod client;
 mod dead_letters;
 pub mod links;
-mod orgcodes;
+pub mod orgcodes;
 mod problems;
 
 use axum::extract::{Path, Query, State};
@@ -131,12 +131,14 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::ORGCODE_REVOCATIONS, get(orgcodes::revocations))
         .route(paths::ORGCODE_CHANGE, get(orgcodes::change))
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
+        .with_state(ctx.clone())
+        // The console's refusals are pages, not JSON: beside the typed-error layer, not under it.
+        .merge(crate::api::console::router(ctx))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
-        .with_state(ctx)
 }
 
 /// A refusal of the API: a status and the typed error body.
-pub struct ApiError(StatusCode, Box<ErrorReport>);
+pub struct ApiError(pub StatusCode, pub Box<ErrorReport>);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -144,11 +146,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(status: StatusCode, code: ErrorCode, detail: &str) -> ApiError {
+pub(crate) fn error(status: StatusCode, code: ErrorCode, detail: &str) -> ApiError {
     ApiError(status, Box::new(ErrorReport::new(code, None, Some(detail))))
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "Operator API failure.");
     error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "the hub could not complete the request; retry")
 }
@@ -162,17 +164,26 @@ async fn list(State(ctx): State<Context>, _: Staff, Query(f): Query<cases::Filte
 /// stage and its cause, operators' actions, and who it waits on since when.
 async fn detail(State(ctx): State<Context>, _: Staff, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
-    let Some(case) = cases::get(&mut conn, id).await.map_err(internal)? else {
-        return Err(error(StatusCode::NOT_FOUND, ErrorCode::CaseNotFound, &format!("no case {id}")));
-    };
-    let summary = cases::summary(&mut conn, id).await.map_err(internal)?;
-    let messages = store::trace::of_case(&mut conn, id, MESSAGES_SHOWN).await.map_err(internal)?;
+    match case_view(&mut conn, id).await.map_err(internal)? {
+        Some(view) => Ok(Json(view).into_response()),
+        None => Err(error(StatusCode::NOT_FOUND, ErrorCode::CaseNotFound, &format!("no case {id}"))),
+    }
+}
+
+/// What [`detail`] answers, for the console too.
+///
+/// # Errors
+/// Database errors.
+pub async fn case_view(conn: &mut sqlx::PgConnection, id: Uuid) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(case) = cases::get(&mut *conn, id).await? else { return Ok(None) };
+    let summary = cases::summary(&mut *conn, id).await?;
+    let messages = store::trace::of_case(&mut *conn, id, MESSAGES_SHOWN).await?;
     // What stalls a case is often a message the hub could not take (dead-lettered, refused).
     let last_refusal = messages
         .iter()
         .rev()
         .find(|m| m.direction == "in" && matches!(m.outcome.as_str(), "refused" | "dead-lettered"));
-    Ok(Json(serde_json::json!({
+    Ok(Some(serde_json::json!({
         "summary": summary,
         "state": case.state(),
         "waiting": case.waiting(),
@@ -183,12 +194,11 @@ async fn detail(State(ctx): State<Context>, _: Staff, Path(id): Path<Uuid>) -> R
         "lastError": case.last_error,
         "chain": case.chain,
         "decisions": case.decisions,
-        "events": cases::events(&mut conn, id).await.map_err(internal)?,
-        "audit": cases::audit_trail(&mut conn, Some(id), cases::Page { limit: Some(1000), offset: None }).await.map_err(internal)?,
+        "events": cases::events(&mut *conn, id).await?,
+        "audit": cases::audit_trail(&mut *conn, Some(id), cases::Page { limit: Some(1000), offset: None }).await?,
         "lastRefusal": last_refusal,
         "messages": messages,
-    }))
-    .into_response())
+    })))
 }
 
 /// Messages of a case shown in its detail (the first ones; a case has a few dozen).

@@ -101,12 +101,17 @@ async fn with_blockers(
 /// business by id), and how long it has waited.
 pub async fn revocations(State(ctx): State<Context>, _: Staff) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    Ok(Json(revocations_view(&mut conn).await?).into_response())
+}
+
+/// What [`revocations`] answers, for the console too.
+pub async fn revocations_view(conn: &mut sqlx::PgConnection) -> Result<Vec<serde_json::Value>, ApiError> {
     let now = Utc::now();
     let mut out = Vec::new();
-    for c in orgcodes::waiting(&mut conn).await.map_err(internal)? {
-        out.push(with_blockers(&mut conn, c, now).await?);
+    for c in orgcodes::waiting(&mut *conn).await.map_err(internal)? {
+        out.push(with_blockers(&mut *conn, c, now).await?);
     }
-    Ok(Json(out).into_response())
+    Ok(out)
 }
 
 /// One record: where it stands, its history, and what blocks it if it waits.

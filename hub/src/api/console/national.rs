@@ -1,0 +1,157 @@
+//! The national office's pages (国家平台): the arbitration queue, one problem group with both
+//! sides' evidence and approvals side by side and the decision form, and the code batches with
+//! each province's confirmation progress and the revocations waiting on their blockers.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use maud::{Markup, html};
+use schemas::ErrorCode;
+use uuid::Uuid;
+
+use super::{at, at_json, field, page, paths};
+use crate::api::ops::auth::NationalOffice;
+use crate::api::ops::{self, ApiError, error, internal};
+use crate::context::Context;
+use crate::store::{orgcodes, problems};
+
+fn kind_zh(kind: &str) -> &'static str {
+    match kind {
+        "ID_DUPLICATE" => "身份证件号重复",
+        "NAME_SEX_BIRTH_DUPLICATE" => "姓名性别出生日期重复",
+        "ID_NOT_FOUND" => "身份证件号不存在",
+        "ID_NAME_MISMATCH" => "身份证件号与姓名不符",
+        "ID_CHANGED" => "身份证件号变更",
+        _ => "",
+    }
+}
+
+/// 仲裁队列: groups waiting for the national office, oldest first.
+pub async fn arbitrations(State(ctx): State<Context>, _: NationalOffice) -> Result<Response, ApiError> {
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    let filter = problems::Filter { state: Some("arbitration".into()), limit: Some(1000), ..Default::default() };
+    let rows = problems::list(&mut conn, &filter).await.map_err(internal)?;
+    let now = Utc::now();
+    let body = html! {
+        table #arbitrations {
+            tr { th { "问题学籍组" } th { "类型" } th { "等待自" } th { "已等待(天)" } }
+            @for g in &rows {
+                tr {
+                    td { a href=(paths::problem(g.group_id)) { (g.group_id) } }
+                    td { (kind_zh(&g.kind)) " " small { (g.kind) } }
+                    td { (at(&g.waiting_since)) }
+                    td { ((now - g.waiting_since).num_days()) }
+                }
+            }
+        }
+    };
+    Ok(page("仲裁队列", body).into_response())
+}
+
+/// One member's column: the record, what its province reported (mode, approvals, evidence
+/// shown inline when it is an image), and the national office's comment.
+fn member(group: Uuid, m: &serde_json::Value, events: &[serde_json::Value]) -> Markup {
+    let student = field(m, "/studentId");
+    let results: Vec<&serde_json::Value> =
+        events.iter().filter(|e| field(e, "/what") == "result" && field(e, "/detail/studentId") == student).collect();
+    html! {
+        div.member data-student=(student) {
+            h3 { (field(m, "/province")) "省 " (field(m, "/name")) }
+            table {
+                tr { th { "全国学籍号" } td { (student) } }
+                tr { th { "学校" } td { (field(m, "/school")) } }
+                tr { th { "身份证件" } td { (field(m, "/idDocument")) } }
+                tr { th { "建籍时间" } td { (at_json(&m["registeredAt"])) } }
+                tr { th { "状态" } td { (field(m, "/state")) } }
+                tr { th { "国家意见" } td { (field(m, "/comment")) } }
+            }
+            @for r in results {
+                h4 { "处理结果 " (at_json(&r["at"])) " " (field(r, "/detail/mode")) }
+                table {
+                    tr { th { "审核层级" } th { "意见" } th { "审核人" } th { "时间" } }
+                    @for a in r.pointer("/detail/approval").and_then(|a| a.as_array()).into_iter().flatten() {
+                        tr { td { (field(a, "/level")) " " (field(a, "/unit")) } td { (field(a, "/decision")) " " (field(a, "/opinion")) } td { (field(a, "/reviewer")) } td { (at_json(&a["decidedAt"])) } }
+                    }
+                }
+                @for f in r.pointer("/detail/evidence").and_then(|e| e.as_array()).into_iter().flatten() {
+                    @let src = ops::paths::PROBLEM_EVIDENCE.replace("{id}", &group.to_string()).replace("{sha256}", &field(f, "/sha256"));
+                    @if field(f, "/mediaType").starts_with("image/") {
+                        figure { img src=(src) alt=(field(f, "/name")); figcaption { (field(f, "/name")) } }
+                    } @else {
+                        p { a href=(src) { (field(f, "/name")) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 问题学籍组: both sides side by side, the history, and (waiting for arbitration) the decision.
+pub async fn problem(
+    State(ctx): State<Context>,
+    _: NationalOffice,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    let Some(g) = problems::get(&mut conn, id).await.map_err(internal)? else {
+        return Err(error(StatusCode::NOT_FOUND, ErrorCode::GroupNotFound, &format!("no problem group {id}")));
+    };
+    let events = problems::events(&mut conn, id).await.map_err(internal)?;
+    let group = serde_json::to_value(&g).map_err(internal)?;
+    let events: Vec<serde_json::Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+    let members = group.get("members").and_then(|m| m.as_array()).cloned().unwrap_or_default();
+    let state = field(&group, "/state");
+    let body = html! {
+        p { "类型 " (kind_zh(&field(&group, "/kind"))) " · 状态 " b #group-state { (state) } " · 等待自 " (at(&g.waiting_since)) }
+        div.side { @for m in &members { (member(id, m, &events)) } }
+        @if state == "arbitration" {
+            h3 { "仲裁" }
+            form #decide data-api=(ops::paths::decision(&id.to_string())) data-confirm="确认提交仲裁结果?" {
+                "仲裁通过的记录 "
+                select name="upheld" { @for m in &members { option value=(field(m, "/studentId")) { (field(m, "/province")) "省 " (field(m, "/studentId")) } } }
+                " "
+                button type="submit" { "提交仲裁" }
+                span.result {}
+            }
+        }
+        h3 { "处理过程" }
+        table #events {
+            tr { th { "时间" } th { "操作方" } th { "事项" } th { "内容" } }
+            @for e in &events {
+                tr { td { (at_json(&e["at"])) } td { (field(e, "/actor")) } td { (field(e, "/what")) } td { small { (field(e, "/detail")) } } }
+            }
+        }
+    };
+    Ok(page(&format!("问题学籍组 {id}"), body).into_response())
+}
+
+/// 机构代码: batches with each province's confirmation progress, and revocations waiting.
+pub async fn orgcodes(State(ctx): State<Context>, _: NationalOffice) -> Result<Response, ApiError> {
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    let batches = orgcodes::batches(&mut conn, 100, 0).await.map_err(internal)?;
+    let waiting = ops::orgcodes::revocations_view(&mut conn).await?;
+    let body = html! {
+        table #batches {
+            tr { th { "批次" } th { "版本" } th { "类型" } th { "发布日期" } th { "记录数" } th { "载入" } th { "各省确认进度" } }
+            @for b in &batches {
+                tr {
+                    td { (b.batch_id) } td { (b.version) } td { (b.kind) } td { (b.published_on) } td { (b.records) }
+                    td { (b.loaded_by) " " (at(&b.loaded_at)) }
+                    td { @for (p, states) in b.progress.as_object().into_iter().flatten() { (p) ":" (states.to_string()) " " } }
+                }
+            }
+        }
+        h3 { "待撤销(等待在办业务结束)" }
+        table #revocations {
+            tr { th { "变动" } th { "省份" } th { "机构" } th { "学段" } th { "已等待(秒)" } th { "阻塞" } }
+            @for r in &waiting {
+                tr {
+                    td { (field(r, "/change/changeId")) } td { (field(r, "/change/province")) } td { (field(r, "/change/unit")) }
+                    td { (field(r, "/change/stage")) } td { (field(r, "/waitingSeconds")) } td { (field(r, "/blockers")) }
+                }
+            }
+        }
+    };
+    Ok(page("机构代码", body).into_response())
+}
