@@ -27,6 +27,7 @@ pub struct Console {
 
 impl Console {
     pub async fn serve(hub: &Hub) -> Console {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut profile = Profile::new(Role::Server("localhost".into()), 30);
         profile.alt_names = vec!["localhost".into(), "127.0.0.1".into()];

@@ -333,7 +333,7 @@ pub async fn drop_attachments(conn: &mut PgConnection, case_id: CaseId) -> sqlx:
 }
 
 /// A case as the operator and query views list it.
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, FromRow, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub case_id: Uuid,
@@ -528,7 +528,7 @@ pub async fn audit_search(conn: &mut PgConnection, f: &AuditFilter, page: Page) 
 }
 
 /// An audit entry.
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, FromRow, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub audit_id: i64,

@@ -105,7 +105,7 @@ pub async fn suppress(conn: &mut PgConnection, sender: &str, code: &str, bytes: 
 }
 
 /// A dead letter as operators list it (without its body).
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Listed {
     pub dead_letter_id: i64,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection};
 
 /// One province as the database sees its link.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Link {
     /// The broker user, `prov-NN`.

@@ -473,7 +473,7 @@ pub async fn add_event(
 }
 
 /// A batch and how far each province has got with it.
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchView {
     pub batch_id: String,

@@ -292,7 +292,7 @@ pub struct Filter {
 }
 
 /// A group as the list shows it.
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
     pub group_id: Uuid,

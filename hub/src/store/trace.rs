@@ -38,7 +38,7 @@ pub struct NewTrace<'a> {
 
 /// A message as the trace shows it; `sentAt` when an outgoing one was confirmed by the broker
 /// (while the outbox still holds its row).
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Traced {
     pub message_id: Uuid,

@@ -42,7 +42,7 @@ pub async fn list(State(ctx): State<Context>, _: Staff, Query(q): Query<ListQuer
 
 /// One dead letter as an operator inspects it: what is known of it, and the message as kept
 /// (as text when it is UTF-8; the first bytes only when it was truncated).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Inspected {
     #[serde(flatten)]
@@ -67,7 +67,7 @@ fn not_found(id: i64) -> ApiError {
     error(StatusCode::NOT_FOUND, ErrorCode::NotFound, &format!("no dead letter {id}"))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 pub struct Note {
     #[serde(default)]
     pub note: String,
@@ -84,7 +84,7 @@ fn note_of(body: &[u8]) -> Result<String, ApiError> {
 }
 
 /// What a settlement answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Outcome {
     pub dead_letter_id: i64,
@@ -157,7 +157,7 @@ pub async fn discard_one(
     one(outcome(id, replay::discard(&ctx, id, &by).await.map_err(internal)?, "discarded")?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct Selection {
     pub ids: Vec<i64>,
     #[serde(default)]

@@ -26,7 +26,7 @@ pub const BACKLOG_WARN_SECS: i64 = 300;
 const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One province's link.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkHealth {
     pub province: String,

@@ -6,8 +6,9 @@
 
 pub mod auth;
 pub mod client;
-mod dead_letters;
+pub mod dead_letters;
 pub mod links;
+pub mod openapi;
 pub mod orgcodes;
 mod problems;
 
@@ -47,6 +48,7 @@ pub mod paths {
     pub const DEAD_LETTERS_REPLAY: &str = "/ops/dead-letters/replay";
     pub const INDEX_DISPUTES: &str = "/ops/index-disputes";
     pub const LINKS: &str = "/ops/links";
+    pub const OPENAPI: &str = "/openapi.json";
     pub const ACTION: &str = "/ops/cases/{id}/{action}";
     pub const MESSAGE: &str = "/messages/{id}";
     pub const PROBLEMS: &str = "/problems";
@@ -130,11 +132,17 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::ORGCODE_BATCH, get(orgcodes::batch))
         .route(paths::ORGCODE_REVOCATIONS, get(orgcodes::revocations))
         .route(paths::ORGCODE_CHANGE, get(orgcodes::change))
+        .route(paths::OPENAPI, get(openapi_document))
         .layer(axum::middleware::map_response(certs::serve::typed_errors))
         .with_state(ctx.clone())
         // The console's refusals are pages, not JSON: beside the typed-error layer, not under it.
         .merge(crate::api::console::router(ctx))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
+}
+
+/// The API's OpenAPI document, for any registered operator or national-office client.
+async fn openapi_document(_: Staff) -> Json<serde_json::Value> {
+    Json(openapi::document())
 }
 
 /// A refusal of the API: a status and the typed error body.
