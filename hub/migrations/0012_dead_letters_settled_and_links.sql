@@ -11,3 +11,7 @@ CREATE INDEX dead_letter_open ON dead_letter (dead_letter_id) WHERE state = 'ope
 
 -- Link health (链路状态) reads each province's last message from this index, at any inbox size.
 CREATE INDEX inbox_sender_received ON inbox (sender, received_at);
+
+-- The national overview reads the last 30 days of review decisions, and the open cases.
+CREATE INDEX case_step_decided ON case_step (decided_at);
+CREATE INDEX business_case_open ON business_case (created_at) WHERE closed_at IS NULL;

@@ -145,5 +145,9 @@ async fn the_console_refuses_provinces_strangers_and_operators_on_the_national_o
     let b = Browser::start(&console, Some(&national)).await;
     b.goto(&console.url("/console/arbitrations")).await;
     assert!(b.text("h2").await.contains("仲裁队列"));
+    // The national overview: the case is open on both sides and waits on 51.
+    b.goto(&console.url("/console/national")).await;
+    let rows = b.text("#provinces").await;
+    assert!(rows.contains("51 1 1 0") && rows.contains("37 1 0 0"), "{rows}");
     b.close().await;
 }

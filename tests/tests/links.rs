@@ -1,6 +1,7 @@
 //! Link health per province: in process, what the database knows (last message, outbox
 //! backlog, certificate days left with their warning and alert); with real processes, that a
-//! province shows as disconnected within 30 seconds of its adapter stopping.
+//! province shows as disconnected within 30 seconds of its adapter stopping. Also the national
+//! overview's figures: each province's load, each reviewing unit's pace.
 
 use std::time::Duration;
 
@@ -77,4 +78,49 @@ async fn a_province_shows_as_disconnected_within_30_seconds_of_its_adapter_stopp
     assert_eq!(p37["health"], "alert", "{p37}");
     assert!(p37["reasons"].to_string().contains("not connected"), "{p37}");
     println!("shown disconnected {:.1} s after the adapter was killed", stopped.elapsed().as_secs_f64());
+}
+
+#[tokio::test]
+async fn the_national_overview_times_each_unit_s_review_steps() {
+    let hub = Hub::new(&["37", "51"], "").await;
+    // A case's row and three decisions of two units: 51's steps took 2 h and 4 h, 37's 1 h.
+    let case = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO business_case (case_id, business, student_id, student_name, in_province, in_school, out_province,
+                                    out_school, application_id, data, stage, state, since)
+         VALUES ($1, 'TRANSFER', 'G1', '学生', '37', '3137000001', '51', '3151000001', $1, '{}', 'reviewing', 'UNDER_REVIEW', now())",
+    )
+    .bind(case)
+    .execute(&hub.pool)
+    .await
+    .expect("a case row");
+    let start = chrono::Utc::now() - chrono::Duration::days(1);
+    sqlx::query("INSERT INTO case_event (case_id, at, from_stage, to_stage, cause) VALUES ($1, $2, 'verifying', 'reviewing', 'test')")
+        .bind(case)
+        .bind(start)
+        .execute(&hub.pool)
+        .await
+        .unwrap();
+    for (seq, province, unit, hours) in [(1, "51", "51区", 2), (2, "51", "51区", 6), (3, "37", "37校", 7)] {
+        sqlx::query(
+            "INSERT INTO case_step (case_id, seq, step, province, decision, unit, reviewer, opinion, decided_at)
+             VALUES ($1, $2, 'OUT_COUNTY', $3, 'APPROVED', $4, '审核人', '同意', $5)",
+        )
+        .bind(case)
+        .bind(seq)
+        .bind(province)
+        .bind(unit)
+        .bind(start + chrono::Duration::hours(hours))
+        .execute(&hub.pool)
+        .await
+        .unwrap();
+    }
+    let mut conn = hub.pool.acquire().await.unwrap();
+    let units = hub::store::overview::units(&mut conn, chrono::Utc::now() - chrono::Duration::days(30)).await.unwrap();
+    let paced: Vec<(String, i64, f64)> =
+        units.iter().map(|u| (u.unit.clone(), u.steps, u.median_secs / 3600.0)).collect();
+    assert_eq!(paced, [("51区".to_owned(), 2, 3.0), ("37校".to_owned(), 1, 1.0)], "slowest first");
+    let provinces = hub::store::overview::provinces(&mut conn, chrono::Utc::now().date_naive()).await.unwrap();
+    let loads: Vec<(String, i64, i64)> = provinces.iter().map(|p| (p.province.clone(), p.open, p.waiting)).collect();
+    assert_eq!(loads, [("37".to_owned(), 1, 0), ("51".to_owned(), 1, 0)]);
 }

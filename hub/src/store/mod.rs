@@ -9,6 +9,7 @@ pub mod index;
 pub mod links;
 pub mod orgcodes;
 pub mod outbox;
+pub mod overview;
 pub mod permissions;
 pub mod problems;
 pub mod register;

@@ -35,6 +35,7 @@ pub mod paths {
     pub const ARBITRATIONS: &str = "/console/arbitrations";
     pub const PROBLEM: &str = "/console/problems/{id}";
     pub const ORGCODES: &str = "/console/orgcodes";
+    pub const NATIONAL: &str = "/console/national";
 
     pub fn case(id: impl std::fmt::Display) -> String {
         CASE.replace("{id}", &id.to_string())
@@ -63,6 +64,7 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::ARBITRATIONS, get(national::arbitrations))
         .route(paths::PROBLEM, get(national::problem))
         .route(paths::ORGCODES, get(national::orgcodes))
+        .route(paths::NATIONAL, get(national::overview))
         .layer(axum::middleware::map_response(error_page))
         .with_state(ctx)
 }
@@ -103,6 +105,7 @@ fn nav() -> Markup {
         (paths::DEAD_LETTERS, "死信"),
         (paths::LINKS, "链路状态"),
         (paths::AUDIT, "审计记录"),
+        (paths::NATIONAL, "全国概况(国家平台)"),
         (paths::ARBITRATIONS, "仲裁(国家平台)"),
         (paths::ORGCODES, "机构代码(国家平台)"),
     ];

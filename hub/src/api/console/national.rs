@@ -14,7 +14,8 @@ use super::{at, at_json, field, page, paths};
 use crate::api::ops::auth::NationalOffice;
 use crate::api::ops::{self, ApiError, error, internal};
 use crate::context::Context;
-use crate::store::{orgcodes, problems};
+use crate::store::{orgcodes, overview, problems};
+use crate::workflow::calendar::business_date;
 
 fn kind_zh(kind: &str) -> &'static str {
     match kind {
@@ -154,4 +155,38 @@ pub async fn orgcodes(State(ctx): State<Context>, _: NationalOffice) -> Result<R
         }
     };
     Ok(page("机构代码", body).into_response())
+}
+
+/// Days of review decisions the overview's pace covers.
+const PACE_DAYS: i64 = 30;
+
+fn duration_zh(secs: f64) -> String {
+    let h = secs / 3600.0;
+    if h >= 24.0 { format!("{:.1}天", h / 24.0) } else { format!("{h:.1}小时") }
+}
+
+/// 全国概况: per province its open cases, what waits on it and its overdue steps; per
+/// reviewing unit the median and 90th percentile of its steps over the last 30 days — who is
+/// slow, without asking each province.
+pub async fn overview(State(ctx): State<Context>, _: NationalOffice) -> Result<Response, ApiError> {
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    let now = Utc::now();
+    let provinces = overview::provinces(&mut conn, business_date(now)).await.map_err(internal)?;
+    let units = overview::units(&mut conn, now - chrono::Duration::days(PACE_DAYS)).await.map_err(internal)?;
+    let body = html! {
+        table #provinces {
+            tr { th { "省份" } th { "在办业务" } th { "等待本省" } th { "超期核办" } }
+            @for p in &provinces {
+                tr { td { (p.province) } td { (p.open) } td { (p.waiting) } td class=(if p.overdue > 0 { "alert" } else { "" }) { (p.overdue) } }
+            }
+        }
+        h3 { "核办用时(近" (PACE_DAYS) "天,最慢的在前)" }
+        table #units {
+            tr { th { "省份" } th { "核办单位" } th { "环节数" } th { "中位用时" } th { "90%用时" } }
+            @for u in &units {
+                tr { td { (u.province) } td { (u.unit) } td { (u.steps) } td { (duration_zh(u.median_secs)) } td { (duration_zh(u.p90_secs)) } }
+            }
+        }
+    };
+    Ok(page("全国概况", body).into_response())
 }
