@@ -1,5 +1,6 @@
 //! The console's case search with 100,000 cases in the database: each kind of search (by
-//! student, school, province, state, whom it waits on, or none: the newest page) timed over
+//! student, school, province, state, whom it waits on, or none: the newest page), and the
+//! overview, stuck, overdue, audit and national-overview pages, timed over
 //! HTTPS with an operator's certificate, as a browser asks for the page; p50, p99 and max of
 //! BENCH_REQUESTS requests each (default 30). BENCH_CASES changes the number of cases.
 //!   cargo bench -p e2e --bench console
@@ -65,8 +66,24 @@ async fn main() {
         ("province and business, page 3", "/console/cases?province=44&business=ENROLLMENT&offset=100"),
         ("the JSON route, by province", "/cases?province=37&limit=50"),
     ];
-    println!("case search over HTTPS with {cases} cases, {requests} requests each:");
-    for (what, path) in searches {
+    let national = staff(&hub, Role::National("bench".into())).await;
+    let mut identity = national.cert_pem.clone().into_bytes();
+    identity.extend(national.key_pem.as_bytes());
+    let national = reqwest::Client::builder()
+        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
+        .add_root_certificate(reqwest::Certificate::from_pem(console.ca_pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let pages = [
+        ("overview", "/console"),
+        ("stuck", "/console/stuck"),
+        ("overdue", "/console/overdue"),
+        ("audit trail", "/console/audit"),
+        ("national overview", "/console/national"),
+    ];
+    println!("case search and pages over HTTPS with {cases} cases, {requests} requests each:");
+    let all = searches.iter().map(|s| (s, &client)).chain(pages.iter().map(|p| (p, &national)));
+    for ((what, path), client) in all {
         let url = console.url(path);
         let mut times = Vec::with_capacity(requests);
         let mut bytes = 0;

@@ -183,6 +183,12 @@ impl Browser {
     pub async fn act(&self, form_css: &str, note: &str) {
         let form = self.client.find(Locator::Css(form_css)).await.expect("the action's form");
         form.find(Locator::Css("input[name=note]")).await.expect("a note field").send_keys(note).await.expect("typed");
+        self.submit(form_css).await;
+    }
+
+    /// Submits the form `form_css` and accepts the confirmation.
+    pub async fn submit(&self, form_css: &str) {
+        let form = self.client.find(Locator::Css(form_css)).await.expect("the action's form");
         form.find(Locator::Css("button[type=submit]")).await.expect("a button").click().await.expect("clicked");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while self.client.accept_alert().await.is_err() {

@@ -162,6 +162,55 @@ impl Hub {
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
+    /// A two-province ID duplicate that both sides attested, waiting for the national office:
+    /// 51 registered the student first, 44 the same resident ID and name a week later; each
+    /// attested with two approvals and a photo. Returns the group id, then 51's and 44's
+    /// national student IDs. (The hub needs 44 and 51 admitted.)
+    pub async fn group_in_arbitration(&self) -> (String, String, String) {
+        use schemas::messages::{HandlingMode, Level, ProblemResult, UpTo};
+        let first = crate::student("51", 1);
+        let mut second = crate::student("44", 1);
+        second.id_document = first.id_document.clone();
+        second.name = first.name.clone();
+        second.sex = first.sex;
+        second.birth_date = first.birth_date;
+        second.registered_at = first.registered_at.map(|t| t + chrono::Duration::days(7));
+        let (a, b) = (first.school.to_string(), second.school.to_string());
+        self.schools(&[(a.as_str(), "51", true, None), (b.as_str(), "44", true, None)]).await;
+        self.index("51", vec![first.clone()]).await;
+        let task_of = |sent: &Sent| {
+            sent.replies
+                .iter()
+                .find_map(|e| match &e.body {
+                    Body::ProblemTask(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .expect("a problem task")
+        };
+        let attest = |t: &schemas::messages::ProblemTask| {
+            let mut photo = vec![0xFF, 0xD8, 0xFF, 0xE0];
+            photo.resize(64, 0);
+            Body::ProblemResult(ProblemResult {
+                group_id: t.group_id,
+                student_id: t.student_id.clone(),
+                mode: HandlingMode::Attest,
+                changed: None,
+                approval: crate::approvals(&[Level::School, Level::Bureau]),
+                evidence: UpTo::new(vec![schemas::messages::Attachment::new(
+                    "证明.jpg".parse().expect("name"),
+                    "image/jpeg".parse().expect("type"),
+                    photo,
+                )])
+                .expect("one file"),
+            })
+        };
+        let to_44 = task_of(&self.send_envelope(&crate::index_upsert("44", vec![second.clone()])).await);
+        let to_51 = task_of(&self.send("44", attest(&to_44), None).await);
+        let last = self.send("51", attest(&to_51), None).await;
+        assert_eq!(last.refusal(), None, "{last:?}");
+        (to_44.group_id.to_string(), first.student_id.to_string(), second.student_id.to_string())
+    }
+
     /// A province reports students to the national index.
     pub async fn index(&self, province: &str, students: Vec<StudentSummary>) {
         let env = crate::index_upsert(province, students);

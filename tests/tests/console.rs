@@ -114,6 +114,38 @@ async fn an_operator_finds_a_case_resends_its_request_and_replays_a_dead_letter(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_national_office_decides_an_arbitration_with_both_sides_side_by_side() {
+    let hub = Hub::new(&["37", "44", "51"], "").await;
+    let (group, first, second) = hub.group_in_arbitration().await;
+    let console = Console::serve(&hub).await;
+    let national = staff(&hub, Role::National("moe".into())).await;
+    let b = Browser::start(&console, Some(&national)).await;
+    b.goto(&console.url("/console/arbitrations")).await;
+    assert!(b.text("#arbitrations").await.contains(&group));
+    b.client.find(fantoccini::Locator::Css("#arbitrations a")).await.unwrap().click().await.unwrap();
+    // Both records, each with its approvals and its evidence, side by side.
+    let sides = b.client.find_all(fantoccini::Locator::Css(".side .member")).await.unwrap();
+    assert_eq!(sides.len(), 2);
+    for side in &sides {
+        let text = side.text().await.unwrap();
+        assert!(text.contains("ATTEST") && text.contains("钱科长"), "{text}");
+        assert!(side.find(fantoccini::Locator::Css("img")).await.is_ok(), "the evidence is shown: {text}");
+    }
+    b.screenshot(&screenshots().join("arbitration.png")).await;
+    // Uphold 51's record (registered first).
+    let option = format!("select[name=upheld] option[value='{first}']");
+    b.client.find(fantoccini::Locator::Css(&option)).await.unwrap().click().await.unwrap();
+    b.submit("#decide").await;
+    b.until_text("#group-state", "open").await;
+    let decided: Vec<(String, String)> = sqlx::query_as("SELECT actor, detail FROM audit WHERE action = 'arbitrate'")
+        .fetch_all(&hub.pool)
+        .await
+        .unwrap();
+    assert_eq!(decided, [("moe-moe".to_owned(), format!("upheld {first}"))], "44's record {second} not upheld");
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_console_refuses_provinces_strangers_and_operators_on_the_national_office_s_pages() {
     let (hub, _, _) = with_a_case().await;
     let console = Console::serve(&hub).await;
@@ -139,6 +171,10 @@ async fn the_console_refuses_provinces_strangers_and_operators_on_the_national_o
     assert!(page.contains("403") && page.contains("E_FORBIDDEN"), "{page}");
     b.goto(&console.url("/console")).await;
     assert!(b.body().await.contains("在办业务"), "an operator sees the overview");
+    b.goto(&console.url("/console/audit?actor=op-zhou")).await;
+    assert!(b.text("h2").await.contains("审计记录"));
+    b.goto(&console.url("/console/stuck")).await;
+    assert!(b.text("h2").await.contains("卡滞环节"));
     b.close().await;
 
     let national = staff(&hub, Role::National("moe".into())).await;
@@ -149,5 +185,7 @@ async fn the_console_refuses_provinces_strangers_and_operators_on_the_national_o
     b.goto(&console.url("/console/national")).await;
     let rows = b.text("#provinces").await;
     assert!(rows.contains("51 1 1 0") && rows.contains("37 1 0 0"), "{rows}");
+    b.goto(&console.url("/console/orgcodes")).await;
+    assert!(b.text("#batches").await.contains("各省确认进度"), "the code batches' page");
     b.close().await;
 }

@@ -62,7 +62,7 @@ fn member(group: Uuid, m: &serde_json::Value, events: &[serde_json::Value]) -> M
             table {
                 tr { th { "全国学籍号" } td { (student) } }
                 tr { th { "学校" } td { (field(m, "/school")) } }
-                tr { th { "身份证件" } td { (field(m, "/idDocument")) } }
+                tr { th { "身份证件" } td { "类型" (field(m, "/idDocument/type")) " " (field(m, "/idDocument/number")) } }
                 tr { th { "建籍时间" } td { (at_json(&m["registeredAt"])) } }
                 tr { th { "状态" } td { (field(m, "/state")) } }
                 tr { th { "国家意见" } td { (field(m, "/comment")) } }
@@ -70,9 +70,9 @@ fn member(group: Uuid, m: &serde_json::Value, events: &[serde_json::Value]) -> M
             @for r in results {
                 h4 { "处理结果 " (at_json(&r["at"])) " " (field(r, "/detail/mode")) }
                 table {
-                    tr { th { "审核层级" } th { "意见" } th { "审核人" } th { "时间" } }
+                    tr { th { "审核层级" } th { "单位" } th { "审核人" } th { "意见" } th { "时间" } }
                     @for a in r.pointer("/detail/approval").and_then(|a| a.as_array()).into_iter().flatten() {
-                        tr { td { (field(a, "/level")) " " (field(a, "/unit")) } td { (field(a, "/decision")) " " (field(a, "/opinion")) } td { (field(a, "/reviewer")) } td { (at_json(&a["decidedAt"])) } }
+                        tr { td { (field(a, "/level")) } td { (field(a, "/unit")) } td { (field(a, "/reviewer")) } td { (field(a, "/opinion")) } td { (at_json(&a["approvedAt"])) } }
                     }
                 }
                 @for f in r.pointer("/detail/evidence").and_then(|e| e.as_array()).into_iter().flatten() {
@@ -102,7 +102,7 @@ pub async fn problem(
     let group = serde_json::to_value(&g).map_err(internal)?;
     let events: Vec<serde_json::Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
     let members = group.get("members").and_then(|m| m.as_array()).cloned().unwrap_or_default();
-    let state = field(&group, "/state");
+    let state = field(&group, "/state").to_ascii_lowercase();
     let body = html! {
         p { "类型 " (kind_zh(&field(&group, "/kind"))) " · 状态 " b #group-state { (state) } " · 等待自 " (at(&g.waiting_since)) }
         div.side { @for m in &members { (member(id, m, &events)) } }
