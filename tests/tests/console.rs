@@ -113,6 +113,54 @@ async fn an_operator_finds_a_case_resends_its_request_and_replays_a_dead_letter(
     b.close().await;
 }
 
+/// A page of another site that an operator opens in the browser holding their certificate:
+/// it posts a discard of dead letter 1 and a resolve of the case, with credentials, as forged
+/// requests do; then says so in its title.
+async fn attacker_site(console: &Console, case: CaseId) -> String {
+    let page = format!(
+        r#"<!doctype html><title>loading</title><script>
+        var opts = {{ method: 'POST', mode: 'no-cors', credentials: 'include' }};
+        Promise.allSettled([
+          fetch('{base}/ops/dead-letters/1/discard', opts),
+          fetch('{base}/ops/cases/{case}/resolve', opts),
+        ]).then(function () {{ document.title = 'sent'; }});
+        </script>"#,
+        base = console.base
+    );
+    let app = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(page) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_of_another_site_cannot_act_with_the_operator_s_certificate() {
+    let (hub, case, _) = with_a_case().await;
+    sqlx::query("UPDATE certificate SET revoked_at = now() WHERE principal = 'prov-44'")
+        .execute(&hub.pool)
+        .await
+        .unwrap();
+    hub.send_envelope(&index_upsert("44", vec![student("44", 7)])).await;
+    let console = Console::serve(&hub).await;
+    let operator = staff(&hub, Role::Operator("zhou".into())).await;
+    let b = Browser::start(&console, Some(&operator)).await;
+    // The browser has talked to the console before (its certificate chosen, a connection open).
+    b.goto(&console.url("/console/dead-letters")).await;
+    b.goto(&attacker_site(&console, case).await).await;
+    e2e::eventually("the forged requests sent", std::time::Duration::from_secs(20), || async {
+        (b.client.title().await.ok()? == "sent").then_some(())
+    })
+    .await;
+    let state: String = sqlx::query_scalar("SELECT state FROM dead_letter WHERE dead_letter_id = 1")
+        .fetch_one(&hub.pool)
+        .await
+        .unwrap();
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit").fetch_one(&hub.pool).await.unwrap();
+    assert_eq!((state.as_str(), audited), ("open", 0), "nothing done, nothing audited");
+    b.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_national_office_decides_an_arbitration_with_both_sides_side_by_side() {
     let hub = Hub::new(&["37", "44", "51"], "").await;

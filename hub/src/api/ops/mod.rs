@@ -137,7 +137,37 @@ pub fn router(ctx: Context) -> Router {
         .with_state(ctx.clone())
         // The console's refusals are pages, not JSON: beside the typed-error layer, not under it.
         .merge(crate::api::console::router(ctx))
+        .layer(axum::middleware::from_fn(same_origin_only))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
+}
+
+/// Refuses a state-changing request that a browser sends on behalf of another site (CSRF):
+/// the browser presents the operator's certificate to this origin whoever asks it to, so a
+/// page elsewhere could otherwise post an action (a discard, an arbitration) in their name.
+/// Browsers mark such requests (`Sec-Fetch-Site`, and `Origin` on every POST); the command
+/// line and other programs send neither and are not affected.
+async fn same_origin_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::{Method, header};
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let text = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
+    let cross_site = matches!(text("sec-fetch-site"), Some("cross-site" | "same-site"));
+    // HTTP/2 carries the host in the request's authority, HTTP/1.1 in its Host header.
+    let host = request.uri().authority().map(|a| a.as_str()).or(text(header::HOST.as_str()));
+    let foreign_origin = match (text(header::ORIGIN.as_str()), host) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if cross_site || foreign_origin {
+        let detail =
+            "a request another site's page sent with your certificate: refused (use the console itself, or the CLI)";
+        return error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail).into_response();
+    }
+    next.run(request).await
 }
 
 /// The API's OpenAPI document, for any registered operator or national-office client.
