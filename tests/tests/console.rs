@@ -225,6 +225,25 @@ async fn the_console_refuses_provinces_strangers_and_operators_on_the_national_o
     assert!(b.text("h2").await.contains("卡滞环节"));
     b.close().await;
 
+    // Every page forbids framing by another site and caching, and names no referrer.
+    let mut identity = operator.cert_pem.clone().into_bytes();
+    identity.extend(operator.key_pem.as_bytes());
+    let client = reqwest::Client::builder()
+        .identity(reqwest::Identity::from_pem(&identity).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(console.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    for path in ["/console", "/console/cases", "/console/arbitrations"] {
+        let r = client.get(console.url(path)).send().await.unwrap();
+        let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(h("content-security-policy").contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(
+            (h("x-frame-options"), h("cache-control"), h("referrer-policy")),
+            ("DENY".into(), "no-store".into(), "no-referrer".into()),
+            "{path}"
+        );
+    }
+
     let national = staff(&hub, Role::National("moe".into())).await;
     let b = Browser::start(&console, Some(&national)).await;
     b.goto(&console.url("/console/arbitrations")).await;

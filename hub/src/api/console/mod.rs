@@ -66,7 +66,28 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::ORGCODES, get(national::orgcodes))
         .route(paths::NATIONAL, get(national::overview))
         .layer(axum::middleware::map_response(error_page))
+        .layer(axum::middleware::map_response(protect))
         .with_state(ctx)
+}
+
+/// What every page says to the browser: not to be framed by another site (clickjacking on
+/// the action buttons), not cached (minors' records on a shared office computer), no referrer
+/// (the search's URL holds student IDs), scripts and styles only its own.
+async fn protect(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        h.insert(name, axum::http::HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, "x-frame-options", "DENY");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "cache-control", "no-store");
+    response
 }
 
 /// A refusal of a page (the typed JSON error of the extractors and routes) shown as a page,
