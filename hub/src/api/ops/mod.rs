@@ -137,6 +137,8 @@ pub fn router(ctx: Context) -> Router {
         .with_state(ctx.clone())
         // The console's refusals are pages, not JSON: beside the typed-error layer, not under it.
         .merge(crate::api::console::router(ctx))
+        // An unknown path is refused typed, like every refusal of the API.
+        .fallback(|| async { error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route") })
         .layer(axum::middleware::from_fn(same_origin_only))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
 }
