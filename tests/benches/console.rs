@@ -49,13 +49,7 @@ async fn main() {
 
     let console = Console::serve(&hub).await;
     let operator = staff(&hub, Role::Operator("bench".into())).await;
-    let mut identity = operator.cert_pem.clone().into_bytes();
-    identity.extend(operator.key_pem.as_bytes());
-    let client = reqwest::Client::builder()
-        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
-        .add_root_certificate(reqwest::Certificate::from_pem(console.ca_pem.as_bytes()).expect("ca"))
-        .build()
-        .expect("client");
+    let client = console.client(&operator);
     let searches = [
         ("newest page, no filter", "/console/cases"),
         ("by student", "/console/cases?student=G000000000000054321"),
@@ -67,13 +61,7 @@ async fn main() {
         ("the JSON route, by province", "/cases?province=37&limit=50"),
     ];
     let national = staff(&hub, Role::National("bench".into())).await;
-    let mut identity = national.cert_pem.clone().into_bytes();
-    identity.extend(national.key_pem.as_bytes());
-    let national = reqwest::Client::builder()
-        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
-        .add_root_certificate(reqwest::Certificate::from_pem(console.ca_pem.as_bytes()).expect("ca"))
-        .build()
-        .expect("client");
+    let national = console.client(&national);
     let pages = [
         ("overview", "/console"),
         ("stuck", "/console/stuck"),

@@ -53,6 +53,17 @@ impl Console {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// An HTTPS client of the console presenting `identity` and trusting the hub's CA.
+    pub fn client(&self, identity: &Issued) -> reqwest::Client {
+        let mut pem = identity.cert_pem.clone().into_bytes();
+        pem.extend(identity.key_pem.as_bytes());
+        reqwest::Client::builder()
+            .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca"))
+            .build()
+            .expect("client")
+    }
 }
 
 impl Drop for Console {

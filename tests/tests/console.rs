@@ -226,13 +226,7 @@ async fn the_console_refuses_provinces_strangers_and_operators_on_the_national_o
     b.close().await;
 
     // Every page forbids framing by another site and caching, and names no referrer.
-    let mut identity = operator.cert_pem.clone().into_bytes();
-    identity.extend(operator.key_pem.as_bytes());
-    let client = reqwest::Client::builder()
-        .identity(reqwest::Identity::from_pem(&identity).unwrap())
-        .add_root_certificate(reqwest::Certificate::from_pem(console.ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = console.client(&operator);
     for path in ["/console", "/console/cases", "/console/arbitrations"] {
         let r = client.get(console.url(path)).send().await.unwrap();
         let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();

@@ -78,13 +78,7 @@ async fn the_operator_api_answers_only_what_its_openapi_document_describes() {
     operator.write(dir.path(), "operator").unwrap();
     std::fs::write(dir.path().join("ca.pem"), &console.ca_pem).unwrap();
 
-    let mut identity = operator.cert_pem.clone().into_bytes();
-    identity.extend(operator.key_pem.as_bytes());
-    let client = reqwest::Client::builder()
-        .identity(reqwest::Identity::from_pem(&identity).unwrap())
-        .add_root_certificate(reqwest::Certificate::from_pem(console.ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = console.client(&operator);
     let doc: serde_json::Value = client.get(console.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(doc, hub::api::ops::openapi::document(), "served as generated");
     let file = dir.path().join("openapi.json");

@@ -20,9 +20,8 @@ use crate::context::Context;
 use crate::workflow::calendar::{business_date, cst};
 use crate::workflow::case::Rules;
 
-/// The console's paths, under [`PREFIX`].
+/// The console's paths.
 pub mod paths {
-    pub const PREFIX: &str = "/console";
     pub const HOME: &str = "/console";
     pub const CASES: &str = "/console/cases";
     pub const CASE: &str = "/console/cases/{id}";
