@@ -95,21 +95,89 @@ pub async fn emit_traced(
     now: DateTime<Utc>,
     inbound: Option<&trace::NewTrace<'_>>,
 ) -> Result<()> {
-    let mut messages = Vec::with_capacity(replies.len());
-    for (n, reply) in replies.into_iter().enumerate() {
-        let out = Envelope {
-            message_id: cause.derive_id(u32::try_from(n).unwrap_or(u32::MAX - 1)),
-            sender: Party::Hub,
-            recipient: reply.recipient,
-            case_id: reply.case_id,
-            correlation_id: correlation,
-            sent_at: now,
-            body: reply.body,
-        };
-        messages.push(new_message(&out));
+    let mut pending = Pending::default();
+    pending.add(cause, replies, correlation, now, inbound);
+    pending.flush(conn).await
+}
+
+/// What several causes send, gathered and then written in one statement ([`Pending::flush`]):
+/// the consumer's group commit writes all its messages' outbox rows and trace lines at once.
+/// The trace keeps the order in which they were added.
+#[derive(Debug, Default)]
+pub struct Pending {
+    messages: Vec<outbox::NewMessage>,
+    lines: Vec<Line>,
+}
+
+/// A line of the trace to write: an inbound message's, or that of the outbox row it made.
+#[derive(Debug)]
+enum Line {
+    /// An inbound message's line, its text owned.
+    In {
+        trace: trace::NewTrace<'static>,
+        party: String,
+        message_type: String,
+        code: Option<String>,
+    },
+    Out {
+        message: usize,
+        correlation: Option<Uuid>,
+    },
+}
+
+impl Pending {
+    /// Adds the inbound message's trace line (when given), then the replies it causes, their ids
+    /// derived from `cause`.
+    pub fn add(
+        &mut self,
+        cause: &Cause<'_>,
+        replies: Vec<Reply>,
+        correlation: Option<MessageId>,
+        now: DateTime<Utc>,
+        inbound: Option<&trace::NewTrace<'_>>,
+    ) {
+        if let Some(t) = inbound {
+            let trace = trace::NewTrace { party: "", message_type: "", code: None, ..t.clone() };
+            let (party, message_type, code) =
+                (t.party.to_owned(), t.message_type.to_owned(), t.code.map(str::to_owned));
+            self.lines.push(Line::In { trace, party, message_type, code });
+        }
+        for (n, reply) in replies.into_iter().enumerate() {
+            let out = Envelope {
+                message_id: cause.derive_id(u32::try_from(n).unwrap_or(u32::MAX - 1)),
+                sender: Party::Hub,
+                recipient: reply.recipient,
+                case_id: reply.case_id,
+                correlation_id: correlation,
+                sent_at: now,
+                body: reply.body,
+            };
+            self.lines.push(Line::Out { message: self.messages.len(), correlation: correlation.map(|c| c.uuid()) });
+            self.messages.push(new_message(&out));
+        }
     }
-    let correlations = vec![correlation.map(|c| c.uuid()); messages.len()];
-    outbox::enqueue_all(conn, &messages, &correlations, inbound).await.context("Failed to write to the outbox")
+
+    /// Writes what was added, in one statement, and empties the buffer.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn flush(&mut self, conn: &mut PgConnection) -> Result<()> {
+        let traces: Vec<trace::NewTrace<'_>> = self
+            .lines
+            .iter()
+            .map(|l| match l {
+                Line::In { trace, party, message_type, code } => {
+                    trace::NewTrace { party, message_type, code: code.as_deref(), ..trace.clone() }
+                }
+                Line::Out { message, correlation } => outbox::queued_line(&self.messages[*message], *correlation),
+            })
+            .collect();
+        outbox::enqueue_all(conn, &self.messages, &traces).await.context("Failed to write to the outbox")?;
+        drop(traces);
+        self.messages.clear();
+        self.lines.clear();
+        Ok(())
+    }
 }
 
 /// An envelope as the outbox keeps it: addressed to its recipient's queue.

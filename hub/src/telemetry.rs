@@ -31,6 +31,9 @@ const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 /// Messages per group commit (`[limits] group_max` is at most 64).
 const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
+/// Rows per relay batch (at most 1,000).
+const BATCH_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0, 1000.0];
+
 /// Installs the Prometheus recorder, describes every metric and starts every counter at zero.
 ///
 /// # Errors
@@ -42,6 +45,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full("hub_relay_stage_seconds".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("hub_outbox_delay_seconds".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("hub_consumer_group_size".into()), GROUP_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("hub_relay_batch_rows".into()), BATCH_BUCKETS)?
         .install_recorder()?;
     describe();
     Ok(handle)
@@ -73,6 +77,7 @@ fn describe() {
         "Time from taking a message to its commit, by type (in a group commit: the group's)."
     );
     describe_histogram!("hub_consumer_group_size", "Messages committed together in one transaction (group commit).");
+    describe_histogram!("hub_relay_batch_rows", "Outbox rows the relay claimed and published as one batch.");
     describe_histogram!(
         "hub_consumer_wait_seconds",
         metrics::Unit::Seconds,

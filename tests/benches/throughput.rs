@@ -206,8 +206,14 @@ impl Series {
 /// The hub's stage histograms, by series (name and labels), from its `/metrics`.
 async fn stage_totals(listen: std::net::SocketAddr) -> std::collections::BTreeMap<String, Series> {
     let text = reqwest::get(format!("http://{listen}/metrics")).await.expect("metrics").text().await.expect("metrics");
-    let stages =
-        ["hub_consumer_wait_seconds", "hub_handler_seconds", "hub_relay_stage_seconds", "hub_outbox_delay_seconds"];
+    let stages = [
+        "hub_consumer_wait_seconds",
+        "hub_consumer_group_size",
+        "hub_handler_seconds",
+        "hub_relay_stage_seconds",
+        "hub_relay_batch_rows",
+        "hub_outbox_delay_seconds",
+    ];
     let mut out: std::collections::BTreeMap<String, Series> = std::collections::BTreeMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else { continue };
@@ -241,6 +247,28 @@ async fn stage_totals(listen: std::net::SocketAddr) -> std::collections::BTreeMa
         }
     }
     out
+}
+
+/// Where the time goes: each stage the hub measures, over one run only (what `after` holds
+/// beyond `before`; quantiles to the upper bound of their bucket); sizes as counts.
+fn print_stages(
+    before: &std::collections::BTreeMap<String, Series>,
+    after: &std::collections::BTreeMap<String, Series>,
+) {
+    for (name, series) in after {
+        let run = series.since(before.get(name));
+        if run.count == 0.0 {
+            continue;
+        }
+        let (scale, unit) = if name.contains("_seconds") { (1e3, " ms") } else { (1.0, "") };
+        println!(
+            "  {name}: mean {:.2}{unit}, p50 ≤ {}{unit}, p99 ≤ {}{unit}, over {:.0}",
+            run.sum / run.count * scale,
+            run.quantile(0.5) * scale,
+            run.quantile(0.99) * scale,
+            run.count
+        );
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -299,6 +327,8 @@ async fn main() {
     let ch = conn.create_channel().await.expect("channel");
     ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
     let hub_bodies = bodies(n);
+    let listen = bed.settings.http.listen;
+    let stages_before = stage_totals(listen).await;
     let cpu = cpu_by_part();
     let started = Instant::now();
     let queue = hub::amqp::names::province_queue("37".parse().expect("code"));
@@ -307,6 +337,7 @@ async fn main() {
     tokio::join!(replies, requests);
     let through_hub = started.elapsed();
     let hub_cpu = cpu_per_message(&cpu, &cpu_by_part(), n, through_hub);
+    let stages_after = stage_totals(listen).await;
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let hub_rate = rate(through_hub);
@@ -329,11 +360,11 @@ async fn main() {
     println!("  hub path   {hub_cpu}");
     println!("ratio hub / raw: {:.3}", hub_rate / rate(raw));
     println!("ratio hub / null relay: {:.3}", hub_rate / rate(relayed));
+    print_stages(&stages_before, &stages_after);
 
     // One hop's latency at half the hub's peak rate, for about ten seconds.
     let paced = hub_rate / 2.0;
     let m = ((paced * 10.0) as usize).clamp(100, 50_000);
-    let listen = bed.settings.http.listen;
     let before = stage_totals(listen).await;
     let lat = paced_latencies(&bed, &prov, 1_000_000, m, paced).await;
     let after = stage_totals(listen).await;
@@ -343,20 +374,7 @@ async fn main() {
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
-    // Where the time goes: each stage the hub measures, over this run only (quantiles to the
-    // upper bound of their bucket).
-    for (name, series) in &after {
-        let run = series.since(before.get(name));
-        if run.count > 0.0 {
-            println!(
-                "  {name}: mean {:.2} ms, p50 ≤ {} ms, p99 ≤ {} ms, over {:.0}",
-                run.sum / run.count * 1e3,
-                run.quantile(0.5) * 1e3,
-                run.quantile(0.99) * 1e3,
-                run.count
-            );
-        }
-    }
+    print_stages(&before, &after);
 
     // A backlog: the hub down while a province sends BENCH_BACKLOG messages, then drained.
     let backlog: usize = std::env::var("BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);

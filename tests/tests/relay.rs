@@ -78,7 +78,8 @@ async fn the_pipelined_relay_sends_a_backlog_to_a_province_once_each_in_outbox_o
             ..outbox_row(200)
         })
         .collect();
-    hub::store::outbox::enqueue_all(&mut tx, &rows, &vec![None; ROWS], None).await.unwrap();
+    let lines: Vec<_> = rows.iter().map(|r| hub::store::outbox::queued_line(r, None)).collect();
+    hub::store::outbox::enqueue_all(&mut tx, &rows, &lines).await.unwrap();
     tx.commit().await.unwrap();
     let order: Vec<String> = rows.iter().map(|r| r.message_id.to_string()).collect();
 

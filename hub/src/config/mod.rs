@@ -101,6 +101,11 @@ impl DatabaseSettings {
     pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions> {
         let options: sqlx::postgres::PgConnectOptions =
             self.url.expose().parse().context("database.url is not a valid postgres:// URL")?;
+        // Every statement planned for its values: a generic plan cached while a table was small
+        // (a new hub, the first minute after a start) stays a sequential scan as the table
+        // grows — a lock of a few index rows came to cost milliseconds that way. The hub's
+        // statements are few per group, so planning each costs little.
+        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         Ok(match &self.password {
             Some(p) => options.password(p.expose()),
             None => options,
@@ -135,7 +140,7 @@ pub struct BrokerSettings {
 }
 
 fn default_prefetch() -> u16 {
-    64
+    256
 }
 
 fn default_delivery_limit() -> u32 {
@@ -317,11 +322,11 @@ fn default_max_bytes() -> usize {
 }
 
 fn default_workers() -> usize {
-    16
+    2
 }
 
 fn default_group_max() -> usize {
-    32
+    64
 }
 
 impl Default for Limits {

@@ -45,38 +45,64 @@ pub async fn upsert(
     batch: &IndexUpsert,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Effects> {
-    let mut current = lock_entries(conn, batch.student.items().iter().map(|s| s.student_id.to_string())).await?;
+    let mut effects = upsert_run(conn, &[(sender, batch)], now).await?;
+    Ok(effects.pop().expect("one result per batch"))
+}
+
+/// [`upsert`] for consecutive `index.upsert` messages of a group (组提交), as one batch: the
+/// same decisions, in the same order, as one message after another, with one lock, one write,
+/// one de-duplication and one settling of waiting revocations for all of them. Each message
+/// gets its own result; what the run as a whole causes (problem groups, executed revocations)
+/// is sent with the last message's.
+///
+/// # Panics
+/// When `run` is empty.
+pub async fn upsert_run(
+    conn: &mut PgConnection,
+    run: &[(ProvinceCode, &IndexUpsert)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Effects>> {
+    let ids: Vec<String> = run.iter().flat_map(|(_, b)| b.student.items()).map(|s| s.student_id.to_string()).collect();
+    let mut current = lock_entries(conn, ids.into_iter()).await?;
     let mut changed = BTreeMap::new();
     let mut conflicts = Vec::new();
-    let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
-    for s in batch.student.items() {
-        let id = s.student_id.to_string();
-        match decide_upsert(current.get(&id), sender, s.changed_at) {
-            Decision::Apply => {
-                let entry = IndexEntry { province: sender, summary: s.clone(), disputed_at: None };
-                current.insert(id.clone(), entry.clone());
-                changed.insert(id, entry);
-                applied += 1;
-            }
-            Decision::Stale => stale += 1,
-            Decision::Conflict => {
-                conflicting += 1;
-                if let Some(held) = current.get(&id) {
-                    conflicts.push((held.clone(), sender, s.clone()));
+    let mut settling = Vec::new();
+    let mut out = Vec::with_capacity(run.len());
+    for &(sender, batch) in run {
+        let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
+        for s in batch.student.items() {
+            let id = s.student_id.to_string();
+            match decide_upsert(current.get(&id), sender, s.changed_at) {
+                Decision::Apply => {
+                    let entry = IndexEntry { province: sender, summary: s.clone(), disputed_at: None };
+                    current.insert(id.clone(), entry.clone());
+                    changed.insert(id, entry);
+                    applied += 1;
+                }
+                Decision::Stale => stale += 1,
+                Decision::Conflict => {
+                    conflicting += 1;
+                    if let Some(held) = current.get(&id) {
+                        conflicts.push((held.clone(), sender, s.clone()));
+                    }
                 }
             }
         }
+        if applied > 0 && !settling.contains(&sender) {
+            settling.push(sender);
+        }
+        out.push(result(sender, applied, stale, conflicting));
     }
     let changed: Vec<IndexEntry> = changed.into_values().collect();
     store::index::upsert(conn, &changed).await?;
-    let mut effects = result(sender, applied, stale, conflicting);
-    effects.replies.extend(super::problem::deduplicate(conn, &changed, &conflicts, now).await?);
-    if applied > 0 {
+    let mut caused = super::problem::deduplicate(conn, &changed, &conflicts, now).await?;
+    if !settling.is_empty() {
         // Students who left a school (or its stage) may have been a revocation's last blocker
         // (学生学籍转移 is the province's own business; the hub sees it here).
-        effects.replies.extend(super::orgcode::settle(conn, &[sender], now).await?);
+        caused.extend(super::orgcode::settle(conn, &settling, now).await?);
     }
-    Ok(effects)
+    out.last_mut().expect("a run of at least one message").replies.extend(caused);
+    Ok(out)
 }
 
 /// Removes students the sender holds.

@@ -94,6 +94,23 @@ pub async fn dispatch(
     }
 }
 
+/// [`dispatch`] for consecutive `index.upsert` messages of a group at once
+/// ([`index::upsert_run`]): a province's bulk index traffic costs one batch of statements per
+/// group, not one per message. One [`Effects`] per message, in order.
+///
+/// # Errors
+/// Database errors (the unit of work is retried).
+///
+/// # Panics
+/// When `run` is empty.
+pub async fn dispatch_index_upserts(
+    conn: &mut PgConnection,
+    run: &[(ProvinceCode, &schemas::messages::IndexUpsert)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Effects>> {
+    index::upsert_run(conn, run, now).await
+}
+
 /// A business refusal: an `error` reply to the sender, nothing else changed.
 pub fn refuse(to: Party, env: &Envelope, code: ErrorCode, detail: &str) -> Effects {
     Effects {

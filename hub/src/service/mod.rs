@@ -6,7 +6,6 @@
 
 use anyhow::Result;
 use chrono::{DateTime, SubsecRound, Utc};
-use futures_util::FutureExt;
 use schemas::codec::{self, ParseError};
 use schemas::messages::{Body, ErrorReport};
 use schemas::{CaseId, Envelope, ErrorCode, MessageId, MessageType, Party};
@@ -17,9 +16,12 @@ use uuid::Uuid;
 
 use crate::context::Context;
 use crate::failpoint;
-use crate::handlers;
-use crate::outgoing::{self, Cause, fallback_id};
+use crate::handlers::{self, Effects};
+use crate::outgoing::{self, Cause, Pending, fallback_id};
 use crate::store::{dead_letters, inbox, trace};
+
+mod group;
+pub use group::handle_group;
 
 /// A delivery as the consumer hands it over.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +51,7 @@ pub enum Handled {
 }
 
 /// Why a message is poison: the code and what to tell.
+#[derive(Debug, Clone)]
 struct Poison {
     code: ErrorCode,
     detail: String,
@@ -57,6 +60,20 @@ struct Poison {
     offending: Option<MessageId>,
     case_id: Option<CaseId>,
     message_type: Option<&'static str>,
+}
+
+impl Poison {
+    /// A readable envelope's: its sender is answered.
+    fn of(sender: Party, envelope: &Envelope, code: ErrorCode, detail: String) -> Poison {
+        Poison {
+            code,
+            detail,
+            reply_to: Some(sender),
+            offending: Some(envelope.message_id),
+            case_id: envelope.case_id,
+            message_type: Some(envelope.message_type().as_str()),
+        }
+    }
 }
 
 /// Processes one delivery in a transaction of its own. `Err` means a transient failure
@@ -73,67 +90,54 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
     Ok(handled)
 }
 
-/// Group commit (组提交): processes `msgs` in one transaction, each under its own savepoint, up
-/// to the first whose processing fails (rolled back to its savepoint, so it leaves nothing
-/// behind), and commits: one commit — one fsync — for the group. Returns what became of the
-/// committed prefix; the caller acknowledges those and takes the first one after it alone
-/// ([`handle`]), where its failure is told apart (transient, or for good). A failure of the
-/// transaction itself commits nothing and returns an empty list; a commit whose answer was lost
-/// is recognized by the inbox when its messages are taken again.
-pub async fn handle_group(ctx: &Context, msgs: &[Inbound<'_>]) -> Vec<Handled> {
-    let Ok(mut tx) = ctx.pool.begin().await else { return vec![] };
-    let mut handled = Vec::with_capacity(msgs.len());
-    for msg in msgs {
-        // The first message needs no savepoint: if it fails, nothing is committed. After it,
-        // one round trip folds the previous message's savepoint into the transaction and sets
-        // a new one for this message.
-        let mark = match handled.len() {
-            0 => None,
-            1 => Some("SAVEPOINT msg"),
-            _ => Some("RELEASE SAVEPOINT msg; SAVEPOINT msg"),
-        };
-        if let Some(mark) = mark
-            && sqlx::raw_sql(mark).execute(&mut *tx).await.is_err()
-        {
-            return vec![];
-        }
-        // A panic counts as a failure of this message; it is taken alone next.
-        match std::panic::AssertUnwindSafe(handle_in(&mut tx, ctx, *msg)).catch_unwind().await {
-            Ok(Ok(h)) => handled.push(h),
-            _ => {
-                if mark.is_none() {
-                    // The transaction holds nothing else: rolled back as it is dropped.
-                    return vec![];
-                }
-                if sqlx::raw_sql("ROLLBACK TO SAVEPOINT msg").execute(&mut *tx).await.is_err() {
-                    return vec![];
-                }
-                break;
-            }
-        }
-    }
-    if handled.is_empty() {
-        return handled;
-    }
-    failpoint::pass(failpoint::CONSUMER_BEFORE_COMMIT);
-    if let Err(e) = tx.commit().await {
-        warn!(error = %e, messages = handled.len(), "Group commit failed; its messages are taken one by one.");
-        return vec![];
-    }
-    handled
-}
-
-/// Processes one delivery inside the caller's transaction (the consumer's group commit runs
-/// several, each under a savepoint): everything it writes — claim, effects, outbox, trace or
-/// dead letter — is on `conn` and commits or rolls back with it. `Err` means nothing of this
-/// message may be kept: the caller rolls it back and retries it.
+/// Processes one delivery inside the caller's transaction (an operator's replay, and the
+/// group commit's message-by-message path, run it): everything it writes — claim, effects,
+/// outbox, trace or dead letter — is on `conn` and commits or rolls back with it. `Err` means
+/// nothing of this message may be kept: the caller rolls it back and retries it.
 ///
 /// # Errors
 /// Transient database errors.
 pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
-    let digest: [u8; 32] = sha2::Sha256::digest(msg.body).into();
+    let started = std::time::Instant::now();
     let now = Utc::now().trunc_subsecs(3);
+    let item = read(ctx, msg);
+    if let Readable::Poison { key, id, poison } = &item.what {
+        return dead_letter(conn, ctx, &msg, key, *id, &item.digest, poison.clone(), now).await;
+    }
+    // The admission check and the claim are one statement: nothing is claimed for a sender
+    // without a registered, unrevoked certificate valid now.
+    let new = item.new_claim().expect("an envelope has a claim");
+    let claim = inbox::claim_if_admitted(&mut *conn, &new).await?;
+    let mut unit = Unit::default();
+    let handled = admitted(&mut *conn, ctx, &item, claim, now, &mut unit).await?;
+    unit.finish(&mut *conn).await?;
+    item.log(&handled, started);
+    Ok(handled)
+}
 
+/// A delivery as read before any database work: its digest, and its sender and envelope or
+/// why it is poison before it can be claimed.
+struct Read<'a> {
+    msg: Inbound<'a>,
+    digest: [u8; 32],
+    what: Readable,
+}
+
+enum Readable {
+    /// Readable, from an authenticated province, addressed to the hub.
+    Envelope { sender: Party, key: String, envelope: Box<Envelope> },
+    /// Unusable before any claim: recorded under `key` and `id`.
+    Poison { key: String, id: Uuid, poison: Poison },
+}
+
+/// The sender gate, the parse and the envelope's own checks (no I/O).
+fn read<'a>(ctx: &Context, msg: Inbound<'a>) -> Read<'a> {
+    let digest: [u8; 32] = sha2::Sha256::digest(msg.body).into();
+    let what = read_envelope(ctx, &msg, &digest);
+    Read { msg, digest, what }
+}
+
+fn read_envelope(ctx: &Context, msg: &Inbound<'_>, digest: &[u8; 32]) -> Readable {
     // The sender is who the broker says, never what the message says.
     let Some(sender) = msg.user_id.and_then(|u| Party::parse(u).ok()).filter(|p| p.province().is_some()) else {
         let poison = Poison {
@@ -144,23 +148,13 @@ pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>)
             case_id: None,
             message_type: None,
         };
-        return dead_letter(
-            conn,
-            ctx,
-            &msg,
-            "unknown",
-            fallback_id(msg.amqp_message_id, &digest),
-            &digest,
-            poison,
-            now,
-        )
-        .await;
+        return Readable::Poison { key: "unknown".to_owned(), id: fallback_id(msg.amqp_message_id, digest), poison };
     };
-
+    let key = sender.to_string();
     let envelope = match codec::from_xml(msg.body, ctx.settings.limits.max_message_bytes) {
         Ok(e) => e,
         Err(ParseError { code, detail, message_id }) => {
-            let id = message_id.map_or_else(|| fallback_id(msg.amqp_message_id, &digest), |m| m.uuid());
+            let id = message_id.map_or_else(|| fallback_id(msg.amqp_message_id, digest), |m| m.uuid());
             let poison = Poison {
                 code,
                 detail,
@@ -169,69 +163,102 @@ pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>)
                 case_id: None,
                 message_type: None,
             };
-            return dead_letter(conn, ctx, &msg, &sender.to_string(), id, &digest, poison, now).await;
+            return Readable::Poison { key, id, poison };
         }
     };
-    let key = sender.to_string();
     // Dead-letters this (parsed) envelope, answering its sender.
-    let poison_of = |code, detail: String| Poison {
-        code,
-        detail,
-        reply_to: Some(sender),
-        offending: Some(envelope.message_id),
-        case_id: envelope.case_id,
-        message_type: Some(envelope.message_type().as_str()),
+    let poison_of = |code, detail: String| Readable::Poison {
+        key: key.clone(),
+        id: envelope.message_id.uuid(),
+        poison: Poison::of(sender, &envelope, code, detail),
     };
-    let id = envelope.message_id.uuid();
     if envelope.sender != sender {
         let detail = format!("envelope says sender {} but the authenticated sender is {sender}", envelope.sender);
-        return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Sender, detail), now).await;
+        return poison_of(ErrorCode::Sender, detail);
     }
     if envelope.recipient != Party::Hub {
         let detail = format!("addressed to {}; provinces send to the hub only", envelope.recipient);
-        return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Unexpected, detail), now).await;
+        return poison_of(ErrorCode::Unexpected, detail);
+    }
+    Readable::Envelope { sender, key, envelope: Box::new(envelope) }
+}
+
+impl Read<'_> {
+    /// Who it is recorded under.
+    fn key(&self) -> &str {
+        match &self.what {
+            Readable::Envelope { key, .. } | Readable::Poison { key, .. } => key,
+        }
     }
 
-    let case_text = envelope.case_id.map(|c| c.to_string()).unwrap_or_default();
-    let span = tracing::info_span!("message", message_id = %envelope.message_id, case_id = %case_text, message_type = %envelope.message_type(), %sender);
-    let started = std::time::Instant::now();
-    // Instrumented, not entered: a span guard held across awaits corrupts the span stack.
-    let handled = async {
-        let province = sender.province().expect("the sender gate admits provinces only");
-        let message_type = envelope.message_type();
-        let case_id = envelope.case_id.map(|c| c.uuid());
-        // The admission check and the claim are one statement: nothing is claimed for a
-        // sender without a registered, unrevoked certificate valid now.
-        let new = inbox::NewClaim {
-            sender: &key,
-            message_id: id,
-            message_type: message_type.as_str(),
-            case_id,
-            digest: &digest,
-            outcome: inbox::Outcome::Processed,
-        };
-        let claim = inbox::claim_if_admitted(&mut *conn, &new).await?;
-        let Some(claim) = claim else {
-            let detail = format!("{sender} holds no registered, unrevoked certificate");
-            return dead_letter(conn, ctx, &msg, &key, id, &digest, poison_of(ErrorCode::Revoked, detail), now).await;
-        };
-        match claim {
-            inbox::Claim::New => {}
-            inbox::Claim::Redelivery => {
-                debug!("Redelivery of a processed message skipped.");
-                return Ok(Handled::Duplicate);
-            }
-            inbox::Claim::Reused => {
-                // The claim inserted nothing: the dead letter is all this message writes.
-                let detail = format!("message id {} was already used for a different message", envelope.message_id);
-                let poison = poison_of(ErrorCode::Duplicate, detail);
-                return dead_letter(conn, ctx, &msg, &key, id, &digest, poison, now).await;
-            }
+    /// The id it is recorded under.
+    fn id(&self) -> Uuid {
+        match &self.what {
+            Readable::Envelope { envelope, .. } => envelope.message_id.uuid(),
+            Readable::Poison { id, .. } => *id,
         }
-        let effects = handlers::dispatch(&mut *conn, ctx, &envelope, province, now).await?;
+    }
+
+    fn envelope(&self) -> Option<(Party, &Envelope)> {
+        match &self.what {
+            Readable::Envelope { sender, envelope, .. } => Some((*sender, envelope)),
+            Readable::Poison { .. } => None,
+        }
+    }
+
+    /// The inbox claim of a readable message.
+    fn new_claim(&self) -> Option<inbox::NewClaim<'_>> {
+        let (_, env) = self.envelope()?;
+        Some(inbox::NewClaim {
+            sender: self.key(),
+            message_id: env.message_id.uuid(),
+            message_type: env.message_type().as_str(),
+            case_id: env.case_id.map(|c| c.uuid()),
+            digest: &self.digest,
+            outcome: inbox::Outcome::Processed,
+        })
+    }
+
+    /// One line per message, with its plain ids and never its content (no names, no student
+    /// identifiers): what happened and how long it took. A dead letter has its own line.
+    fn log(&self, handled: &Handled, started: std::time::Instant) {
+        let Some((sender, env)) = self.envelope() else { return };
+        let (outcome, code) = match handled {
+            Handled::Processed(_) => ("processed", ""),
+            Handled::Refused(_, c) => ("refused", c.code()),
+            Handled::Duplicate => ("duplicate", ""),
+            Handled::Poison(_) | Handled::Suppressed(_) => return,
+        };
+        info!(
+            message_type = %env.message_type(),
+            message_id = %env.message_id,
+            case_id = %env.case_id.map(|c| c.to_string()).unwrap_or_default(),
+            %sender,
+            outcome,
+            code,
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "Message {outcome}."
+        );
+    }
+}
+
+/// What the messages of one transaction write at its end: what they send with their trace
+/// lines, and which of them were refused.
+#[derive(Default)]
+struct Unit {
+    pending: Pending,
+    refused: Vec<(String, Uuid)>,
+}
+
+impl Unit {
+    /// Adds what a handled message sends and its trace line; returns its outcome.
+    fn add(&mut self, item: &Read<'_>, effects: Effects, now: DateTime<Utc>) -> Handled {
+        let (sender, env) = item.envelope().expect("only a readable message is handled");
+        let message_type = env.message_type();
+        let id = env.message_id.uuid();
         let handled = match effects.refused {
             Some(code) => {
-                inbox::set_outcome(&mut *conn, &key, id, inbox::Outcome::Refused).await?;
+                self.refused.push((item.key().to_owned(), id));
                 Handled::Refused(message_type, code)
             }
             None => Handled::Processed(message_type),
@@ -245,39 +272,71 @@ pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>)
         let traced = trace::NewTrace {
             message_id: id,
             direction: trace::Direction::In,
-            party: &key,
+            party: item.key(),
             message_type: message_type.as_str(),
-            case_id: case_id.or(opened),
-            correlation_id: envelope.correlation_id.map(|c| c.uuid()),
+            case_id: env.case_id.map(|c| c.uuid()).or(opened),
+            correlation_id: env.correlation_id.map(|c| c.uuid()),
             outcome,
             code,
         };
-        let cause = Cause::Message { sender: &key, message_id: id, digest: &digest, replay: msg.replay };
-        let correlation = Some(envelope.message_id);
-        outgoing::emit_traced(&mut *conn, &cause, effects.replies, correlation, now, Some(&traced)).await?;
-        Ok(handled)
+        debug_assert!(sender.province().is_some());
+        let cause =
+            Cause::Message { sender: item.key(), message_id: id, digest: &item.digest, replay: item.msg.replay };
+        self.pending.add(&cause, effects.replies, Some(env.message_id), now, Some(&traced));
+        handled
     }
-    .instrument(span)
-    .await?;
-    // One line per message, with its plain ids and never its content (no names, no student
-    // identifiers): what happened and how long it took. A dead letter has its own line.
-    let (outcome, code) = match &handled {
-        Handled::Processed(_) => ("processed", ""),
-        Handled::Refused(_, c) => ("refused", c.code()),
-        Handled::Duplicate => ("duplicate", ""),
-        Handled::Poison(_) | Handled::Suppressed(_) => return Ok(handled),
+
+    /// Writes it all: one statement for what is sent, one for the refusals (when any).
+    async fn finish(&mut self, conn: &mut PgConnection) -> Result<()> {
+        self.pending.flush(&mut *conn).await?;
+        let refused: Vec<(&str, Uuid)> = self.refused.iter().map(|(s, id)| (s.as_str(), *id)).collect();
+        inbox::set_refused(conn, &refused).await?;
+        self.refused.clear();
+        Ok(())
+    }
+}
+
+/// A readable message whose claim is known: skipped (a redelivery), dead-lettered (a sender
+/// without an admitted certificate, a reused id) or handled, what it sends added to `unit`.
+async fn admitted(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    item: &Read<'_>,
+    claim: Option<inbox::Claim>,
+    now: DateTime<Utc>,
+    unit: &mut Unit,
+) -> Result<Handled> {
+    let (sender, envelope) = item.envelope().expect("only a readable message is claimed");
+    let key = item.key();
+    let id = envelope.message_id.uuid();
+    let dead = match claim {
+        None => Poison::of(
+            sender,
+            envelope,
+            ErrorCode::Revoked,
+            format!("{sender} holds no registered, unrevoked certificate"),
+        ),
+        Some(inbox::Claim::Redelivery) => {
+            debug!(message_id = %envelope.message_id, "Redelivery of a processed message skipped.");
+            return Ok(Handled::Duplicate);
+        }
+        Some(inbox::Claim::Reused) => {
+            // The claim inserted nothing: the dead letter is all this message writes.
+            let detail = format!("message id {} was already used for a different message", envelope.message_id);
+            Poison::of(sender, envelope, ErrorCode::Duplicate, detail)
+        }
+        Some(inbox::Claim::New) => {
+            let province = sender.province().expect("the sender gate admits provinces only");
+            let case_text = envelope.case_id.map(|c| c.to_string()).unwrap_or_default();
+            let span = tracing::info_span!("message", message_id = %envelope.message_id, case_id = %case_text, message_type = %envelope.message_type(), %sender);
+            // Instrumented, not entered: a span guard held across awaits corrupts the span stack.
+            let effects = handlers::dispatch(&mut *conn, ctx, envelope, province, now).instrument(span).await?;
+            return Ok(unit.add(item, effects, now));
+        }
     };
-    info!(
-        message_type = %envelope.message_type(),
-        message_id = %envelope.message_id,
-        case_id = %case_text,
-        %sender,
-        outcome,
-        code,
-        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        "Message {outcome}."
-    );
-    Ok(handled)
+    // A dead letter is written at once, after what the unit sends so far.
+    unit.pending.flush(&mut *conn).await?;
+    dead_letter(conn, ctx, &item.msg, key, id, &item.digest, dead, now).await
 }
 
 /// Records a poison message once, bounded, and answers its sender when known — in one

@@ -114,6 +114,95 @@ pub async fn claim_if_admitted(conn: &mut PgConnection, c: &NewClaim<'_>) -> sql
     Ok(Some(taken_before(conn, c.sender, c.message_id, c.digest).await?))
 }
 
+/// [`claim_if_admitted`] for the messages of a group, in one statement (and one more, only when
+/// some were taken before): for each, in order, `None` when its sender holds no admitted
+/// certificate, else what its claim found. The `(sender, message_id)` pairs must be distinct.
+///
+/// # Errors
+/// Database errors.
+pub async fn claim_all_if_admitted(
+    conn: &mut PgConnection,
+    claims: &[NewClaim<'_>],
+) -> sqlx::Result<Vec<Option<Claim>>> {
+    if claims.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows: Vec<(bool, bool)> = sqlx::query_as(
+        "WITH c AS (
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::bytea[], $6::text[])
+                 WITH ORDINALITY AS c(sender, message_id, message_type, case_id, digest, outcome, n)),
+         admitted AS (
+             SELECT DISTINCT principal FROM certificate
+             WHERE principal = ANY($1) AND revoked_at IS NULL AND not_before <= now() AND not_after > now()),
+         claimed AS (
+             INSERT INTO inbox (sender, message_id, message_type, case_id, digest, outcome)
+             SELECT sender, message_id, message_type, case_id, digest, outcome FROM c
+             WHERE sender IN (SELECT principal FROM admitted) ORDER BY n
+             ON CONFLICT (sender, message_id) DO NOTHING RETURNING sender, message_id)
+         SELECT c.sender IN (SELECT principal FROM admitted),
+                (c.sender, c.message_id) IN (SELECT sender, message_id FROM claimed)
+         FROM c ORDER BY c.n",
+    )
+    .bind(claims.iter().map(|c| c.sender).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.message_id).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.message_type).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.case_id).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.digest).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.outcome.as_str()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut found: Vec<Option<Claim>> = rows
+        .iter()
+        .map(|(admitted, inserted)| match (admitted, inserted) {
+            (false, _) => None,
+            (true, true) => Some(Claim::New),
+            // Told apart below.
+            (true, false) => Some(Claim::Redelivery),
+        })
+        .collect();
+    let before: Vec<usize> = (0..claims.len()).filter(|&i| rows[i] == (true, false)).collect();
+    if before.is_empty() {
+        return Ok(found);
+    }
+    // Read in a statement of its own, which sees a concurrent claim's rows once that
+    // transaction committed.
+    let digests: Vec<(String, Uuid, Vec<u8>)> = sqlx::query_as(
+        "SELECT sender, message_id, digest FROM inbox
+         WHERE (sender, message_id) IN (SELECT * FROM UNNEST($1::text[], $2::uuid[]))",
+    )
+    .bind(before.iter().map(|&i| claims[i].sender).collect::<Vec<_>>())
+    .bind(before.iter().map(|&i| claims[i].message_id).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    for i in before {
+        let c = &claims[i];
+        let (_, _, digest) =
+            digests.iter().find(|(s, m, _)| s == c.sender && *m == c.message_id).ok_or(sqlx::Error::RowNotFound)?;
+        found[i] = Some(if digest.as_slice() == c.digest { Claim::Redelivery } else { Claim::Reused });
+    }
+    Ok(found)
+}
+
+/// Records the outcome `refused` for these messages of `(sender, message_id)`, in one statement.
+///
+/// # Errors
+/// Database errors.
+pub async fn set_refused(conn: &mut PgConnection, refused: &[(&str, Uuid)]) -> sqlx::Result<()> {
+    if refused.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE inbox SET outcome = 'refused'
+         FROM UNNEST($1::text[], $2::uuid[]) AS r(sender, message_id)
+         WHERE inbox.sender = r.sender AND inbox.message_id = r.message_id",
+    )
+    .bind(refused.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(refused.iter().map(|r| r.1).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Gives up the claim of a dead-lettered message, so that it can be processed once more (an
 /// operator's replay, in the same transaction as its processing). Only a poison claim is given
 /// up: a message processed once stays processed.

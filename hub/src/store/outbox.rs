@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::trace::NewTrace;
+use super::trace::{Direction, NewTrace};
 
 /// A message to publish.
 #[derive(Debug, Clone)]
@@ -43,44 +43,36 @@ pub struct Pending {
 /// # Errors
 /// Database errors.
 pub async fn enqueue(conn: &mut PgConnection, m: &NewMessage, trace_correlation: Option<Uuid>) -> sqlx::Result<()> {
-    enqueue_all(conn, std::slice::from_ref(m), &[trace_correlation], None).await
+    enqueue_all(conn, std::slice::from_ref(m), &[queued_line(m, trace_correlation)]).await
 }
 
-/// Adds messages, their lines in the message trace and, when given, one more trace line (the
-/// inbound message that caused them), in one statement whatever their number. `correlations`
-/// holds each message's correlation in the trace, in order. A message id already present is
-/// left alone.
+/// The trace line of a message written to the outbox.
+pub fn queued_line(m: &NewMessage, correlation: Option<Uuid>) -> NewTrace<'_> {
+    NewTrace {
+        message_id: m.message_id,
+        direction: Direction::Out,
+        party: &m.recipient,
+        message_type: &m.message_type,
+        case_id: m.case_id,
+        correlation_id: correlation,
+        outcome: "queued",
+        code: None,
+    }
+}
+
+/// Adds messages and trace lines (theirs, and those of the inbound messages that caused them,
+/// in the order they happened) in one statement whatever their number: a group of messages
+/// writes everything it sends at once. A message id already present is left alone.
 ///
 /// # Errors
 /// Database errors.
 pub async fn enqueue_all(
     conn: &mut PgConnection,
     messages: &[NewMessage],
-    correlations: &[Option<Uuid>],
-    inbound: Option<&NewTrace<'_>>,
+    traces: &[NewTrace<'_>],
 ) -> sqlx::Result<()> {
-    debug_assert_eq!(messages.len(), correlations.len());
-    let col = |f: &dyn Fn(&NewMessage) -> String| messages.iter().map(f).collect::<Vec<_>>();
-    let ids: Vec<Uuid> = messages.iter().map(|m| m.message_id).collect();
-    let cases: Vec<Option<Uuid>> = messages.iter().map(|m| m.case_id).collect();
-    let mut trace_ids = ids.clone();
-    let mut directions = vec!["out"; messages.len()];
-    let mut parties = col(&|m| m.recipient.clone());
-    let mut types = col(&|m| m.message_type.clone());
-    let mut trace_cases = cases.clone();
-    let mut trace_correlations = correlations.to_vec();
-    let mut outcomes = vec!["queued"; messages.len()];
-    let mut codes: Vec<Option<&str>> = vec![None; messages.len()];
-    if let Some(t) = inbound {
-        // The inbound line first: the trace keeps the order in which things happened.
-        trace_ids.insert(0, t.message_id);
-        directions.insert(0, t.direction.as_str());
-        parties.insert(0, t.party.to_owned());
-        types.insert(0, t.message_type.to_owned());
-        trace_cases.insert(0, t.case_id);
-        trace_correlations.insert(0, t.correlation_id);
-        outcomes.insert(0, t.outcome);
-        codes.insert(0, t.code);
+    if messages.is_empty() && traces.is_empty() {
+        return Ok(());
     }
     sqlx::query(
         "WITH queued AS (
@@ -94,23 +86,23 @@ pub async fn enqueue_all(
                      $17::text[]) WITH ORDINALITY AS t(m, d, p, y, c, r, o, e, n)
          ORDER BY n",
     )
-    .bind(&ids)
-    .bind(col(&|m| m.exchange.clone()))
-    .bind(col(&|m| m.routing_key.clone()))
-    .bind(col(&|m| m.message_type.clone()))
-    .bind(col(&|m| m.recipient.clone()))
-    .bind(&cases)
-    .bind(messages.iter().map(|m| m.correlation_id.clone()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.headers.clone()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.message_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.exchange.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.routing_key.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.message_type.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.recipient.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.case_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.correlation_id.as_deref()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| &m.headers).collect::<Vec<_>>())
     .bind(messages.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>())
-    .bind(&trace_ids)
-    .bind(&directions)
-    .bind(&parties)
-    .bind(&types)
-    .bind(&trace_cases)
-    .bind(&trace_correlations)
-    .bind(&outcomes)
-    .bind(&codes)
+    .bind(traces.iter().map(|t| t.message_id).collect::<Vec<_>>())
+    .bind(traces.iter().map(|t| t.direction.as_str()).collect::<Vec<_>>())
+    .bind(traces.iter().map(|t| t.party).collect::<Vec<_>>())
+    .bind(traces.iter().map(|t| t.message_type).collect::<Vec<_>>())
+    .bind(traces.iter().map(|t| t.case_id).collect::<Vec<_>>())
+    .bind(traces.iter().map(|t| t.correlation_id).collect::<Vec<_>>())
+    .bind(traces.iter().map(|t| t.outcome).collect::<Vec<_>>())
+    .bind(traces.iter().map(|t| t.code).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
