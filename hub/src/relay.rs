@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
-use lapin::PublisherConfirm;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
@@ -36,9 +35,9 @@ const RELAY_LOCK: i64 = 0x7875_656a_6972_6c79; // "xuejirly"
 /// Rows per relay transaction, and bytes of bodies (a full batch means a backlog: the next one
 /// follows at once).
 const BATCH: i64 = 1000;
-const BATCH_BYTES: i64 = 16 * 1024 * 1024;
+const BATCH_BYTES: i64 = 8 * 1024 * 1024 / PIPELINE as i64;
 /// Batches published and not yet confirmed and stamped, at most (each holds one connection).
-const PIPELINE: usize = 2;
+const PIPELINE: usize = 4;
 /// While batches follow one another without a pause, the rows before the newest batch (due
 /// again after a failed attempt, or replayed by an operator) are looked at again at least
 /// this often.
@@ -80,8 +79,20 @@ pub async fn run(
 struct InFlight {
     conn: PgConnection,
     rows: Vec<Pending>,
-    confirms: Vec<PublisherConfirm>,
+    /// The broker's answers, in row order, as they come ([`InFlight::confirmed`]).
+    confirms: futures_util::future::BoxFuture<'static, Result<Vec<Published>>>,
+    outcomes: Option<Result<Vec<Published>>>,
     published: Instant,
+}
+
+impl InFlight {
+    /// Waits until the broker has answered every row. Cancel-safe: what has been waited for
+    /// stays waited for.
+    async fn confirmed(&mut self) {
+        if self.outcomes.is_none() {
+            self.outcomes = Some(self.confirms.as_mut().await);
+        }
+    }
 }
 
 async fn session(
@@ -161,7 +172,21 @@ async fn session(
                 Claimed::Nothing(c) => idle.push(c),
             }
         }
-        if let Some(batch) = flight.pop_front() {
+        if let Some(front) = flight.front_mut() {
+            // While another batch may be claimed, a wake-up interrupts the wait for the oldest
+            // batch's confirms: rows committed meanwhile go out without waiting for them.
+            let claimable = !dirty && !idle.is_empty() && swept.elapsed() < SWEEP;
+            if claimable {
+                tokio::select! {
+                    () = front.confirmed() => {}
+                    n = listener.try_recv() => {
+                        n?;
+                        dirty = true;
+                        continue;
+                    }
+                }
+            }
+            let batch = flight.pop_front().expect("the front batch");
             idle.push(settle(batch).await?);
             continue;
         }
@@ -224,22 +249,32 @@ async fn claim(mut conn: PgConnection, publisher: &Publisher, after: i64) -> Res
         return Ok(Claimed::Nothing(conn));
     }
     let t = stage("claim", t);
+    metrics::histogram!("hub_relay_batch_rows").record(rows.len() as f64);
     crate::failpoint::pass(crate::failpoint::RELAY_BEFORE_PUBLISH);
     let mut confirms = Vec::with_capacity(rows.len());
     for row in &rows {
         confirms.push(publisher.send(row).await?);
     }
     let published = stage("publish", t);
-    Ok(Claimed::Published(InFlight { conn, rows, confirms, published }))
+    let confirms = Box::pin(async move {
+        let mut outcomes = Vec::with_capacity(confirms.len());
+        for confirm in confirms {
+            outcomes.push(publisher::outcome(confirm).await?);
+        }
+        Ok(outcomes)
+    });
+    Ok(Claimed::Published(InFlight { conn, rows, confirms, outcomes: None, published }))
 }
 
 /// Waits for a batch's confirms, stamps what the broker took (and schedules again what it did
 /// not), and commits; returns the connection.
-async fn settle(batch: InFlight) -> Result<PgConnection> {
-    let InFlight { mut conn, rows, confirms, published } = batch;
+async fn settle(mut batch: InFlight) -> Result<PgConnection> {
+    batch.confirmed().await;
+    let InFlight { mut conn, rows, outcomes, published, .. } = batch;
+    let outcomes = outcomes.expect("waited for above")?;
     let mut sent = Vec::with_capacity(rows.len());
-    for (row, confirm) in rows.iter().zip(confirms) {
-        match publisher::outcome(confirm).await? {
+    for (row, outcome) in rows.iter().zip(outcomes) {
+        match outcome {
             Published::Confirmed => {
                 sent.push(row.outbox_id);
                 let queued = (Utc::now() - row.created_at).to_std().unwrap_or_default();
