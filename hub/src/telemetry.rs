@@ -61,6 +61,10 @@ fn describe() {
         ("hub_messages_dead_lettered_total", "Messages kept as dead letters, by code."),
         ("hub_messages_suppressed_total", "Poison over its sender's rate: counted, not kept, by code."),
         ("hub_outbox_published_total", "Outbox messages published and confirmed by the broker."),
+        (
+            "hub_consumer_paused_total",
+            "Times the inbox subscription paused to fit the bytes held ([limits] held_bytes).",
+        ),
         ("hub_requests_resent_total", "Requests sent again because a province did not answer, by stage."),
         ("hub_index_disputes_total", "Index entries a province contradicted (verification found no such student)."),
         ("hub_pruned_rows_total", "Rows removed after their retention, by table."),
@@ -95,6 +99,11 @@ fn describe() {
     );
     let gauges = [
         ("hub_outbox_unsent", "Outbox messages not yet published."),
+        ("hub_consumer_held_bytes", "Bytes of inbox deliveries held: received, not yet acknowledged."),
+        (
+            "hub_consumer_window",
+            "Deliveries the broker may send the hub unacknowledged ([broker] prefetch, less for large messages).",
+        ),
         ("hub_outbox_lag_seconds", "Age of the oldest unpublished outbox message."),
         ("hub_cases_open", "Open cases."),
         ("hub_cases_stuck", "Open cases whose machine-driven stage has not moved for longer than the stuck threshold."),

@@ -3,8 +3,8 @@
 //! audit entry), the business locks, decides and writes, and every message it sends goes to the
 //! outbox with an id derived from the cause; then one commit. Nothing is sent that was not
 //! committed, and a replay of the same cause writes the same rows. Inbound messages are the
-//! one cause that shares a transaction: the consumer's group commit runs several under
-//! savepoints ([`crate::service::handle_in`]), which keeps each message's writes its own.
+//! one cause that shares a transaction: the consumer's group commit runs several in one
+//! ([`crate::service::handle_group`]), each with the outcome it would have had alone.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};

@@ -107,7 +107,6 @@ vhost = "{id}"
 ca = "{ca}"
 cert = "{hub_cert}"
 key = "{hub_key}"
-prefetch = 32
 delivery_limit = 5
 
 [broker.admin]
@@ -125,7 +124,6 @@ crl_dir = "{crl}"
 listen = "127.0.0.1:{port}"
 
 [limits]
-workers = 8
 max_message_bytes = {max_bytes}
 {extra_limits}
 "#,

@@ -1,6 +1,8 @@
 //! Everything a client can hold or make the hub keep is bounded: idle connections to both HTTP
 //! servers are closed within their deadlines while real clients are served; poison from one
-//! province costs bounded space; what the hub keeps is pruned after its retention.
+//! province costs bounded space; large messages are taken a few at a time, so what the hub
+//! holds of them stays within `[limits] held_bytes`; what the hub keeps is pruned after its
+//! retention.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -179,4 +181,60 @@ async fn published_outbox_rows_and_dead_letters_are_pruned_after_their_retention
     })
     .await;
     assert_eq!(count("SELECT count(*) FROM student_index").await, 5, "pruning touches only what it keeps");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_messages_after_small_ones_narrow_the_hub_s_window_to_what_held_bytes_allows() {
+    const LIMIT: usize = 4 * 1024 * 1024;
+    const LARGE: usize = 1024 * 1024;
+    let bed = TestBed::with(Options {
+        extra_limits: format!("held_bytes = {LIMIT}\npoison_per_minute = 1000"),
+        ..Default::default()
+    })
+    .await;
+    let a = bed.add_province("37").await;
+    bed.spawn_hub("hub").await;
+    let conn = bed.connect(&a).await;
+    let pool = bed.db().await;
+    let listen = bed.settings.http.listen;
+    // Small messages first: the window opens to the prefetch.
+    for i in 0..100 {
+        let env = index_upsert("37", vec![student("37", i)]);
+        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37").await.unwrap();
+    }
+    let opened = eventually("the small messages applied and the window opened", WAIT, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM student_index").fetch_one(&pool).await.ok()?;
+        let window = e2e::metric(listen, "hub_consumer_window").await;
+        (n == 100 && window > 64.0).then_some(window)
+    })
+    .await;
+
+    // Then files of 1 MiB (unreadable: each a dead letter), while the hub's holdings are watched.
+    let junk = vec![b'x'; LARGE];
+    let publisher = async {
+        for _ in 0..40 {
+            publish_raw(&conn, &junk, Some("prov-37"), &uuid::Uuid::new_v4().to_string()).await.unwrap();
+        }
+    };
+    let watcher = async {
+        let (mut most_held, mut narrowest) = (0.0_f64, f64::MAX);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            most_held = most_held.max(e2e::metric(listen, "hub_consumer_held_bytes").await);
+            narrowest = narrowest.min(e2e::metric(listen, "hub_consumer_window").await);
+            let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter").fetch_one(&pool).await.unwrap();
+            if kept == 40 {
+                return (most_held, narrowest);
+            }
+            assert!(Instant::now() < deadline, "only {kept} of 40 large messages dead-lettered in time");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let ((), (most_held, narrowest)) = tokio::join!(publisher, watcher);
+    eprintln!("window {opened} → {narrowest}; at most {most_held} bytes held (limit {LIMIT})");
+    assert!(narrowest <= (LIMIT / LARGE) as f64, "the window narrowed to fit 1 MiB messages: {narrowest}");
+    assert!(most_held <= (LIMIT + 2 * LARGE) as f64, "{most_held} bytes held, limit {LIMIT}");
+    assert!(e2e::metric(listen, "hub_consumer_paused_total").await >= 1.0);
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(inbox, 140, "every message taken once");
 }

@@ -328,8 +328,11 @@ async fn group_commit_crash(crash: &str) -> i64 {
     // One worker: without group commit it would commit one message per crash-point pass.
     let (path, _) = bed.settings_copy("one-worker");
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("workers = 8"), "the test bed's worker setting moved");
-    std::fs::write(&path, text.replace("workers = 8", "workers = 1")).unwrap();
+    assert!(text.contains("[limits]\n") && !text.contains("workers ="), "the test bed's limits moved");
+    // A window as wide as the prefetch from the start (the intake opens it only after a few
+    // deliveries of known size otherwise): the first group is as large as the group limit.
+    let limits = "[limits]\nworkers = 1\nheld_bytes = 17179869184\n";
+    std::fs::write(&path, text.replace("[limits]\n", limits)).unwrap();
     bed.start_hub("hub", &path, &[("XJ_CRASH_AT", crash)]);
     assert!(!bed.wait_exit("hub", WAIT).await.success(), "the hub died at the crash point");
     let committed = count(&bed, "SELECT count(*) FROM inbox").await;

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
+use super::intake::{Held, Intake};
 use super::{connect, declare_core, names};
 use crate::context::Context;
 use crate::health::Health;
@@ -57,16 +58,9 @@ async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &He
     let conn = connect(&settings.broker, &format!("hub-consumer-{}", std::process::id())).await?;
     let ch = conn.create_channel().await?;
     declare_core(&ch, settings.broker.delivery_limit).await?;
-    ch.basic_qos(settings.broker.prefetch, BasicQosOptions::default()).await?;
     let tag = format!("hub-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-    let mut consumer = ch
-        .basic_consume(
-            names::INBOX_QUEUE.into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let limits = (settings.limits.held_bytes, settings.broker.prefetch, settings.limits.max_message_bytes);
+    let mut intake = Intake::start(&ch, &tag, limits).await?;
     // What the broker dead-letters (delivery limit reached) is taken into the hub's dead
     // letters, so that operators find every dead letter in one place, bounded.
     let dead_ch = conn.create_channel().await?;
@@ -88,7 +82,7 @@ async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &He
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..settings.limits.workers {
-        let (tx, rx) = mpsc::channel::<(Delivery, Instant)>(usize::from(settings.broker.prefetch));
+        let (tx, rx) = mpsc::channel::<(Held, Instant)>(usize::from(settings.broker.prefetch));
         senders.push(tx);
         let gates = Gates { shutdown: shutdown.clone(), alive: alive_rx.clone(), budget: budget.clone() };
         workers.push(tokio::spawn(worker(ctx.clone(), rx, gates)));
@@ -97,23 +91,23 @@ async fn session(ctx: &Context, mut shutdown: watch::Receiver<bool>, health: &He
     let ended = loop {
         tokio::select! {
             _ = shutdown.changed() => break Ok(()),
-            next = consumer.next() => match next {
-                Some(Ok(delivery)) => {
+            next = intake.next() => match next {
+                Ok(Some(delivery)) => {
                     metrics::counter!("hub_messages_received_total").increment(1);
-                    let slot = (partition_key(&delivery) % senders.len() as u64) as usize;
+                    let slot = (partition_key(&delivery.0) % senders.len() as u64) as usize;
                     if senders[slot].send((delivery, Instant::now())).await.is_err() {
                         break Err(anyhow!("a worker stopped"));
                     }
                 }
-                Some(Err(e)) => break Err(anyhow!(e).context("Consumer failed")),
-                None => break Err(anyhow!("the broker cancelled the consumer")),
+                Ok(None) => {}
+                Err(e) => break Err(e),
             }
         }
     };
     health.consuming.store(false, Ordering::SeqCst);
     if ended.is_ok() {
         // Graceful: take no more deliveries, let the workers finish what they hold.
-        let _ = ch.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+        intake.stop().await;
     } else {
         let _ = alive_tx.send(false);
     }
@@ -205,37 +199,38 @@ struct Gates {
 
 /// Bodies a group takes before it is closed (it ends with the message that reaches this): a
 /// group of large archive files is processed, and held in memory, a few at a time.
-const GROUP_BYTES: usize = 16 * 1024 * 1024;
+const GROUP_BYTES: usize = 8 * 1024 * 1024;
 
 /// Bodies being processed at once by all workers together, in KiB: parsing, checking and
 /// writing a message copies it a few times, so large archive files are processed a few at a
 /// time whatever the prefetch, and the hub's memory stays bounded (deliveries waiting their
-/// turn hold only their bodies).
-const PROCESSING_KIB: u32 = 32 * 1024;
+/// turn hold only their bodies, at most `[limits] held_bytes` of them). Archive files are
+/// processed at the database's pace, far below this, so a smaller bound costs nothing.
+const PROCESSING_KIB: u32 = 16 * 1024;
 
 /// Takes the deliveries of its partition in groups: what has arrived (up to `[limits]
 /// group_max`, waiting at most `group_linger_ms` for more) is processed in one transaction. A
 /// message that fails in the group is retried alone before the rest, so one case's messages
 /// keep their order.
-async fn worker(ctx: Context, mut rx: mpsc::Receiver<(Delivery, Instant)>, gates: Gates) {
+async fn worker(ctx: Context, mut rx: mpsc::Receiver<(Held, Instant)>, gates: Gates) {
     let Gates { shutdown, alive, budget } = gates;
     let max = ctx.settings.limits.group_max.max(1);
     let linger = Duration::from_millis(ctx.settings.limits.group_linger_ms);
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.0.data.len();
+        let mut bytes = first.0.0.data.len();
         let mut batch = vec![first];
         let until = tokio::time::Instant::now() + linger;
         while batch.len() < max && bytes < GROUP_BYTES {
             match rx.try_recv() {
                 Ok(d) => {
-                    bytes += d.0.data.len();
+                    bytes += d.0.0.data.len();
                     batch.push(d);
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) if linger.is_zero() => break,
                 Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(until, rx.recv()).await {
                     Ok(Some(d)) => {
-                        bytes += d.0.data.len();
+                        bytes += d.0.0.data.len();
                         batch.push(d);
                     }
                     _ => break,
@@ -245,7 +240,9 @@ async fn worker(ctx: Context, mut rx: mpsc::Receiver<(Delivery, Instant)>, gates
         for (_, arrived) in &batch {
             metrics::histogram!("hub_consumer_wait_seconds").record(arrived.elapsed().as_secs_f64());
         }
-        let batch: Vec<Delivery> = batch.into_iter().map(|(d, _)| d).collect();
+        // Counted in the bytes the intake holds until dropped here, after the acknowledgement.
+        let held: Vec<Held> = batch.into_iter().map(|(d, _)| d).collect();
+        let batch: Vec<&Delivery> = held.iter().map(|h| &h.0).collect();
         // Its share of the processing budget, held until it is acknowledged.
         let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, PROCESSING_KIB);
         let Ok(_share) = budget.acquire_many(kib).await else { return };
@@ -263,9 +260,9 @@ async fn worker(ctx: Context, mut rx: mpsc::Receiver<(Delivery, Instant)>, gates
 
 /// Processes `batch` as one group ([`service::handle_group`]), then acknowledges what
 /// committed; returns how many did.
-async fn group(ctx: &Context, batch: &[Delivery]) -> usize {
+async fn group(ctx: &Context, batch: &[&Delivery]) -> usize {
     let started = Instant::now();
-    let inbounds: Vec<Inbound<'_>> = batch.iter().map(inbound).collect();
+    let inbounds: Vec<Inbound<'_>> = batch.iter().map(|d| inbound(d)).collect();
     let handled = service::handle_group(ctx, &inbounds).await;
     if !handled.is_empty() {
         metrics::histogram!("hub_consumer_group_size").record(handled.len() as f64);

@@ -2,6 +2,7 @@
 //! consumer of the hub's inbox and the publisher the outbox relay uses.
 
 pub mod consumer;
+mod intake;
 pub mod publisher;
 
 use anyhow::{Context, Result};

@@ -128,7 +128,10 @@ pub struct BrokerSettings {
     /// The hub's own client certificate (CN=hub) and key.
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// Unacknowledged deliveries per consumer.
+    /// Unacknowledged deliveries per consumer: what the hub may hold in memory at once (at
+    /// most this × `[limits] max_message_bytes`; archive files are the large ones) and what its
+    /// groups can fill from. 64 keeps a flood of archive files to a few hundred MiB; a hub
+    /// that takes mostly small messages in bulk runs faster with 256 (see the README).
     #[serde(default = "default_prefetch")]
     pub prefetch: u16,
     /// Deliveries of one message before the broker dead-letters it (quorum queues count
@@ -287,12 +290,15 @@ pub struct Limits {
     /// Largest message accepted, in bytes; larger ones are dead-lettered unread.
     #[serde(default = "default_max_bytes")]
     pub max_message_bytes: usize,
-    /// Messages processed at once by one hub process.
+    /// Groups processed at once by one hub process (messages of one case always go to the
+    /// same worker). One worker makes the largest groups from a given prefetch; a group
+    /// commits in a few milliseconds, so more workers mostly split the groups.
     #[serde(default = "default_workers")]
     pub workers: usize,
     /// Group commit (组提交): at most this many deliveries one worker commits in one
-    /// transaction, each under its own savepoint. At most 64: PostgreSQL keeps 64
-    /// subtransactions per transaction in shared memory; beyond that every reader slows down.
+    /// transaction. Half the prefetch (the default) lets the next group arrive while one is
+    /// processed. At most 64: when a group is taken again message by message, each is under a
+    /// savepoint, and PostgreSQL keeps 64 subtransactions per transaction in shared memory.
     #[serde(default = "default_group_max")]
     pub group_max: usize,
     /// How long a worker holding one delivery waits for more to join its group, in
@@ -307,6 +313,16 @@ pub struct Limits {
     /// province cannot fill the hub's disk.
     #[serde(default = "default_poison_per_minute")]
     pub poison_per_minute: u32,
+    /// Bytes of deliveries the hub holds at once, about: past this its subscription to the
+    /// inbox pauses until half of it has been acknowledged. The prefetch counts deliveries
+    /// whatever their size; this keeps a flood of archive files (megabytes each) from filling
+    /// the hub's memory while small messages still arrive a prefetch at a time.
+    #[serde(default = "default_held_bytes")]
+    pub held_bytes: usize,
+}
+
+fn default_held_bytes() -> usize {
+    32 * 1024 * 1024
 }
 
 fn default_dead_letter_body() -> usize {
@@ -336,6 +352,7 @@ impl Default for Limits {
             workers: default_workers(),
             group_max: default_group_max(),
             group_linger_ms: 0,
+            held_bytes: default_held_bytes(),
             dead_letter_body_bytes: default_dead_letter_body(),
             poison_per_minute: default_poison_per_minute(),
         }
@@ -384,6 +401,9 @@ impl Settings {
         }
         if !(1..=64).contains(&self.limits.group_max) || self.limits.group_linger_ms > 1000 {
             bail!("limits.group_max must be 1 to 64 and limits.group_linger_ms at most 1000");
+        }
+        if self.limits.held_bytes < 1024 * 1024 {
+            bail!("limits.held_bytes must be at least 1 MiB (1048576)");
         }
         if self.broker.delivery_limit == 0 {
             bail!("broker.delivery_limit must be at least 1");
