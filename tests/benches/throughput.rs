@@ -134,20 +134,28 @@ fn envelopes(base: u32, n: usize) -> Vec<schemas::Envelope> {
     (base..base + n as u32).map(|i| index_upsert("37", vec![student("37", i)])).collect()
 }
 
-/// One hop's latency at a fixed offered rate: a province publishes `index.upsert`s paced at
-/// `rate` per second; each reply's arrival is matched to its request (the reply's
-/// correlation id). Returns the latencies, sorted.
-async fn paced_latencies(bed: &TestBed, prov: &e2e::Creds, base: u32, n: usize, rate: f64) -> Vec<Duration> {
-    let conn = bed.connect(prov).await;
-    let ch = conn.create_channel().await.expect("channel");
+/// Where a latency run publishes and where it takes what arrives.
+struct Hop<'a> {
+    publisher: &'a Connection,
+    user: &'a str,
+    exchange: &'a str,
+    routing_key: &'a str,
+    receiver: &'a Connection,
+    queue: &'a str,
+}
+
+/// One hop's latency at a fixed offered rate: `index.upsert`s published paced at `rate` per
+/// second; each arrival is matched to what was sent — by the message id it carries, or for
+/// the hub's replies by their correlation id. Returns the latencies, sorted.
+async fn paced_latencies(hop: &Hop<'_>, base: u32, n: usize, rate: f64) -> Vec<Duration> {
+    let ch = hop.publisher.create_channel().await.expect("channel");
     ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
     let envs = envelopes(base, n);
     let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-    let queue = hub::amqp::names::province_queue("37".parse().expect("code"));
-    let rx = conn.create_channel().await.expect("channel");
+    let rx = hop.receiver.create_channel().await.expect("channel");
     rx.basic_qos(512, Default::default()).await.expect("qos");
     let mut consumer = rx
-        .basic_consume(queue.as_str().into(), "latency".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(hop.queue.into(), "latency".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
         .expect("consume");
     let seen = sent.clone();
@@ -156,10 +164,9 @@ async fn paced_latencies(bed: &TestBed, prov: &e2e::Creds, base: u32, n: usize, 
         while out.len() < n {
             let d = e2e::next_delivery(&mut consumer).await;
             let at = Instant::now();
-            let env = codec::from_xml(&d.data, schemas::DEFAULT_MAX_BYTES).expect("a reply");
-            if let Some(c) = env.correlation_id
-                && let Some(t0) = seen.lock().expect("lock").remove(&c)
-            {
+            let env = codec::from_xml(&d.data, schemas::DEFAULT_MAX_BYTES).expect("an envelope");
+            let key = env.correlation_id.unwrap_or(env.message_id);
+            if let Some(t0) = seen.lock().expect("lock").remove(&key) {
                 out.push(at.duration_since(t0));
             }
             d.ack(BasicAckOptions::default()).await.expect("ack");
@@ -167,14 +174,23 @@ async fn paced_latencies(bed: &TestBed, prov: &e2e::Creds, base: u32, n: usize, 
         out
     });
     let bodies: Vec<Vec<u8>> = envs.iter().map(|e| codec::to_xml(e).into_bytes()).collect();
-    let exchange = hub::amqp::names::INBOUND_EXCHANGE;
-    publish_paced(&ch, exchange, "index.upsert", &bodies, "prov-37", Some(rate), |i| {
+    publish_paced(&ch, hop.exchange, hop.routing_key, &bodies, hop.user, Some(rate), |i| {
         sent.lock().expect("lock").insert(envs[i].message_id, Instant::now());
     })
     .await;
     let mut out = receiver.await.expect("receiver");
     out.sort();
     out
+}
+
+fn print_latencies(what: &str, rate: f64, lat: &[Duration]) {
+    println!(
+        "one hop, {what}, at {rate:.0} msg/s, {} messages: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        lat.len(),
+        percentile(lat, 0.50).as_secs_f64() * 1e3,
+        percentile(lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
 }
 
 /// A histogram series of the hub's: its sum, count and cumulative buckets (upper bound, count).
@@ -362,18 +378,39 @@ async fn main() {
     println!("ratio hub / null relay: {:.3}", hub_rate / rate(relayed));
     print_stages(&stages_before, &stages_after);
 
-    // One hop's latency at half the hub's peak rate, for about ten seconds.
+    // One hop's latency at half the hub's peak rate, for about ten seconds: through the raw
+    // broker and the null relay at the same offered rate (what any path pays), then through
+    // the hub.
     let paced = hub_rate / 2.0;
     let m = ((paced * 10.0) as usize).clamp(100, 50_000);
-    let before = stage_totals(listen).await;
-    let lat = paced_latencies(&bed, &prov, 1_000_000, m, paced).await;
-    let after = stage_totals(listen).await;
-    println!(
-        "one hop (province → hub → province) at {paced:.0} msg/s, {m} messages: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&lat, 0.50).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
-        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    let raw_hop = Hop {
+        publisher: &hub_conn,
+        user: "hub",
+        exchange: "",
+        routing_key: "bench.raw",
+        receiver: &hub_conn,
+        queue: "bench.raw",
+    };
+    print_latencies("raw broker", paced, &paced_latencies(&raw_hop, 4_000_000, m, paced).await);
+    let relay_hop = Hop { routing_key: "bench.relay.in", queue: "bench.relay.out", ..raw_hop };
+    let (lat, ()) = tokio::join!(
+        paced_latencies(&relay_hop, 5_000_000, m, paced),
+        null_relay(&hub_conn, "bench.relay.in", "bench.relay.out", m)
     );
+    print_latencies("null relay", paced, &lat);
+    let before = stage_totals(listen).await;
+    let prov_queue = hub::amqp::names::province_queue("37".parse().expect("code"));
+    let hub_hop = Hop {
+        publisher: &conn,
+        user: "prov-37",
+        exchange: hub::amqp::names::INBOUND_EXCHANGE,
+        routing_key: "index.upsert",
+        receiver: &conn,
+        queue: &prov_queue,
+    };
+    let lat = paced_latencies(&hub_hop, 1_000_000, m, paced).await;
+    let after = stage_totals(listen).await;
+    print_latencies("province → hub → province", paced, &lat);
     print_stages(&before, &after);
 
     // A backlog: the hub down while a province sends BENCH_BACKLOG messages, then drained.
