@@ -9,8 +9,9 @@
 //!   PostgreSQL transaction (inbox, index, outbox) → the relay publishes the reply (confirmed)
 //!   → the province consumes and acks it.
 //!
-//! Prints the three rates and the hub's ratio to each; then one hop's latency (p50, p99) with
-//! the offered rate held at half the hub's measured rate; then a backlog: the hub stopped while
+//! Prints the three rates and the hub's ratio to each, with where the CPU went and the hub's
+//! stage figures; then one hop's latency (p50, p99) with the offered rate held at half the
+//! hub's measured rate, through the raw broker, the null relay and the hub; then a backlog: the hub stopped while
 //! the province sends BENCH_BACKLOG messages (default 100,000; 0 skips it), started on the full
 //! queue, its drain rate against the steady rate and its RSS sampled each second; then a
 //! province offline: its adapter down while the hub answers as many of its requests, started on
