@@ -74,6 +74,8 @@ async fn handle_batch(ctx: &Context, msgs: &[Inbound<'_>]) -> Result<Vec<Handled
 
     let mut unit = Unit::default();
     let mut handled: Vec<Handled> = Vec::with_capacity(items.len());
+    // Processed as if alone: logged there already.
+    let mut alone = vec![false; items.len()];
     let mut i = 0;
     while i < items.len() {
         let item = &items[i];
@@ -85,7 +87,10 @@ async fn handle_batch(ctx: &Context, msgs: &[Inbound<'_>]) -> Result<Vec<Handled
                 Readable::Poison { key, id, poison } => {
                     dead_letter(&mut tx, ctx, &item.msg, key, *id, &item.digest, poison.clone(), now).await?
                 }
-                Readable::Envelope { .. } => handle_in(&mut tx, ctx, item.msg).await?,
+                Readable::Envelope { .. } => {
+                    alone[i] = true;
+                    handle_in(&mut tx, ctx, item.msg).await?
+                }
             });
             i += 1;
             continue;
@@ -116,8 +121,10 @@ async fn handle_batch(ctx: &Context, msgs: &[Inbound<'_>]) -> Result<Vec<Handled
     unit.finish(&mut tx).await?;
     failpoint::pass(failpoint::CONSUMER_BEFORE_COMMIT);
     tx.commit().await?;
-    for (item, h) in items.iter().zip(&handled) {
-        item.log(h, started);
+    for ((item, h), alone) in items.iter().zip(&handled).zip(alone) {
+        if !alone {
+            item.log(h, started);
+        }
     }
     Ok(handled)
 }

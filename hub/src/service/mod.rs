@@ -253,7 +253,7 @@ struct Unit {
 impl Unit {
     /// Adds what a handled message sends and its trace line; returns its outcome.
     fn add(&mut self, item: &Read<'_>, effects: Effects, now: DateTime<Utc>) -> Handled {
-        let (sender, env) = item.envelope().expect("only a readable message is handled");
+        let (_, env) = item.envelope().expect("only a readable message is handled");
         let message_type = env.message_type();
         let id = env.message_id.uuid();
         let handled = match effects.refused {
@@ -279,7 +279,6 @@ impl Unit {
             outcome,
             code,
         };
-        debug_assert!(sender.province().is_some());
         let cause =
             Cause::Message { sender: item.key(), message_id: id, digest: &item.digest, replay: item.msg.replay };
         self.pending.add(&cause, effects.replies, Some(env.message_id), now, Some(&traced));
