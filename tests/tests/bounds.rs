@@ -100,18 +100,24 @@ async fn stored_bytes(pool: &sqlx::PgPool) -> i64 {
     .unwrap()
 }
 
+/// A hub with `options` running, province 37 admitted and connected, and the hub's database.
+async fn serving_37(options: Options) -> (TestBed, lapin::Connection, sqlx::PgPool) {
+    let bed = TestBed::with(options).await;
+    let a = bed.add_province("37").await;
+    bed.spawn_hub("hub").await;
+    let conn = bed.connect(&a).await;
+    let pool = bed.db().await;
+    (bed, conn, pool)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_oversize_poison_messages_leave_the_hub_s_storage_bounded() {
-    let bed = TestBed::with(Options {
+    let (_bed, conn, pool) = serving_37(Options {
         max_message_bytes: Some(64 * 1024),
         extra_limits: "dead_letter_body_bytes = 4096\npoison_per_minute = 60".into(),
         ..Default::default()
     })
     .await;
-    let a = bed.add_province("37").await;
-    bed.spawn_hub("hub").await;
-    let conn = bed.connect(&a).await;
-    let pool = bed.db().await;
     let before = stored_bytes(&pool).await;
     let junk = vec![b'x'; 1024 * 1024];
     for _ in 0..100 {
@@ -187,15 +193,11 @@ async fn published_outbox_rows_and_dead_letters_are_pruned_after_their_retention
 async fn large_messages_after_small_ones_narrow_the_hub_s_window_to_what_held_bytes_allows() {
     const LIMIT: usize = 4 * 1024 * 1024;
     const LARGE: usize = 1024 * 1024;
-    let bed = TestBed::with(Options {
+    let (bed, conn, pool) = serving_37(Options {
         extra_limits: format!("held_bytes = {LIMIT}\npoison_per_minute = 1000"),
         ..Default::default()
     })
     .await;
-    let a = bed.add_province("37").await;
-    bed.spawn_hub("hub").await;
-    let conn = bed.connect(&a).await;
-    let pool = bed.db().await;
     let listen = bed.settings.http.listen;
     // Small messages first: the window opens to the prefetch.
     for i in 0..100 {
