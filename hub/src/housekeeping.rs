@@ -23,6 +23,7 @@ pub async fn run(pool: sqlx::PgPool, config: Retention, mut shutdown: watch::Rec
                     inbox = p.inbox,
                     trace = p.trace,
                     problem_evidence = p.problem_evidence,
+                    lookup_audit = p.lookup_audit,
                     "Old rows pruned."
                 );
             }
@@ -51,6 +52,7 @@ pub async fn prune(pool: &sqlx::PgPool, config: &Retention) -> Result<retention:
         inbox: retention::inbox(&mut conn, ago(config.inbox_secs)).await?,
         trace: retention::trace(&mut conn, ago(config.trace_secs)).await?,
         problem_evidence: retention::problem_evidence(&mut conn, ago(config.problem_evidence_secs)).await?,
+        lookup_audit: retention::lookup_audit(&mut conn, ago(config.lookup_audit_secs)).await?,
     };
     let tables = [
         ("outbox", pruned.outbox),
@@ -58,6 +60,7 @@ pub async fn prune(pool: &sqlx::PgPool, config: &Retention) -> Result<retention:
         ("inbox", pruned.inbox),
         ("message_trace", pruned.trace),
         ("problem_evidence", pruned.problem_evidence),
+        ("lookup_audit", pruned.lookup_audit),
     ];
     for (table, n) in tables {
         metrics::counter!("hub_pruned_rows_total", "table" => table).increment(n);

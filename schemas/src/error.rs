@@ -129,6 +129,9 @@ error_codes! {
     SchoolRevoking = "E_SCHOOL_REVOKING", "学校(或该教育阶段)撤销已确认,不能作为转入学校发起新业务", "the school (or this stage) is being revoked; it cannot receive new business";
     /// A batch id and version loaded before with different content.
     BatchConflict = "E_BATCH_CONFLICT", "同一批次编号和版本已载入不同内容", "this batch id and version were loaded with different content";
+    /// Lookups over the province's configured rate, or of one student more often than allowed
+    /// (`[lookups]` of the hub): refused, not answered; retry later.
+    RateLimited = "E_RATE_LIMITED", "查询过于频繁,请稍后再试", "too many lookups; retry later";
 
     // --- Local API of the adapter. ---
     /// No message with this id here.

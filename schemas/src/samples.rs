@@ -194,9 +194,11 @@ pub fn body(t: MessageType) -> Body {
             student_id: Batch::new(vec![student()]).expect("one"),
             reason: text("转出省份校验未找到该学生,与全国学籍索引不一致,请重新同步。"),
         }),
-        MessageType::LookupRequest => {
-            Body::LookupRequest(LookupRequest { name: name(), key: LookupKey::StudentId(student()) })
-        }
+        MessageType::LookupRequest => Body::LookupRequest(LookupRequest {
+            name: name(),
+            key: LookupKey::StudentId(student()),
+            requested_by: Some(parse("张老师")),
+        }),
         MessageType::LookupResult => Body::LookupResult(LookupResult {
             student: Some(LookupMatch {
                 student_id: student(),
@@ -497,10 +499,8 @@ pub fn variants() -> Vec<Envelope> {
     none.id_document = IdDocument::NoDocument { number: None };
     none.status = StudentStatus::PrimaryGraduate;
     add(MessageType::IndexUpsert, Body::IndexUpsert(IndexUpsert { student: Batch::new(vec![hk, none]).expect("two") }));
-    add(
-        MessageType::LookupRequest,
-        Body::LookupRequest(LookupRequest { name: name(), key: LookupKey::ResidentId(parse("510104201605120358")) }),
-    );
+    let key = LookupKey::ResidentId(parse("510104201605120358"));
+    add(MessageType::LookupRequest, Body::LookupRequest(LookupRequest { name: name(), key, requested_by: None }));
     add(MessageType::LookupResult, Body::LookupResult(LookupResult { student: None }));
     add(
         MessageType::VerifyResult,

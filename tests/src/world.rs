@@ -100,6 +100,41 @@ impl World {
         world
     }
 
+    /// Personal data found in the logs of the hub and the adapters (`*.log` in the test
+    /// directory): each province's students' names, national student IDs and ID-document
+    /// numbers, searched in every log. Returns (log, what was found); the values themselves
+    /// are not returned, only which kind and whose. Also how many logs and bytes were searched.
+    pub fn personal_data_in_logs(&self) -> (Vec<(String, String)>, usize, usize) {
+        let mut logs = Vec::new();
+        for entry in std::fs::read_dir(self.bed.dir.path()).expect("the test directory").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".log") && !name.starts_with("province-") {
+                logs.push((name, std::fs::read_to_string(entry.path()).unwrap_or_default()));
+            }
+        }
+        let bytes = logs.iter().map(|(_, text)| text.len()).sum();
+        let mut found = Vec::new();
+        for p in &self.provinces {
+            for (n, st) in p.students.iter().enumerate() {
+                let document = st.id_document.number().map(str::to_owned);
+                let values = [
+                    ("name", Some(st.name.to_string())),
+                    ("student ID", Some(st.student_id.to_string())),
+                    ("document", document),
+                ];
+                for (kind, value) in values {
+                    let Some(value) = value else { continue };
+                    for (log, text) in &logs {
+                        if text.contains(&value) {
+                            found.push((log.clone(), format!("the {kind} of student {n} of {}", p.code)));
+                        }
+                    }
+                }
+            }
+        }
+        (found, logs.len(), bytes)
+    }
+
     pub fn province(&self, code: &str) -> &ProvinceSide {
         self.provinces.iter().find(|p| p.code == code).expect("a province of the world")
     }

@@ -13,6 +13,23 @@ fn demo_help_prints_its_options_instead_of_running() {
     assert!(!text.contains("Setting up"), "it must not start the demo: {text}");
 }
 
+/// The main job, small: every business end to end, then its own checks — each student in one
+/// province, the index agreeing, and no student's name or identifier in the hub's or the
+/// adapters' logs (it searches them for every student's and fails if it finds one).
+#[test]
+fn the_demo_runs_every_business_and_leaves_no_personal_data_in_the_logs() {
+    let out = Command::new(binary("demo"))
+        .args(["--students", "40", "--transfers", "2", "--enrollments", "1"])
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("in exactly one province: every one; index agrees: yes"), "{text}");
+    let searched = text.lines().find(|l| l.contains("searched for every student's name")).expect("the log check");
+    assert!(searched.ends_with("none found") && !searched.contains(" 0 logs"), "{searched}");
+    assert!(text.contains("lookup audit: ") && !text.contains("lookup audit: 0 lookups"), "{text}");
+}
+
 use std::process::{Output, Stdio};
 use std::time::Duration;
 

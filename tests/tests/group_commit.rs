@@ -122,6 +122,7 @@ async fn a_group_whose_batch_fails_is_taken_again_one_by_one_and_keeps_what_succ
         Body::LookupRequest(LookupRequest {
             name: known.name.clone(),
             key: LookupKey::StudentId(known.student_id.clone()),
+            requested_by: None,
         }),
     );
     let envs = vec![index_upsert("37", vec![known]), lookup, index_upsert("37", vec![student("37", 2)])];

@@ -153,6 +153,7 @@ async fn lookup_keys_and_names_are_the_identifier_types_of_everything_else() {
             Body::LookupRequest(LookupRequest {
                 name: "李明".parse().unwrap(),
                 key: LookupKey::StudentId(s.student_id.clone()),
+                requested_by: None,
             }),
         );
         let xml = codec::to_xml(&env).replace("<name>李明</name>", &format!("<name>{bad}</name>"));
@@ -217,6 +218,7 @@ async fn a_province_that_contradicts_the_index_is_flagged_and_asked_to_report_th
         Body::LookupRequest(LookupRequest {
             name: student.name.clone(),
             key: LookupKey::StudentId(student.student_id.clone()),
+            requested_by: None,
         })
     };
     let q = w.submit("37", lookup(&s), None).await;

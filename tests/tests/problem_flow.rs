@@ -110,7 +110,8 @@ fn result(task: &ProblemTask, mode: HandlingMode) -> Body {
 }
 
 async fn lookup_flag(w: &World, s: &StudentSummary) -> bool {
-    let req = LookupRequest { name: s.name.clone(), key: LookupKey::StudentId(s.student_id.clone()) };
+    let req =
+        LookupRequest { name: s.name.clone(), key: LookupKey::StudentId(s.student_id.clone()), requested_by: None };
     let id = w.submit("51", Body::LookupRequest(req), None).await;
     match w.answer("51", id, "lookup.result").await {
         Body::LookupResult(r) => r.student.expect("found").problem_record,

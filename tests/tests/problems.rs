@@ -86,7 +86,8 @@ fn transfer_of(s: &StudentSummary) -> Application {
 }
 
 async fn lookup(hub: &Hub, s: &StudentSummary) -> schemas::messages::LookupMatch {
-    let req = LookupRequest { name: s.name.clone(), key: LookupKey::StudentId(s.student_id.clone()) };
+    let req =
+        LookupRequest { name: s.name.clone(), key: LookupKey::StudentId(s.student_id.clone()), requested_by: None };
     let sent = hub.send("37", Body::LookupRequest(req), None).await;
     match &sent.replies[0].body {
         Body::LookupResult(r) => r.student.clone().expect("found"),

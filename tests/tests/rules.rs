@@ -123,8 +123,11 @@ async fn one_open_business_per_student_and_a_cancel_holds_him_until_released() {
     let Body::Error(e) = &refused.replies[0].body else { unreachable!() };
     assert!(e.detail.as_deref().is_some_and(|d| d.contains("cancelled")), "{e:?}");
     // The lookup says so too, from the same register.
-    let lookup =
-        Body::LookupRequest(LookupRequest { name: s.name.clone(), key: LookupKey::StudentId(s.student_id.clone()) });
+    let lookup = Body::LookupRequest(LookupRequest {
+        name: s.name.clone(),
+        key: LookupKey::StudentId(s.student_id.clone()),
+        requested_by: None,
+    });
     let found = hub.send("37", lookup.clone(), None).await;
     let Body::LookupResult(r) = &found.replies[0].body else { panic!("{found:?}") };
     assert!(r.student.as_ref().is_some_and(|m| m.reason.contains(&schemas::ErrorCode::InFlight)), "{r:?}");

@@ -32,7 +32,11 @@ impl Simulator {
                 },
                 _ => (s.name.clone(), LookupKey::StudentId(s.student_id.clone())),
             };
-            self.submit(Body::LookupRequest(LookupRequest { name, key }), None).await?;
+            self.submit(
+                Body::LookupRequest(LookupRequest { name, key, requested_by: Some("学籍管理员".parse()?) }),
+                None,
+            )
+            .await?;
         }
         self.event("lookup.sent", &format!("{} lookups of students of province {}", self.opts.lookups, peer.code()))
             .await
@@ -146,7 +150,15 @@ impl Simulator {
         .await?;
         for (id, name, attempts) in due {
             let key = LookupKey::StudentId(id.parse()?);
-            self.submit(Body::LookupRequest(LookupRequest { name: name.parse()?, key }), None).await?;
+            self.submit(
+                Body::LookupRequest(LookupRequest {
+                    name: name.parse()?,
+                    key,
+                    requested_by: Some("学籍管理员".parse()?),
+                }),
+                None,
+            )
+            .await?;
             let next = Utc::now() + chrono::Duration::seconds(2 + attempts.min(10));
             sqlx::query("UPDATE planned_transfer SET attempts = attempts + 1, next_at = ? WHERE student_id = ?")
                 .bind(next.to_rfc3339())

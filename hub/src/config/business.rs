@@ -118,6 +118,35 @@ impl Default for Problems {
     }
 }
 
+/// Limits of the national lookup (全国学籍查询), per province: what protects minors' records from
+/// a province that scans the index or guesses names.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lookups {
+    /// Lookups answered per province in any minute (a sliding window); more are refused
+    /// `E_RATE_LIMITED`. Refused ones do not count, so a province over the limit is answered
+    /// at the limit's rate.
+    #[serde(default = "default_lookups_per_minute")]
+    pub per_minute: u32,
+    /// Lookups one province may make of one student (one student ID or document number) in any
+    /// hour, answered or not: a name is never guessed by trying names.
+    #[serde(default = "default_same_student_per_hour")]
+    pub same_student_per_hour: u32,
+}
+
+fn default_lookups_per_minute() -> u32 {
+    600
+}
+fn default_same_student_per_hour() -> u32 {
+    10
+}
+
+impl Default for Lookups {
+    fn default() -> Self {
+        Lookups { per_minute: default_lookups_per_minute(), same_student_per_hour: default_same_student_per_hour() }
+    }
+}
+
 /// One province's own rules ([002 §22]: chains are configured per province and business).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

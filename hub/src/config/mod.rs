@@ -11,7 +11,8 @@ use serde::Deserialize;
 mod business;
 
 pub use self::business::{
-    Cases, Problems, ProvinceRules, Rules, default_graduation_levels, default_levels, default_transfer_statuses,
+    Cases, Lookups, Problems, ProvinceRules, Rules, default_graduation_levels, default_levels,
+    default_transfer_statuses,
 };
 
 /// A secret setting (a password, a URL with one): read like a string, never printed — its
@@ -66,6 +67,9 @@ pub struct Settings {
     /// How problem records are handled (evidence limits).
     #[serde(default)]
     pub problems: Problems,
+    /// Limits of the national lookup, per province.
+    #[serde(default)]
+    pub lookups: Lookups,
     /// Per-province rules, keyed by GB/T 2260 code (`[provinces."37"]`).
     #[serde(default)]
     pub provinces: std::collections::BTreeMap<ProvinceCode, ProvinceRules>,
@@ -238,6 +242,9 @@ pub struct Retention {
     /// The evidence files of closed problem groups (their history keeps each file's digest).
     #[serde(default = "default_trace_retention")]
     pub problem_evidence_secs: u64,
+    /// The lookup audit (who looked up whom, when, and what was answered).
+    #[serde(default = "default_lookup_audit_retention")]
+    pub lookup_audit_secs: u64,
     #[serde(default = "default_prune_interval")]
     pub prune_interval_secs: u64,
 }
@@ -254,6 +261,9 @@ fn default_inbox_retention() -> u64 {
 fn default_trace_retention() -> u64 {
     400 * 86_400
 }
+fn default_lookup_audit_retention() -> u64 {
+    3 * 365 * 86_400
+}
 fn default_prune_interval() -> u64 {
     3600
 }
@@ -266,6 +276,7 @@ impl Default for Retention {
             inbox_secs: default_inbox_retention(),
             trace_secs: default_trace_retention(),
             problem_evidence_secs: default_trace_retention(),
+            lookup_audit_secs: default_lookup_audit_retention(),
             prune_interval_secs: default_prune_interval(),
         }
     }
@@ -404,6 +415,9 @@ impl Settings {
         }
         if self.limits.held_bytes < 1024 * 1024 {
             bail!("limits.held_bytes must be at least 1 MiB (1048576)");
+        }
+        if self.lookups.per_minute == 0 || self.lookups.same_student_per_hour == 0 {
+            bail!("lookups.per_minute and lookups.same_student_per_hour must be at least 1");
         }
         if self.broker.delivery_limit == 0 {
             bail!("broker.delivery_limit must be at least 1");

@@ -3,16 +3,19 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use schemas::Party;
 use schemas::ids::ProvinceCode;
 use schemas::messages::{Body, IndexRemove, IndexResult, IndexUpsert, LookupKey, LookupRequest, LookupResult};
+use schemas::{Envelope, ErrorCode, Party};
 use sqlx::PgConnection;
 
 use super::Effects;
 use crate::context::Context;
 use crate::outgoing::Reply;
 use crate::store;
-use crate::workflow::index::{Decision, IndexEntry, answer_lookup, decide_removal, decide_upsert};
+use crate::workflow::index::{
+    AuditKeyKind, Decision, IndexEntry, Limited, answer_lookup, audit_digest, decide_removal, decide_upsert,
+    lookup_allowed,
+};
 
 fn result(to: ProvinceCode, applied: u32, stale: u32, conflicting: u32) -> Effects {
     Effects {
@@ -135,8 +138,50 @@ pub async fn remove(
     Ok(effects)
 }
 
-/// Answers from the index; reads only.
-pub async fn lookup(conn: &mut PgConnection, ctx: &Context, sender: Party, req: &LookupRequest) -> Result<Effects> {
+/// Answers from the index, within the province's lookup limits, and audits the lookup — who,
+/// about whom (a keyed digest), when, and what was answered — whether answered or refused.
+pub async fn lookup(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    env: &Envelope,
+    province: ProvinceCode,
+    req: &LookupRequest,
+) -> Result<Effects> {
+    let sender = Party::Province(province);
+    let key = store::lookups::audit_key(conn).await?;
+    let (kind, identifier) = match &req.key {
+        LookupKey::StudentId(id) => (AuditKeyKind::StudentId, id.to_string()),
+        LookupKey::ResidentId(n) => (AuditKeyKind::Document, n.to_string()),
+        LookupKey::DocumentNumber(n) => (AuditKeyKind::Document, n.to_string()),
+    };
+    let digest = audit_digest(&key, kind, &identifier);
+    let recent = store::lookups::recent(conn, province.code(), &digest).await?;
+    let mut entry = store::lookups::NewEntry {
+        province: province.code(),
+        requested_by: req.requested_by.as_ref().map(AsRef::as_ref),
+        message_id: env.message_id.uuid(),
+        key_kind: kind.as_str(),
+        key_digest: &digest,
+        outcome: "not_found",
+        found_province: None,
+        found_digest: None,
+    };
+    if let Err(limit) = lookup_allowed(recent.answered_last_minute, recent.of_student_last_hour, &ctx.settings.lookups)
+    {
+        entry.outcome = limit.outcome();
+        store::lookups::record(conn, &entry).await?;
+        let detail = match limit {
+            Limited::Province => format!(
+                "查询超过每分钟{n}次的上限 / over this province's {n} lookups a minute",
+                n = ctx.settings.lookups.per_minute
+            ),
+            Limited::Student => format!(
+                "同一学生每小时至多查询{n}次 / at most {n} lookups of one student an hour",
+                n = ctx.settings.lookups.same_student_per_hour
+            ),
+        };
+        return Ok(super::refuse(sender, env, ErrorCode::RateLimited, &detail));
+    }
     let candidates = match &req.key {
         LookupKey::StudentId(id) => store::index::by_student_id(conn, id.as_ref()).await?.into_iter().collect(),
         LookupKey::ResidentId(n) => store::index::by_document(conn, n.as_ref()).await?,
@@ -153,6 +198,14 @@ pub async fn lookup(conn: &mut PgConnection, ctx: &Context, sender: Party, req: 
         |e| open.contains(e.summary.student_id.as_ref()),
         |e| problems.get(e.summary.student_id.as_ref()).copied(),
     );
+    let found =
+        student.as_ref().map(|m| (m.province, audit_digest(&key, AuditKeyKind::StudentId, m.student_id.as_ref())));
+    if let Some((p, d)) = &found {
+        entry.outcome = "found";
+        entry.found_province = Some(p.code());
+        entry.found_digest = Some(d);
+    }
+    store::lookups::record(conn, &entry).await?;
     Ok(Effects {
         replies: vec![Reply { recipient: sender, case_id: None, body: Body::LookupResult(LookupResult { student }) }],
         refused: None,

@@ -45,7 +45,7 @@ pub async fn dispatch(
     match &env.body {
         Body::IndexUpsert(batch) => index::upsert(conn, province, batch, now).await,
         Body::IndexRemove(batch) => index::remove(conn, province, batch, now).await,
-        Body::LookupRequest(req) => index::lookup(conn, ctx, sender, req).await,
+        Body::LookupRequest(req) => index::lookup(conn, ctx, env, province, req).await,
         Body::TransferApply(app) => case::apply(conn, ctx, env, province, app, Business::Transfer, now).await,
         Body::EnrollmentApply(app) => case::apply(conn, ctx, env, province, app, Business::Enrollment, now).await,
         Body::EnrollmentPermit(p) => case::permit(conn, province, p).await,

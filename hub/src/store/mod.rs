@@ -7,6 +7,7 @@ pub mod dead_letters;
 pub mod inbox;
 pub mod index;
 pub mod links;
+pub mod lookups;
 pub mod orgcodes;
 pub mod outbox;
 pub mod overview;

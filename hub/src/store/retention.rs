@@ -14,6 +14,7 @@ pub struct Pruned {
     pub inbox: u64,
     pub trace: u64,
     pub problem_evidence: u64,
+    pub lookup_audit: u64,
 }
 
 async fn in_batches(conn: &mut PgConnection, sql: &'static str, before: DateTime<Utc>) -> sqlx::Result<u64> {
@@ -102,6 +103,19 @@ pub async fn trace(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Resu
     in_batches(
         conn,
         "DELETE FROM message_trace WHERE trace_id IN (SELECT trace_id FROM message_trace WHERE at < $1 LIMIT $2)",
+        before,
+    )
+    .await
+}
+
+/// Lookup-audit entries written before `before`.
+///
+/// # Errors
+/// Database errors.
+pub async fn lookup_audit(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    in_batches(
+        conn,
+        "DELETE FROM lookup_audit WHERE audit_id IN (SELECT audit_id FROM lookup_audit WHERE at < $1 LIMIT $2)",
         before,
     )
     .await

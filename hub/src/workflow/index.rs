@@ -125,6 +125,71 @@ pub fn answer_lookup<'a>(
     })
 }
 
+/// Who a lookup was about, as the audit keeps it: a keyed digest (HMAC-SHA256 under the hub's
+/// audit key) of the identifier's kind and canonical form. Without the key the audit reveals
+/// nothing, and an 18-digit resident ID cannot be found again by trying them all.
+pub fn audit_digest(key: &[u8], kind: AuditKeyKind, identifier: &str) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(kind.as_str().as_bytes());
+    mac.update(b":");
+    mac.update(identifier.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The kind of identifier a lookup gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKeyKind {
+    /// 全国学籍号.
+    StudentId,
+    /// A resident ID or another ID document's number (`documentNumber`).
+    Document,
+}
+
+impl AuditKeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKeyKind::StudentId => "student_id",
+            AuditKeyKind::Document => "document",
+        }
+    }
+}
+
+/// Why a lookup is not answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// The province's lookups in the last minute reached `[lookups] per_minute`.
+    Province,
+    /// The province's lookups of this student in the last hour reached
+    /// `[lookups] same_student_per_hour`.
+    Student,
+}
+
+impl Limited {
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Limited::Province => "limited_province",
+            Limited::Student => "limited_student",
+        }
+    }
+}
+
+/// Whether one more lookup may be answered, given the province's answered lookups in the last
+/// minute and its lookups of this student in the last hour.
+pub fn lookup_allowed(
+    answered_last_minute: i64,
+    of_student_last_hour: i64,
+    limits: &crate::config::Lookups,
+) -> Result<(), Limited> {
+    if of_student_last_hour >= i64::from(limits.same_student_per_hour) {
+        return Err(Limited::Student);
+    }
+    if answered_last_minute >= i64::from(limits.per_minute) {
+        return Err(Limited::Province);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
@@ -211,5 +276,28 @@ mod tests {
         assert!(transfer_obstacles(&e, &default_transfer_statuses()).is_empty());
         e.summary.problem_record = true;
         assert_eq!(transfer_obstacles(&e, &default_transfer_statuses()), vec![ErrorCode::ProblemRecord]);
+    }
+
+    #[test]
+    fn a_lookup_is_answered_below_both_limits_and_refused_at_either() {
+        let limits = crate::config::Lookups { per_minute: 3, same_student_per_hour: 2 };
+        assert_eq!(lookup_allowed(0, 0, &limits), Ok(()));
+        assert_eq!(lookup_allowed(2, 1, &limits), Ok(()));
+        assert_eq!(lookup_allowed(3, 0, &limits), Err(Limited::Province));
+        assert_eq!(lookup_allowed(0, 2, &limits), Err(Limited::Student));
+        // Guessing names of one student is refused as such even when the province is also busy.
+        assert_eq!(lookup_allowed(9, 9, &limits), Err(Limited::Student));
+    }
+
+    #[test]
+    fn audit_digests_depend_on_the_key_the_kind_and_the_identifier() {
+        let id = "G510104201605120358";
+        let d = audit_digest(b"key one", AuditKeyKind::StudentId, id);
+        assert_eq!(d.len(), 32);
+        assert_eq!(d, audit_digest(b"key one", AuditKeyKind::StudentId, id));
+        assert_ne!(d, audit_digest(b"key two", AuditKeyKind::StudentId, id));
+        assert_ne!(d, audit_digest(b"key one", AuditKeyKind::Document, id));
+        assert_ne!(d, audit_digest(b"key one", AuditKeyKind::StudentId, "G510104201605120359"));
+        assert!(!d.windows(4).any(|w| id.as_bytes().windows(4).any(|x| x == w)));
     }
 }

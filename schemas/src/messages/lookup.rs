@@ -14,6 +14,9 @@ use crate::ids::{DocumentNumber, Grade, IdError, PersonName, ProvinceCode, Resid
 pub struct LookupRequest {
     pub name: PersonName,
     pub key: LookupKey,
+    /// The user of the provincial system who asks (an account or a name): kept in the hub's
+    /// lookup audit (查询审计), never in its logs.
+    pub requested_by: Option<PersonName>,
 }
 
 /// What identifies the student besides the name.
@@ -52,6 +55,8 @@ struct LookupRequestWire {
     student_id: Option<StudentId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     document_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requested_by: Option<PersonName>,
 }
 
 impl TryFrom<LookupRequestWire> for LookupRequest {
@@ -66,7 +71,7 @@ impl TryFrom<LookupRequestWire> for LookupRequest {
                 );
             }
         };
-        Ok(LookupRequest { name: w.name, key })
+        Ok(LookupRequest { name: w.name, key, requested_by: w.requested_by })
     }
 }
 
@@ -77,7 +82,7 @@ impl From<LookupRequest> for LookupRequestWire {
             LookupKey::ResidentId(n) => (None, Some(n.to_string())),
             LookupKey::DocumentNumber(n) => (None, Some(n.to_string())),
         };
-        LookupRequestWire { name: r.name, student_id, document_number }
+        LookupRequestWire { name: r.name, student_id, document_number, requested_by: r.requested_by }
     }
 }
 

@@ -279,6 +279,7 @@ async fn main() -> Result<()> {
 
     problems(&w, &db).await?;
     orgcodes(&w, &db).await?;
+    privacy(&w).await?;
     println!("\nDemo finished in {:.1} s.", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -535,4 +536,45 @@ async fn planned(data: &std::path::Path) -> Result<i64> {
     let n = sqlx::query_scalar("SELECT count(*) FROM planned_transfer").fetch_one(&pool).await.unwrap_or(0);
     pool.close().await;
     Ok(n)
+}
+
+/// Minors' records: the national office reads who looked up whom (the audit keeps a keyed
+/// digest of the identifier, never the identifier); no student's name or identifier is in the
+/// hub's or the adapters' logs.
+async fn privacy(w: &World) -> Result<()> {
+    println!("\n== Personal data (个人信息): the lookup audit and the logs");
+    let moe = w.bed.operator(certs::Role::National("demo-audit".into())).await;
+    let (_, audit) = moe.get("/ops/lookups?limit=1000").await;
+    let entries = audit.as_array().map_or(&[][..], Vec::as_slice);
+    let mut by_province: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for e in entries {
+        let key = (e["province"].as_str().unwrap_or("?").to_owned(), e["outcome"].as_str().unwrap_or("?").to_owned());
+        *by_province.entry(key).or_default() += 1;
+    }
+    let summary: Vec<String> = by_province.iter().map(|((p, o), n)| format!("{p} {o} {n}")).collect();
+    println!("   lookup audit: {} lookups ({})", entries.len(), summary.join(", "));
+    if let Some(e) = entries.last() {
+        println!(
+            "   e.g. at {} province {} ({}) looked up by {}: {}",
+            e["at"].as_str().unwrap_or("?"),
+            e["province"].as_str().unwrap_or("?"),
+            e["requestedBy"].as_str().unwrap_or("no user named"),
+            e["keyKind"].as_str().unwrap_or("?"),
+            e["outcome"].as_str().unwrap_or("?")
+        );
+    }
+    let (found, logs, bytes) = w.personal_data_in_logs();
+    println!(
+        "   {logs} logs of the hub and adapters ({:.1} MB) searched for every student's name, national student ID \
+         and ID-document number: {}",
+        bytes as f64 / 1e6,
+        if found.is_empty() { "none found".to_owned() } else { format!("FOUND {}", found.len()) }
+    );
+    if !found.is_empty() {
+        for (log, what) in found.iter().take(10) {
+            println!("   {log}: {what}");
+        }
+        bail!("personal data in the logs; logs in {}", w.bed.dir.path().display());
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod dead_letters;
 pub mod links;
+mod lookups;
 pub mod openapi;
 pub mod orgcodes;
 mod problems;
@@ -48,6 +49,7 @@ pub mod paths {
     pub const DEAD_LETTERS_REPLAY: &str = "/ops/dead-letters/replay";
     pub const INDEX_DISPUTES: &str = "/ops/index-disputes";
     pub const LINKS: &str = "/ops/links";
+    pub const LOOKUPS: &str = "/ops/lookups";
     pub const OPENAPI: &str = "/openapi.json";
     pub const ACTION: &str = "/ops/cases/{id}/{action}";
     pub const MESSAGE: &str = "/messages/{id}";
@@ -116,6 +118,7 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::DEAD_LETTER_DISCARD, post(dead_letters::discard_one))
         .route(paths::INDEX_DISPUTES, get(index_disputes))
         .route(paths::LINKS, get(links::list))
+        .route(paths::LOOKUPS, get(lookups::list))
         .route(paths::ACTION, post(act))
         .route(paths::MESSAGE, get(message))
         .route(paths::PROBLEMS, get(problems::list).post(problems::load))
@@ -140,7 +143,20 @@ pub fn router(ctx: Context) -> Router {
         // An unknown path is refused typed, like every refusal of the API.
         .fallback(|| async { error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route") })
         .layer(axum::middleware::from_fn(same_origin_only))
+        .layer(axum::middleware::from_fn(no_nul))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
+}
+
+/// Refuses a path or query holding a NUL character (`%00`), which no identifier or filter holds
+/// and PostgreSQL cannot store in text: a typed 400, not a failed query.
+async fn no_nul(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let raw = uri.path_and_query().map_or("", |p| p.as_str());
+    if raw.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0') {
+        return error(StatusCode::BAD_REQUEST, ErrorCode::Schema, "a NUL character in the path or query")
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// Refuses a state-changing request that a browser sends on behalf of another site (CSRF):

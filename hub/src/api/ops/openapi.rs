@@ -100,6 +100,7 @@ pub fn document() -> Value {
     let traced = component::<trace::Traced>(&mut g);
     let group = component::<problems::Row>(&mut g);
     let batch = component::<orgcodes::BatchView>(&mut g);
+    let looked_up = component::<crate::store::lookups::Entry>(&mut g);
     let states: Vec<&str> = schemas::messages::CaseState::ALL.iter().map(|s| s.as_str()).collect();
     let actions: Vec<&str> = OperatorAction::ALL.iter().map(|a| a.as_str()).collect();
     let note = json!({ "type": "object", "properties": { "note": { "type": "string", "description": "why, for the audit trail" } } });
@@ -225,6 +226,16 @@ pub fn document() -> Value {
             "/ops/links": { "get": {
                 "summary": "Each province's link: connected, last message, queue depth, outbox backlog, certificate days left",
                 "responses": r(vec![("200", ok("links, by province", &array(&link)))], vec![]),
+            }},
+            "/ops/lookups": { "get": {
+                "summary": "National office: the lookup audit (查询审计) — who looked up whom, when, and what was answered — newest first",
+                "parameters": [
+                    query("province", text(), "the province that looked up"),
+                    query("student", text(), "a national student ID or ID-document number: the lookups made with it and those that found him"),
+                    query("since", text(), "RFC 3339"),
+                    query("limit", int(), "at most 1,000 (default 100)"),
+                ],
+                "responses": r(vec![("200", ok("entries", &array(&looked_up)))], with(&[bad_query], &[])),
             }},
             "/messages/{id}": { "get": {
                 "summary": "A message by its id, both ways",

@@ -1,0 +1,74 @@
+//! The lookup audit on the operator API, for the national office only: who looked up whom,
+//! when, and what was answered. The audit holds keyed digests, never identifiers; the office
+//! names a student by an identifier, which is digested here the same way.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use schemas::ErrorCode;
+use schemas::ids::{ProvinceCode, StudentId};
+use schemas::messages::LookupKey;
+use serde::Deserialize;
+
+use super::auth::NationalOffice;
+use super::{ApiError, error, internal};
+use crate::context::Context;
+use crate::store::{self, lookups};
+use crate::workflow::index::{AuditKeyKind, audit_digest};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupQuery {
+    /// The province that looked up.
+    province: Option<String>,
+    /// A student, by national student ID or ID-document number: the lookups made with it, and
+    /// those that found him.
+    student: Option<String>,
+    since: Option<DateTime<Utc>>,
+    /// At most 1,000 (default 100).
+    limit: Option<i64>,
+}
+
+/// The audit, newest first.
+pub async fn list(
+    State(ctx): State<Context>,
+    _: NationalOffice,
+    Query(q): Query<LookupQuery>,
+) -> Result<Response, ApiError> {
+    let province = match q.province.as_deref().map(ProvinceCode::parse).transpose() {
+        Ok(p) => p.map(|p| p.code().to_owned()),
+        Err(e) => return Err(error(StatusCode::BAD_REQUEST, ErrorCode::Schema, &format!("province: {e}"))),
+    };
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    let digests = match q.student.as_deref() {
+        None => None,
+        Some(s) => {
+            let key = lookups::audit_key(&mut conn).await.map_err(internal)?;
+            let mut digests = Vec::new();
+            if let Ok(id) = StudentId::parse(s) {
+                digests.push(audit_digest(&key, AuditKeyKind::StudentId, id.as_ref()));
+            }
+            if let Ok(key_of) = LookupKey::document(s) {
+                let number = match &key_of {
+                    LookupKey::ResidentId(n) => n.to_string(),
+                    LookupKey::DocumentNumber(n) => n.to_string(),
+                    LookupKey::StudentId(id) => id.to_string(),
+                };
+                digests.push(audit_digest(&key, AuditKeyKind::Document, &number));
+                // The lookups that found him by his student ID, through the index.
+                for e in store::index::by_document(&mut conn, &number).await.map_err(internal)? {
+                    digests.push(audit_digest(&key, AuditKeyKind::StudentId, e.summary.student_id.as_ref()));
+                }
+            }
+            if digests.is_empty() {
+                let detail = "student: neither a national student ID nor an ID-document number";
+                return Err(error(StatusCode::BAD_REQUEST, ErrorCode::Schema, detail));
+            }
+            Some(digests)
+        }
+    };
+    let filter = lookups::Filter { province, digests, since: q.since, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
+    Ok(Json(lookups::search(&mut conn, &filter).await.map_err(internal)?).into_response())
+}
