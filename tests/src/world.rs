@@ -101,16 +101,26 @@ impl World {
     }
 
     /// Personal data found in the logs of the hub and the adapters (`*.log` in the test
-    /// directory): each province's students' names, national student IDs and ID-document
-    /// numbers, searched in every log. Returns (log, what was found); the values themselves
-    /// are not returned, only which kind and whose. Also how many logs and bytes were searched.
-    pub fn personal_data_in_logs(&self) -> (Vec<(String, String)>, usize, usize) {
+    /// directory) and in their metrics (`/metrics` as served now): each province's students'
+    /// names, national student IDs and ID-document numbers, searched in every one. Returns
+    /// (source, what was found) — which kind and whose, never the value — and how many sources
+    /// and bytes were searched.
+    pub async fn personal_data_in_logs_and_metrics(&self) -> (Vec<(String, String)>, usize, usize) {
         let mut logs = Vec::new();
         for entry in std::fs::read_dir(self.bed.dir.path()).expect("the test directory").flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".log") && !name.starts_with("province-") {
                 logs.push((name, std::fs::read_to_string(entry.path()).unwrap_or_default()));
             }
+        }
+        let mut metrics = vec![("hub metrics".to_owned(), format!("http://{}/metrics", self.bed.settings.http.listen))];
+        for p in &self.provinces {
+            metrics.push((format!("{} metrics", p.adapter.name), p.adapter.url("/metrics")));
+        }
+        for (name, url) in metrics {
+            let text = reqwest::get(&url).await.expect("metrics served").text().await.expect("metrics text");
+            assert!(text.contains("# HELP"), "{name}: {url} serves metrics");
+            logs.push((name, text));
         }
         let bytes = logs.iter().map(|(_, text)| text.len()).sum();
         let mut found = Vec::new();

@@ -15,7 +15,7 @@ fn demo_help_prints_its_options_instead_of_running() {
 
 /// The main job, small: every business end to end, then its own checks — each student in one
 /// province, the index agreeing, and no student's name or identifier in the hub's or the
-/// adapters' logs (it searches them for every student's and fails if it finds one).
+/// adapters' logs or metrics (it searches them for every student's and fails if it finds one).
 #[test]
 fn the_demo_runs_every_business_and_leaves_no_personal_data_in_the_logs() {
     let out = Command::new(binary("demo"))

@@ -540,7 +540,7 @@ async fn planned(data: &std::path::Path) -> Result<i64> {
 
 /// Minors' records: the national office reads who looked up whom (the audit keeps a keyed
 /// digest of the identifier, never the identifier); no student's name or identifier is in the
-/// hub's or the adapters' logs.
+/// hub's or the adapters' logs or metrics.
 async fn privacy(w: &World) -> Result<()> {
     println!("\n== Personal data (个人信息): the lookup audit and the logs");
     let moe = w.bed.operator(certs::Role::National("demo-audit".into())).await;
@@ -563,10 +563,10 @@ async fn privacy(w: &World) -> Result<()> {
             e["outcome"].as_str().unwrap_or("?")
         );
     }
-    let (found, logs, bytes) = w.personal_data_in_logs();
+    let (found, logs, bytes) = w.personal_data_in_logs_and_metrics().await;
     println!(
-        "   {logs} logs of the hub and adapters ({:.1} MB) searched for every student's name, national student ID \
-         and ID-document number: {}",
+        "   {logs} logs and metrics of the hub and adapters ({:.1} MB) searched for every student's name, national \
+         student ID and ID-document number: {}",
         bytes as f64 / 1e6,
         if found.is_empty() { "none found".to_owned() } else { format!("FOUND {}", found.len()) }
     );
