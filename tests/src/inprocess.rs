@@ -162,6 +162,21 @@ impl Hub {
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
+    /// Reads a console page as `role`: the status and the HTML.
+    pub async fn page(&self, role: Role, path: &str) -> (u16, String) {
+        use tower::ServiceExt as _;
+        let issued = self.ca.issue(&Profile::new(role, 30)).expect("certificate");
+        let mut conn = self.pool.acquire().await.unwrap();
+        hub::store::certs::register(&mut conn, &issued.info).await.unwrap();
+        drop(conn);
+        let mut request = axum::http::Request::builder().uri(path).body(axum::body::Body::empty()).unwrap();
+        request.extensions_mut().insert(certs::serve::Peer(issued.info));
+        let response = hub::api::ops::router(self.ctx.clone()).oneshot(request).await.expect("an answer");
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// A two-province ID duplicate that both sides attested, waiting for the national office:
     /// 51 registered the student first, 44 the same resident ID and name a week later; each
     /// attested with two approvals and a photo. Returns the group id, then 51's and 44's

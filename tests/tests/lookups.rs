@@ -150,6 +150,14 @@ async fn the_audit_says_who_looked_up_whom_and_when_to_the_national_office_only_
     let (status, _) = hub.ops(national.clone(), "GET", "/ops/lookups?student=not-an-id!", None).await;
     assert_eq!(status, 400);
 
+    // The console shows the same to the national office, searched by the student.
+    let (status, html) = hub.page(national.clone(), &format!("/console/lookups?student={}", s.student_id)).await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(html.matches("<td class=\"outcome\">").count(), 2, "{html}");
+    assert!(html.contains("张老师") && html.contains("身份证件号") && html.contains("查到"), "{html}");
+    let (status, _) = hub.page(Role::Operator("zhao".into()), "/console/lookups").await;
+    assert_eq!(status, 403);
+
     // Operators and provinces do not see it.
     let (status, _) = hub.ops(Role::Operator("zhao".into()), "GET", &path, None).await;
     assert_eq!(status, 403);

@@ -35,6 +35,7 @@ pub mod paths {
     pub const PROBLEM: &str = "/console/problems/{id}";
     pub const ORGCODES: &str = "/console/orgcodes";
     pub const NATIONAL: &str = "/console/national";
+    pub const LOOKUPS: &str = "/console/lookups";
 
     pub fn case(id: impl std::fmt::Display) -> String {
         CASE.replace("{id}", &id.to_string())
@@ -64,6 +65,7 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::PROBLEM, get(national::problem))
         .route(paths::ORGCODES, get(national::orgcodes))
         .route(paths::NATIONAL, get(national::overview))
+        .route(paths::LOOKUPS, get(national::lookups))
         .layer(axum::middleware::map_response(error_page))
         .layer(axum::middleware::map_response(protect))
         .with_state(ctx)
@@ -128,6 +130,7 @@ fn nav() -> Markup {
         (paths::NATIONAL, "全国概况(国家平台)"),
         (paths::ARBITRATIONS, "仲裁(国家平台)"),
         (paths::ORGCODES, "机构代码(国家平台)"),
+        (paths::LOOKUPS, "查询审计(国家平台)"),
     ];
     html! { nav { @for (href, label) in links { a href=(href) { (label) } } } }
 }

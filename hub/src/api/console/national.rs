@@ -190,3 +190,58 @@ pub async fn overview(State(ctx): State<Context>, _: NationalOffice) -> Result<R
     };
     Ok(page("全国概况", body).into_response())
 }
+
+/// The lookup form as it arrives: empty fields ignored.
+#[derive(Debug, serde::Deserialize, Default)]
+pub struct LookupForm {
+    pub province: Option<String>,
+    pub student: Option<String>,
+}
+
+fn outcome_zh(outcome: &str) -> &'static str {
+    match outcome {
+        "found" => "查到",
+        "not_found" => "未查到",
+        "limited_province" => "超过本省频次上限,拒绝",
+        "limited_student" => "同一学生查询过多,拒绝",
+        _ => "",
+    }
+}
+
+/// 查询审计: who looked up whom, when, and what was answered — the newest 200, by province or
+/// by a student the office names (digested, as the audit keeps him).
+pub async fn lookups(
+    State(ctx): State<Context>,
+    _: NationalOffice,
+    axum::extract::Query(f): axum::extract::Query<LookupForm>,
+) -> Result<Response, ApiError> {
+    let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let (province, student) = (nonempty(&f.province), nonempty(&f.student));
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    let filter =
+        crate::api::ops::lookups::filter(&mut conn, province.as_deref(), student.as_deref(), None, Some(200)).await?;
+    let rows = crate::store::lookups::search(&mut conn, &filter).await.map_err(internal)?;
+    let body = html! {
+        form.filters method="get" action=(paths::LOOKUPS) {
+            label { "学生(全国学籍号或身份证件号) " input name="student" value=(student.clone().unwrap_or_default()); }
+            label { "查询省份 " input name="province" value=(province.clone().unwrap_or_default()) size="2"; }
+            button type="submit" { "查询" }
+        }
+        p { small { "审计不保存证件号码,只保存其密钥摘要;按学生查询时在此计算摘要比对。" } }
+        table #lookups {
+            tr { th { "时间" } th { "查询省份" } th { "查询人" } th { "查询依据" } th { "结果" } th { "学籍所在省" } th { "消息编号" } }
+            @for r in &rows {
+                tr {
+                    td { (at(&r.at)) }
+                    td { (r.province) }
+                    td { (r.requested_by.clone().unwrap_or_else(|| "(未填写)".into())) }
+                    td { @if r.key_kind == "student_id" { "全国学籍号" } @else { "身份证件号" } }
+                    td.outcome { (outcome_zh(&r.outcome)) " " small { (r.outcome) } }
+                    td { (r.found_province.clone().unwrap_or_default()) }
+                    td { small { (r.message_id) } }
+                }
+            }
+        }
+    };
+    Ok(page("查询审计(国家平台)", body).into_response())
+}

@@ -37,15 +37,32 @@ pub async fn list(
     _: NationalOffice,
     Query(q): Query<LookupQuery>,
 ) -> Result<Response, ApiError> {
-    let province = match q.province.as_deref().map(ProvinceCode::parse).transpose() {
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    let filter = filter(&mut conn, q.province.as_deref(), q.student.as_deref(), q.since, q.limit).await?;
+    Ok(Json(lookups::search(&mut conn, &filter).await.map_err(internal)?).into_response())
+}
+
+/// The audit's filter for a province and a student as the national office names them: the
+/// student by any identifier, digested under the audit's key (with, for a document number,
+/// the student IDs the index holds for it, so that the lookups that found him count too).
+///
+/// # Errors
+/// A province or student that does not parse (400), or the database (503).
+pub(crate) async fn filter(
+    conn: &mut sqlx::PgConnection,
+    province: Option<&str>,
+    student: Option<&str>,
+    since: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+) -> Result<lookups::Filter, ApiError> {
+    let province = match province.map(ProvinceCode::parse).transpose() {
         Ok(p) => p.map(|p| p.code().to_owned()),
         Err(e) => return Err(error(StatusCode::BAD_REQUEST, ErrorCode::Schema, &format!("province: {e}"))),
     };
-    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
-    let digests = match q.student.as_deref() {
+    let digests = match student {
         None => None,
         Some(s) => {
-            let key = lookups::audit_key(&mut conn).await.map_err(internal)?;
+            let key = lookups::audit_key(conn).await.map_err(internal)?;
             let mut digests = Vec::new();
             if let Ok(id) = StudentId::parse(s) {
                 digests.push(audit_digest(&key, AuditKeyKind::StudentId, id.as_ref()));
@@ -57,8 +74,7 @@ pub async fn list(
                     LookupKey::StudentId(id) => id.to_string(),
                 };
                 digests.push(audit_digest(&key, AuditKeyKind::Document, &number));
-                // The lookups that found him by his student ID, through the index.
-                for e in store::index::by_document(&mut conn, &number).await.map_err(internal)? {
+                for e in store::index::by_document(conn, &number).await.map_err(internal)? {
                     digests.push(audit_digest(&key, AuditKeyKind::StudentId, e.summary.student_id.as_ref()));
                 }
             }
@@ -69,6 +85,5 @@ pub async fn list(
             Some(digests)
         }
     };
-    let filter = lookups::Filter { province, digests, since: q.since, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
-    Ok(Json(lookups::search(&mut conn, &filter).await.map_err(internal)?).into_response())
+    Ok(lookups::Filter { province, digests, since, limit: limit.unwrap_or(100).clamp(1, 1000) })
 }

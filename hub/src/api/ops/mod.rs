@@ -8,7 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod dead_letters;
 pub mod links;
-mod lookups;
+pub(crate) mod lookups;
 pub mod openapi;
 pub mod orgcodes;
 mod problems;
