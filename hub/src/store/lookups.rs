@@ -30,12 +30,16 @@ pub async fn recent(conn: &mut PgConnection, province: &str, key_digest: &[u8]) 
         .bind(province)
         .execute(&mut *conn)
         .await?;
-    // clock_timestamp, not now(): in a group committed together, now() is the group's start.
+    // statement_timestamp, not now(): in a group committed together, now() is the group's start;
+    // and not clock_timestamp(), which is volatile and cannot bound an index scan.
+    // Two counts, each on its own index: a busy province's hour is tens of thousands of rows,
+    // its minute at most the limit, one student's hour a handful.
     let (answered_last_minute, of_student_last_hour): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE at > clock_timestamp() - interval '1 minute'
-                                 AND outcome IN ('found', 'not_found')),
-                count(*) FILTER (WHERE key_digest = $2)
-         FROM lookup_audit WHERE province = $1 AND at > clock_timestamp() - interval '1 hour'",
+        "SELECT (SELECT count(*) FROM lookup_audit
+                 WHERE province = $1 AND at > statement_timestamp() - interval '1 minute'
+                   AND outcome IN ('found', 'not_found')),
+                (SELECT count(*) FROM lookup_audit
+                 WHERE key_digest = $2 AND at > statement_timestamp() - interval '1 hour' AND province = $1)",
     )
     .bind(province)
     .bind(key_digest)
@@ -63,7 +67,7 @@ pub async fn record(conn: &mut PgConnection, e: &NewEntry<'_>) -> sqlx::Result<(
     sqlx::query(
         "INSERT INTO lookup_audit (at, province, requested_by, message_id, key_kind, key_digest, outcome,
                                    found_province, found_digest)
-         VALUES (clock_timestamp(), $1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES (statement_timestamp(), $1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(e.province)
     .bind(e.requested_by)
