@@ -5,9 +5,10 @@
 //!
 //! Batches are pipelined: while the broker confirms one batch, the next is claimed (the rows
 //! after it) and published on the same channel, so the order of publication is the order of
-//! the outbox and neither the broker's nor PostgreSQL's fsync stalls the flow. Each batch is
-//! claimed, stamped and committed in a transaction of its own, on connections of the relay's
-//! own (never waiting behind the consumer's workers for the pool). The stamps commit
+//! the outbox and neither the broker's nor PostgreSQL's fsync stalls the flow. A batch costs
+//! two statements, each its own transaction: the read of its rows and, once confirmed, their
+//! stamp — no transaction is held open across the broker's confirm, on connections of the
+//! relay's own (never waiting behind the consumer's workers for the pool). The stamps commit
 //! asynchronously (`synchronous_commit = off`): a stamp lost in a database crash only sends
 //! its rows again, which receivers recognize.
 
@@ -75,7 +76,7 @@ pub async fn run(
     }
 }
 
-/// A batch published and waiting for its confirms, its rows locked by its open transaction.
+/// A batch published and waiting for its confirms.
 struct InFlight {
     conn: PgConnection,
     rows: Vec<Pending>,
@@ -235,17 +236,15 @@ fn stage(name: &'static str, since: Instant) -> Instant {
 
 enum Claimed {
     Published(InFlight),
-    /// Nothing due: the connection back, its transaction ended.
+    /// Nothing due: the connection back.
     Nothing(PgConnection),
 }
 
-/// Claims the due rows after `after` in a transaction left open on `conn`, and publishes them.
+/// Reads the due rows after `after` on `conn`, and publishes them.
 async fn claim(mut conn: PgConnection, publisher: &Publisher, after: i64) -> Result<Claimed> {
     let t = Instant::now();
-    sqlx::raw_sql("BEGIN").execute(&mut conn).await?;
     let rows = outbox::claim_due(&mut conn, after, BATCH, BATCH_BYTES).await?;
     if rows.is_empty() {
-        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await?;
         return Ok(Claimed::Nothing(conn));
     }
     let t = stage("claim", t);
@@ -267,7 +266,7 @@ async fn claim(mut conn: PgConnection, publisher: &Publisher, after: i64) -> Res
 }
 
 /// Waits for a batch's confirms, stamps what the broker took (and schedules again what it did
-/// not), and commits; returns the connection.
+/// not); returns the connection.
 async fn settle(mut batch: InFlight) -> Result<PgConnection> {
     batch.confirmed().await;
     let InFlight { mut conn, rows, outcomes, published, .. } = batch;
@@ -294,8 +293,7 @@ async fn settle(mut batch: InFlight) -> Result<PgConnection> {
     let t = stage("confirm", published);
     crate::failpoint::pass(crate::failpoint::RELAY_AFTER_CONFIRM);
     outbox::mark_sent(&mut conn, &sent).await?;
-    sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
-    stage("commit", t);
+    stage("stamp", t);
     metrics::counter!("hub_outbox_published_total").increment(sent.len() as u64);
     Ok(conn)
 }

@@ -90,7 +90,7 @@ fn describe() {
     describe_histogram!(
         "hub_relay_stage_seconds",
         metrics::Unit::Seconds,
-        "Time of each stage of a relay batch: claim, publish, confirm, commit."
+        "Time of each stage of a relay batch: claim (its read), publish, confirm, stamp."
     );
     describe_histogram!(
         "hub_outbox_delay_seconds",

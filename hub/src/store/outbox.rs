@@ -140,10 +140,11 @@ pub async fn replay(
     Ok((n, kept))
 }
 
-/// Locks the oldest due, unsent rows after `after` (an outbox id; 0 for all): up to `limit`
+/// Reads the oldest due, unsent rows after `after` (an outbox id; 0 for all): up to `limit`
 /// of them and, beyond the first, no more than `max_bytes` of bodies together (a backlog of
-/// large archives must not be read into memory at once). Rows locked by another transaction
-/// are skipped.
+/// large archives must not be read into memory at once). Nothing is locked: one relay publishes
+/// at a time (its advisory lock), and a row that two relays publish around a change of leader
+/// is only sent twice, which receivers recognize.
 ///
 /// # Errors
 /// Database errors.
@@ -160,7 +161,7 @@ pub async fn claim_due(conn: &mut PgConnection, after: i64, limit: i64, max_byte
                      ORDER BY outbox_id LIMIT $2) due
                WINDOW w AS (ORDER BY outbox_id)) chosen USING (outbox_id)
          WHERE (chosen.n = 1 OR chosen.total <= $3) AND o.sent_at IS NULL
-         ORDER BY o.outbox_id FOR UPDATE OF o SKIP LOCKED",
+         ORDER BY o.outbox_id",
     )
     .bind(after)
     .bind(limit)
