@@ -39,10 +39,14 @@ const BATCH: i64 = 1000;
 const BATCH_BYTES: i64 = 8 * 1024 * 1024 / PIPELINE as i64;
 /// Batches published and not yet confirmed and stamped, at most (each holds one connection).
 const PIPELINE: usize = 4;
-/// While batches follow one another without a pause, the rows before the newest batch (due
-/// again after a failed attempt, or replayed by an operator) are looked at again at least
-/// this often.
-const SWEEP: Duration = Duration::from_secs(1);
+/// A read looks at the rows above the highest id read this long ago: ids are taken in order
+/// when rows are written, so a row below it belongs to a transaction older than this, which a
+/// sweep finds. (Reading from the lowest unsent id each time would walk every row stamped
+/// since the last vacuum: the stamps leave dead entries in the unsent-rows index.)
+const GRACE: Duration = Duration::from_secs(10);
+/// Every this often a read looks at every unsent row: rows of transactions longer than
+/// [`GRACE`], rows due again after a failed attempt, rows an operator replays.
+const SWEEP: Duration = Duration::from_secs(5);
 
 /// Relays until `shutdown` turns true and the consumer has stopped (`drained` is then awaited:
 /// what was committed before the stop still goes out).
@@ -84,6 +88,8 @@ struct InFlight {
     confirms: futures_util::future::BoxFuture<'static, Result<Vec<Published>>>,
     outcomes: Option<Result<Vec<Published>>>,
     published: Instant,
+    /// The read stopped at a limit (rows or bytes): more rows may be due at once.
+    full: bool,
 }
 
 impl InFlight {
@@ -137,13 +143,13 @@ async fn session(
     health.relaying.store(true, Ordering::SeqCst);
 
     let mut flight: VecDeque<InFlight> = VecDeque::with_capacity(PIPELINE);
-    // Whether rows may be due that no claim has looked at: a wake-up came after the last claim
-    // began, or a claim took only the rows after a batch in flight (a transaction that took
-    // a lower outbox id may have committed later), or the wait timed out (a failed row may be
-    // due again).
+    // Whether rows may be due that no read has seen: a wake-up came after the last read began,
+    // the last read filled a batch, or the wait timed out (a failed row may be due again).
     let mut dirty = true;
-    let mut swept = Instant::now();
     let mut lock_checked = Instant::now();
+    // The highest outbox id read, and when: (time, highest id read by then), oldest first.
+    let mut marks: VecDeque<(Instant, i64)> = VecDeque::new();
+    let mut swept: Option<Instant> = None;
     loop {
         dirty |= woken(&mut listener)?;
         if lock_checked.elapsed() >= Duration::from_secs(1) {
@@ -151,33 +157,44 @@ async fn session(
             sqlx::query("SELECT 1").execute(&mut lock_conn).await.context("Relay lock connection lost")?;
             lock_checked = Instant::now();
         }
-        // Claim and publish the next batch while fewer than PIPELINE are in flight: the rows
-        // after the newest batch in flight, or all due rows when none is in flight — at the
-        // latest every SWEEP, the batches in flight settling first, so that rows due again
-        // are never passed over.
-        let newest = flight.back().and_then(|b| b.rows.last()).map(|r| r.outbox_id);
-        if dirty && !idle.is_empty() && !(newest.is_some() && swept.elapsed() >= SWEEP) {
+        // Read and publish the next batch while fewer than PIPELINE are in flight: the due,
+        // unsent rows but those in flight, in outbox order, above the floor — so a row whose
+        // transaction took a lower id but committed later goes out with the next batch, not
+        // after a pause.
+        if dirty && !idle.is_empty() {
             let c = idle.pop().expect("an idle connection");
-            // Wake-ups are taken before the claim: one that comes after it may be for rows it
-            // did not see, and makes the loop claim again.
+            // Wake-ups are taken before the read: one that comes after it may be for rows it
+            // did not see, and makes the loop read again.
             while listener.next_buffered().is_some() {}
-            dirty = newest.is_some();
-            if newest.is_none() {
-                swept = Instant::now();
+            let in_flight: Vec<i64> = flight.iter().flat_map(|b| b.rows.iter().map(|r| r.outbox_id)).collect();
+            while marks.len() > 1 && marks[1].0.elapsed() >= GRACE {
+                marks.pop_front();
             }
-            match claim(c, &publisher, newest.unwrap_or(0)).await? {
+            let mut floor = marks.front().filter(|m| m.0.elapsed() >= GRACE).map_or(0, |m| m.1);
+            if swept.is_none_or(|t| t.elapsed() >= SWEEP) {
+                floor = 0;
+                swept = Some(Instant::now());
+            }
+            match claim(c, &publisher, floor, &in_flight).await? {
                 Claimed::Published(batch) => {
+                    let highest = batch.rows.iter().map(|r| r.outbox_id).max().unwrap_or(0);
+                    if marks.back().is_none_or(|m| m.1 < highest) {
+                        marks.push_back((Instant::now(), highest));
+                    }
+                    dirty = batch.full;
                     flight.push_back(batch);
                     continue;
                 }
-                Claimed::Nothing(c) => idle.push(c),
+                Claimed::Nothing(c) => {
+                    dirty = false;
+                    idle.push(c);
+                }
             }
         }
         if let Some(front) = flight.front_mut() {
-            // While another batch may be claimed, a wake-up interrupts the wait for the oldest
+            // While another batch may be read, a wake-up interrupts the wait for the oldest
             // batch's confirms: rows committed meanwhile go out without waiting for them.
-            let claimable = !dirty && !idle.is_empty() && swept.elapsed() < SWEEP;
-            if claimable {
+            if !dirty && !idle.is_empty() {
                 tokio::select! {
                     () = front.confirmed() => {}
                     n = listener.try_recv() => {
@@ -240,15 +257,18 @@ enum Claimed {
     Nothing(PgConnection),
 }
 
-/// Reads the due rows after `after` on `conn`, and publishes them.
-async fn claim(mut conn: PgConnection, publisher: &Publisher, after: i64) -> Result<Claimed> {
+/// Reads the due rows above `floor` but those in flight on `conn`, and publishes them.
+async fn claim(mut conn: PgConnection, publisher: &Publisher, floor: i64, in_flight: &[i64]) -> Result<Claimed> {
     let t = Instant::now();
-    let rows = outbox::claim_due(&mut conn, after, BATCH, BATCH_BYTES).await?;
+    let rows = outbox::claim_due(&mut conn, floor, in_flight, BATCH, BATCH_BYTES).await?;
     if rows.is_empty() {
         return Ok(Claimed::Nothing(conn));
     }
     let t = stage("claim", t);
     metrics::histogram!("hub_relay_batch_rows").record(rows.len() as f64);
+    // A read that took half the byte budget may have stopped at it.
+    let bytes: usize = rows.iter().map(|r| r.body.len()).sum();
+    let full = rows.len() as i64 >= BATCH || bytes as i64 >= BATCH_BYTES / 2;
     crate::failpoint::pass(crate::failpoint::RELAY_BEFORE_PUBLISH);
     let mut confirms = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -262,7 +282,7 @@ async fn claim(mut conn: PgConnection, publisher: &Publisher, after: i64) -> Res
         }
         Ok(outcomes)
     });
-    Ok(Claimed::Published(InFlight { conn, rows, confirms, outcomes: None, published }))
+    Ok(Claimed::Published(InFlight { conn, rows, confirms, outcomes: None, published, full }))
 }
 
 /// Waits for a batch's confirms, stamps what the broker took (and schedules again what it did

@@ -47,18 +47,32 @@ async fn the_relay_claims_by_count_and_bytes_and_is_woken_once_the_outbox_commit
     let mut conn = pool.acquire().await.unwrap();
     // The first row is taken even when it alone is over the byte bound.
     let sizes = |rows: &[outbox::Pending]| rows.iter().map(|r| r.body.len()).collect::<Vec<_>>();
-    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, 10, 1000).await.unwrap()), [3000]);
-    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, 10, 4200).await.unwrap()), [3000, 400, 400, 400]);
-    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, 2, 1 << 20).await.unwrap()), [3000, 400]);
-    // The pipelined relay claims the rows after the batch it has in flight; those rows are
-    // not skipped by the lock of the batch before, they are not asked for.
-    let mut first = pool.begin().await.unwrap();
-    let batch = outbox::claim_due(&mut first, 0, 2, 1 << 20).await.unwrap();
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, &[], 10, 1000).await.unwrap()), [3000]);
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, &[], 10, 4200).await.unwrap()), [3000, 400, 400, 400]);
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, &[], 2, 1 << 20).await.unwrap()), [3000, 400]);
+    // The pipelined relay reads every due row but those of the batches in flight (nothing is
+    // locked: one relay reads at a time).
+    let batch = outbox::claim_due(&mut conn, 0, &[], 2, 1 << 20).await.unwrap();
     assert_eq!(sizes(&batch), [3000, 400]);
-    let last = batch.last().unwrap().outbox_id;
-    let next = outbox::claim_due(&mut conn, last, 10, 1 << 20).await.unwrap();
+    let in_flight: Vec<i64> = batch.iter().map(|r| r.outbox_id).collect();
+    let next = outbox::claim_due(&mut conn, 0, &in_flight, 10, 1 << 20).await.unwrap();
     assert_eq!(sizes(&next), [400, 400, 400]);
-    assert!(next.iter().all(|r| r.outbox_id > last), "only rows after the batch in flight");
+    assert!(next.iter().all(|r| !in_flight.contains(&r.outbox_id)), "none of the batch in flight");
+    // A row stamped sent is not read again; one of a lower id committed later is, first.
+    outbox::mark_sent(&mut conn, &in_flight).await.unwrap();
+    let mut late = pool.begin().await.unwrap();
+    let lower = outbox_row(100);
+    outbox::enqueue(&mut late, &lower, None).await.unwrap();
+    let mut later = pool.begin().await.unwrap();
+    outbox::enqueue(&mut later, &outbox_row(50), None).await.unwrap();
+    later.commit().await.unwrap();
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, 0, &[], 10, 1 << 20).await.unwrap()), [400, 400, 400, 50]);
+    late.commit().await.unwrap();
+    let all = outbox::claim_due(&mut conn, 0, &[], 10, 1 << 20).await.unwrap();
+    assert_eq!(sizes(&all), [400, 400, 400, 100, 50]);
+    // Above a floor, only the rows above it.
+    let floor = all[3].outbox_id;
+    assert_eq!(sizes(&outbox::claim_due(&mut conn, floor, &[], 10, 1 << 20).await.unwrap()), [50]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -140,7 +140,8 @@ pub async fn replay(
     Ok((n, kept))
 }
 
-/// Reads the oldest due, unsent rows after `after` (an outbox id; 0 for all): up to `limit`
+/// Reads the oldest due, unsent rows above `floor` but those of `in_flight` (outbox ids; a
+/// floor of 0 for all): up to `limit`
 /// of them and, beyond the first, no more than `max_bytes` of bodies together (a backlog of
 /// large archives must not be read into memory at once). Nothing is locked: one relay publishes
 /// at a time (its advisory lock), and a row that two relays publish around a change of leader
@@ -148,7 +149,13 @@ pub async fn replay(
 ///
 /// # Errors
 /// Database errors.
-pub async fn claim_due(conn: &mut PgConnection, after: i64, limit: i64, max_bytes: i64) -> sqlx::Result<Vec<Pending>> {
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    floor: i64,
+    in_flight: &[i64],
+    limit: i64,
+    max_bytes: i64,
+) -> sqlx::Result<Vec<Pending>> {
     // One statement: the sizes (read from the values' headers, not their content) and a running
     // total choose the rows; only the chosen rows are read and locked.
     sqlx::query_as(
@@ -157,15 +164,17 @@ pub async fn claim_due(conn: &mut PgConnection, after: i64, limit: i64, max_byte
          FROM outbox o
          JOIN (SELECT outbox_id, row_number() OVER w AS n, sum(greatest(octet_length(body), 1)) OVER w AS total
                FROM (SELECT outbox_id, body FROM outbox
-                     WHERE sent_at IS NULL AND next_attempt_at <= now() AND outbox_id > $1
+                     WHERE sent_at IS NULL AND next_attempt_at <= now() AND outbox_id > $4
+                       AND NOT (outbox_id = ANY($1))
                      ORDER BY outbox_id LIMIT $2) due
                WINDOW w AS (ORDER BY outbox_id)) chosen USING (outbox_id)
          WHERE (chosen.n = 1 OR chosen.total <= $3) AND o.sent_at IS NULL
          ORDER BY o.outbox_id",
     )
-    .bind(after)
+    .bind(in_flight)
     .bind(limit)
     .bind(max_bytes)
+    .bind(floor)
     .fetch_all(conn)
     .await
 }
