@@ -14,6 +14,8 @@ pub struct Context {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
     pub rules: Arc<CaseRules>,
+    /// The lookup audit's key, read from the database at its first use: it never changes.
+    pub lookup_audit_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
 }
 
 impl Context {
@@ -21,6 +23,6 @@ impl Context {
     /// When the case rules cannot be built (e.g. an invalid calendar file).
     pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Context> {
         let rules = Arc::new(CaseRules::new(&settings)?);
-        Ok(Context { pool, settings: Arc::new(settings), rules })
+        Ok(Context { pool, settings: Arc::new(settings), rules, lookup_audit_key: Arc::default() })
     }
 }

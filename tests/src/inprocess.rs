@@ -144,6 +144,18 @@ impl Hub {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (status, bytes) = self.call(role, method, path, body).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    /// Reads a console page as `role`: the status and the HTML.
+    pub async fn page(&self, role: Role, path: &str) -> (u16, String) {
+        let (status, bytes) = self.call(role, "GET", path, String::new()).await;
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn call(&self, role: Role, method: &str, path: &str, body: String) -> (u16, axum::body::Bytes) {
         use tower::ServiceExt as _;
         let issued = self.ca.issue(&Profile::new(role, 30)).expect("certificate");
         let mut conn = self.pool.acquire().await.unwrap();
@@ -153,28 +165,12 @@ impl Hub {
             .method(method)
             .uri(path)
             .header("content-type", "application/json")
-            .body(axum::body::Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .body(axum::body::Body::from(body))
             .unwrap();
         request.extensions_mut().insert(certs::serve::Peer(issued.info));
         let response = hub::api::ops::router(self.ctx.clone()).oneshot(request).await.expect("an answer");
         let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or_default())
-    }
-
-    /// Reads a console page as `role`: the status and the HTML.
-    pub async fn page(&self, role: Role, path: &str) -> (u16, String) {
-        use tower::ServiceExt as _;
-        let issued = self.ca.issue(&Profile::new(role, 30)).expect("certificate");
-        let mut conn = self.pool.acquire().await.unwrap();
-        hub::store::certs::register(&mut conn, &issued.info).await.unwrap();
-        drop(conn);
-        let mut request = axum::http::Request::builder().uri(path).body(axum::body::Body::empty()).unwrap();
-        request.extensions_mut().insert(certs::serve::Peer(issued.info));
-        let response = hub::api::ops::router(self.ctx.clone()).oneshot(request).await.expect("an answer");
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        (status, axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap())
     }
 
     /// A two-province ID duplicate that both sides attested, waiting for the national office:

@@ -13,8 +13,8 @@ use crate::context::Context;
 use crate::outgoing::Reply;
 use crate::store;
 use crate::workflow::index::{
-    AuditKeyKind, Decision, IndexEntry, Limited, answer_lookup, audit_digest, decide_removal, decide_upsert,
-    lookup_allowed,
+    AuditKeyKind, Decision, IndexEntry, Limited, answer_lookup, audit_digest, audit_identity, decide_removal,
+    decide_upsert, lookup_allowed,
 };
 
 fn result(to: ProvinceCode, applied: u32, stale: u32, conflicting: u32) -> Effects {
@@ -138,6 +138,15 @@ pub async fn remove(
     Ok(effects)
 }
 
+/// The lookup audit's key, read once per process.
+///
+/// # Errors
+/// Database errors.
+pub async fn audit_key<'c>(ctx: &'c Context, conn: &mut PgConnection) -> sqlx::Result<&'c [u8]> {
+    let key = ctx.lookup_audit_key.get_or_try_init(|| store::lookups::audit_key(conn)).await?;
+    Ok(key.as_slice())
+}
+
 /// Answers from the index, within the province's lookup limits, and audits the lookup — who,
 /// about whom (a keyed digest), when, and what was answered — whether answered or refused.
 pub async fn lookup(
@@ -148,13 +157,9 @@ pub async fn lookup(
     req: &LookupRequest,
 ) -> Result<Effects> {
     let sender = Party::Province(province);
-    let key = store::lookups::audit_key(conn).await?;
-    let (kind, identifier) = match &req.key {
-        LookupKey::StudentId(id) => (AuditKeyKind::StudentId, id.to_string()),
-        LookupKey::ResidentId(n) => (AuditKeyKind::Document, n.to_string()),
-        LookupKey::DocumentNumber(n) => (AuditKeyKind::Document, n.to_string()),
-    };
-    let digest = audit_digest(&key, kind, &identifier);
+    let key = audit_key(ctx, conn).await?;
+    let (kind, identifier) = audit_identity(&req.key);
+    let digest = audit_digest(key, kind, &identifier);
     let recent = store::lookups::recent(conn, province.code(), &digest).await?;
     let mut entry = store::lookups::NewEntry {
         province: province.code(),
@@ -199,7 +204,7 @@ pub async fn lookup(
         |e| problems.get(e.summary.student_id.as_ref()).copied(),
     );
     let found =
-        student.as_ref().map(|m| (m.province, audit_digest(&key, AuditKeyKind::StudentId, m.student_id.as_ref())));
+        student.as_ref().map(|m| (m.province, audit_digest(key, AuditKeyKind::StudentId, m.student_id.as_ref())));
     if let Some((p, d)) = &found {
         entry.outcome = "found";
         entry.found_province = Some(p.code());

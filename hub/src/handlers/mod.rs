@@ -9,6 +9,7 @@
 pub mod case;
 pub mod delivery;
 mod index;
+pub use index::audit_key as lookup_audit_key;
 pub mod orgcode;
 pub mod problem;
 

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use schemas::ErrorCode;
 use schemas::ids::{PersonName, ProvinceCode};
-use schemas::messages::{LookupMatch, ProblemKind, StudentStatus, StudentSummary};
+use schemas::messages::{LookupKey, LookupMatch, ProblemKind, StudentStatus, StudentSummary};
 
 /// One student in the index.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +135,15 @@ pub fn audit_digest(key: &[u8], kind: AuditKeyKind, identifier: &str) -> Vec<u8>
     mac.update(b":");
     mac.update(identifier.as_bytes());
     mac.finalize().into_bytes().to_vec()
+}
+
+/// What the audit digests of a lookup's key: its kind and canonical form.
+pub fn audit_identity(key: &LookupKey) -> (AuditKeyKind, String) {
+    match key {
+        LookupKey::StudentId(id) => (AuditKeyKind::StudentId, id.to_string()),
+        LookupKey::ResidentId(n) => (AuditKeyKind::Document, n.to_string()),
+        LookupKey::DocumentNumber(n) => (AuditKeyKind::Document, n.to_string()),
+    }
 }
 
 /// The kind of identifier a lookup gave.

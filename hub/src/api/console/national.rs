@@ -219,7 +219,8 @@ pub async fn lookups(
     let (province, student) = (nonempty(&f.province), nonempty(&f.student));
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     let filter =
-        crate::api::ops::lookups::filter(&mut conn, province.as_deref(), student.as_deref(), None, Some(200)).await?;
+        crate::api::ops::lookups::filter(&ctx, &mut conn, province.as_deref(), student.as_deref(), None, Some(200))
+            .await?;
     let rows = crate::store::lookups::search(&mut conn, &filter).await.map_err(internal)?;
     let body = html! {
         form.filters method="get" action=(paths::LOOKUPS) {

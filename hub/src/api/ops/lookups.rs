@@ -15,8 +15,9 @@ use serde::Deserialize;
 use super::auth::NationalOffice;
 use super::{ApiError, error, internal};
 use crate::context::Context;
+use crate::handlers::lookup_audit_key as audit_key;
 use crate::store::{self, lookups};
-use crate::workflow::index::{AuditKeyKind, audit_digest};
+use crate::workflow::index::{AuditKeyKind, audit_digest, audit_identity};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +39,7 @@ pub async fn list(
     Query(q): Query<LookupQuery>,
 ) -> Result<Response, ApiError> {
     let mut conn = ctx.pool.acquire().await.map_err(internal)?;
-    let filter = filter(&mut conn, q.province.as_deref(), q.student.as_deref(), q.since, q.limit).await?;
+    let filter = filter(&ctx, &mut conn, q.province.as_deref(), q.student.as_deref(), q.since, q.limit).await?;
     Ok(Json(lookups::search(&mut conn, &filter).await.map_err(internal)?).into_response())
 }
 
@@ -49,6 +50,7 @@ pub async fn list(
 /// # Errors
 /// A province or student that does not parse (400), or the database (503).
 pub(crate) async fn filter(
+    ctx: &Context,
     conn: &mut sqlx::PgConnection,
     province: Option<&str>,
     student: Option<&str>,
@@ -62,20 +64,18 @@ pub(crate) async fn filter(
     let digests = match student {
         None => None,
         Some(s) => {
-            let key = lookups::audit_key(conn).await.map_err(internal)?;
+            let key = audit_key(ctx, conn).await.map_err(internal)?;
+            // The identifier as a lookup would have given it: a student ID, a document number.
+            let keys = [StudentId::parse(s).ok().map(LookupKey::StudentId), LookupKey::document(s).ok()];
             let mut digests = Vec::new();
-            if let Ok(id) = StudentId::parse(s) {
-                digests.push(audit_digest(&key, AuditKeyKind::StudentId, id.as_ref()));
-            }
-            if let Ok(key_of) = LookupKey::document(s) {
-                let number = match &key_of {
-                    LookupKey::ResidentId(n) => n.to_string(),
-                    LookupKey::DocumentNumber(n) => n.to_string(),
-                    LookupKey::StudentId(id) => id.to_string(),
-                };
-                digests.push(audit_digest(&key, AuditKeyKind::Document, &number));
-                for e in store::index::by_document(conn, &number).await.map_err(internal)? {
-                    digests.push(audit_digest(&key, AuditKeyKind::StudentId, e.summary.student_id.as_ref()));
+            for k in keys.into_iter().flatten() {
+                let (kind, identifier) = audit_identity(&k);
+                digests.push(audit_digest(key, kind, &identifier));
+                if kind == AuditKeyKind::Document {
+                    // The lookups that found him by his student ID, through the index.
+                    for e in store::index::by_document(conn, &identifier).await.map_err(internal)? {
+                        digests.push(audit_digest(key, AuditKeyKind::StudentId, e.summary.student_id.as_ref()));
+                    }
                 }
             }
             if digests.is_empty() {
