@@ -31,6 +31,8 @@ mod request;
 pub mod serve;
 #[cfg(feature = "settings")]
 pub mod settings;
+#[cfg(feature = "sign")]
+pub mod signature;
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -184,6 +184,15 @@ pub fn identity_files(
         },
     }
     key_matches(report, label, &info, key);
+    // Everything this party sends is signed with this key.
+    #[cfg(feature = "sign")]
+    if let Err(e) = crate::signature::Signer::load(cert, key) {
+        report.fail(
+            "signing",
+            format!("{label}: messages cannot be signed with {}: {e}", key.display()),
+            "use the certificate's own key, of a type the exchange signs with (EC P-256 or P-384, RSA, Ed25519)",
+        );
+    }
     match crate::files::key_exposure(key) {
         Some(why) => {
             report.fail("key file", why, format!("chmod 600 {}, owned by the user the service runs as", key.display()))
