@@ -16,6 +16,7 @@ pub mod identity;
 pub mod link;
 pub mod runner;
 pub mod sequence;
+pub mod signing;
 pub mod simulate;
 pub mod store;
 pub mod webhook;

@@ -72,6 +72,10 @@ pub struct Link {
     pub me: Party,
     pub pool: SqlitePool,
     pub state: Arc<LinkState>,
+    /// Signs what this province publishes.
+    pub signer: Arc<certs::signature::Signer>,
+    /// Checks the hub's signatures.
+    pub hub_keys: Arc<crate::signing::HubKeys>,
 }
 
 impl Link {
@@ -282,6 +286,16 @@ impl Link {
             d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a refused message")?;
             return Ok(());
         }
+        if let Err(why) = self.hub_keys.check(&d.data, d.properties.headers().as_ref()) {
+            // From the hub's broker account but not signed by the hub: kept aside like a
+            // message not from the hub, never handed over.
+            let id = fallback_id();
+            warn!(message_id = %id, error = %why, size = d.data.len(), "Message without a valid hub signature refused.");
+            store::refuse(&self.pool, &id, user_id.as_deref(), &format!("signature: {why}"), &d.data, &sha256).await?;
+            metrics::counter!("adapter_messages_refused_total").increment(1);
+            d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a refused message")?;
+            return Ok(());
+        }
         let parsed = codec::from_xml(&d.data, self.settings.limits.max_message_bytes);
         // Nothing is dropped: what cannot be read is kept, with the reason, for the provincial
         // system and the operators to see.
@@ -361,6 +375,15 @@ impl Link {
             let mut in_flight = Vec::with_capacity(rows.len());
             for row in &rows {
                 let mut headers = FieldTable::default();
+                let signature = self.signer.sign(&row.body);
+                headers.insert(
+                    schemas::topology::SIGNATURE_HEADER.into(),
+                    AMQPValue::LongString(LongString::from(signature.value_base64())),
+                );
+                headers.insert(
+                    schemas::topology::SIGNER_HEADER.into(),
+                    AMQPValue::LongString(LongString::from(signature.signer)),
+                );
                 if let Some(case) = &row.case_id {
                     headers.insert(
                         schemas::topology::CASE_ID_HEADER.into(),

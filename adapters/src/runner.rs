@@ -72,7 +72,20 @@ pub async fn run(settings: Settings) -> Result<()> {
     let state = Arc::new(LinkState::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let link = Link { settings: settings.clone(), me, pool: pool.clone(), state: state.clone() };
+    // What it publishes is signed with its certificate's key; what the hub sends is checked
+    // against the exchange CA.
+    let signer = certs::signature::Signer::load(&settings.broker.cert, &settings.broker.key)
+        .context("Failed to load the signing key")?;
+    let ca_pem = std::fs::read(&settings.broker.ca)
+        .with_context(|| format!("Failed to read {}", settings.broker.ca.display()))?;
+    let link = Link {
+        settings: settings.clone(),
+        me,
+        pool: pool.clone(),
+        state: state.clone(),
+        signer: Arc::new(signer),
+        hub_keys: Arc::new(crate::signing::HubKeys::new(ca_pem)),
+    };
     let mut link_task = tokio::spawn(link.run(stop_rx.clone()));
     let webhook_task = settings
         .webhook

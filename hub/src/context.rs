@@ -16,6 +16,8 @@ pub struct Context {
     pub rules: Arc<CaseRules>,
     /// The lookup audit's key, read from the database at its first use: it never changes.
     pub lookup_audit_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
+    /// The certificates that signed messages, as verifiers.
+    pub signers: Arc<crate::signers::Signers>,
 }
 
 impl Context {
@@ -23,6 +25,12 @@ impl Context {
     /// When the case rules cannot be built (e.g. an invalid calendar file).
     pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Context> {
         let rules = Arc::new(CaseRules::new(&settings)?);
-        Ok(Context { pool, settings: Arc::new(settings), rules, lookup_audit_key: Arc::default() })
+        Ok(Context {
+            pool,
+            settings: Arc::new(settings),
+            rules,
+            lookup_audit_key: Arc::default(),
+            signers: Arc::default(),
+        })
     }
 }

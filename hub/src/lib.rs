@@ -6,7 +6,8 @@
 //! [`outgoing`] (outbox rows, derived ids) → [`relay`] (outbox → broker with confirms).
 //!
 //! - [`amqp`]: the only code that speaks AMQP: topology, the inbox consumer, the publisher;
-//! - [`service`]: one inbound message: parse, authenticate the sender, detect redeliveries;
+//! - [`service`]: one inbound message: parse, authenticate the sender, check its signature
+//!   ([`signers`]: the registry's certificates as verifiers), detect redeliveries;
 //! - [`unit`](mod@unit): the unit of work every cause shares — a message, a due timer, an operator's
 //!   action (with its audit id): begin, handle, enqueue the replies, commit;
 //! - [`handlers`]: per business, inside the unit of work: gather facts, call the workflow,
@@ -15,6 +16,8 @@
 //!   per business, every (state, event) pair written out, effects returned as complete data;
 //! - [`store`]: the only code with SQL; [`store::register`] is the register of open business
 //!   (one open business per student, and what references a school);
+//! - [`evidence`]: the message log's evidence format — hash chain, checkpoints, the bundle an
+//!   auditor checks with standard tools (pure);
 //! - [`replay`]: operators settling dead letters (replay after a fix, exactly once; discard);
 //! - [`scheduler`]: due timers (typed kinds, owned by a business and its id);
 //!   [`housekeeping`]: retention;
@@ -51,6 +54,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod evidence;
 pub use certs::failpoint;
 pub mod handlers;
 pub mod health;
@@ -64,6 +68,7 @@ pub mod rules;
 pub mod scheduler;
 pub mod schools;
 pub mod service;
+pub mod signers;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

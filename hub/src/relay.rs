@@ -131,7 +131,10 @@ async fn session(
     let conn = amqp::connect(&ctx.settings.broker, &format!("hub-relay-{}", std::process::id())).await?;
     let setup = conn.create_channel().await?;
     declare_core(&setup, ctx.settings.broker.delivery_limit).await?;
-    let publisher = Publisher::open(&conn).await?;
+    // Everything the hub sends is signed with its certificate's key (checked at start too).
+    let signer = certs::signature::Signer::load(&ctx.settings.broker.cert, &ctx.settings.broker.key)
+        .context("Failed to load the hub's signing key")?;
+    let publisher = Publisher::open(&conn, signer).await?;
     let mut listener = PgListener::connect_with(&ctx.pool).await?;
     listener.listen("outbox").await?;
     let mut idle = Vec::with_capacity(PIPELINE);

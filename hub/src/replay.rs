@@ -89,11 +89,15 @@ pub async fn replay(ctx: &Context, id: i64, by: &Actor<'_>) -> Result<Settled> {
     inbox::release_poison(&mut tx, &d.sender, d.message_id).await?;
     dead_letters::settle(&mut tx, id, Settlement::Replayed, by.name, audit_id).await?;
     let message_id = d.message_id.to_string();
+    // Checked again as on arrival, signature included: a replay admits nothing the hub
+    // would have refused then.
     let msg = Inbound {
         body: &kept.body,
         user_id: Some(&d.sender),
         amqp_message_id: Some(&message_id),
         replay: Some(audit_id),
+        signature: kept.signature.as_deref(),
+        signer: kept.signer.as_deref(),
     };
     let handled = service::handle_in(&mut tx, ctx, msg).await?;
     let (code, detail) = match handled {

@@ -57,6 +57,9 @@ error_codes! {
     Schema = "E_SCHEMA", "报文不符合规范", "message does not match the schema";
     /// The envelope's declared sender is not the authenticated sender.
     Sender = "E_SENDER", "发送方与认证身份不符", "declared sender differs from the authenticated sender";
+    /// No signature, or one that does not verify over the message's bytes with the sender's
+    /// admitted certificate (`x-signature`, `x-signer`).
+    Signature = "E_SIGNATURE", "报文未签名或签名验证不通过", "the message is unsigned or its signature does not verify";
     /// A message id seen before, with different content.
     Duplicate = "E_DUPLICATE", "消息编号重复且内容不同", "message id reused with different content";
     /// A message type that the recipient never accepts from this sender.

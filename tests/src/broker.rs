@@ -9,9 +9,16 @@ use schemas::ids::ProvinceCode;
 
 use crate::*;
 
-/// Publishes `body` with confirms, with `user_id` set as given; returns the broker's verdict or
-/// the channel error (a forged `user_id` closes the channel).
-pub async fn publish(conn: &Connection, exchange: &str, routing_key: &str, body: &[u8], user_id: &str) -> Result<()> {
+/// Publishes `body` with confirms, with `user_id` set as given and signed with `creds`' key;
+/// returns the broker's verdict or the channel error (a forged `user_id` closes the channel).
+pub async fn publish(
+    conn: &Connection,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    user_id: &str,
+    creds: &Creds,
+) -> Result<()> {
     use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
@@ -24,7 +31,8 @@ pub async fn publish(conn: &Connection, exchange: &str, routing_key: &str, body:
             lapin::BasicProperties::default()
                 .with_user_id(user_id.into())
                 .with_message_id(uuid::Uuid::new_v4().to_string().into())
-                .with_delivery_mode(2),
+                .with_delivery_mode(2)
+                .with_headers(signed(&creds.signer(), body)),
         )
         .await?
         .await?;
@@ -133,7 +141,8 @@ impl<'a> Persistent<'a> {
             let props = lapin::BasicProperties::default()
                 .with_user_id(self.user.as_str().into())
                 .with_message_id(env.message_id.to_string().into())
-                .with_delivery_mode(2);
+                .with_delivery_mode(2)
+                .with_headers(signed(&self.creds.signer(), body.as_bytes()));
             let sent = async {
                 ch.basic_publish(
                     hub::amqp::names::INBOUND_EXCHANGE.into(),
@@ -156,12 +165,34 @@ impl<'a> Persistent<'a> {
     }
 }
 
-/// Publishes raw bytes with optional `user_id` (a message without one cannot be attributed).
-pub async fn publish_raw(conn: &Connection, body: &[u8], user_id: Option<&str>, message_id: &str) -> Result<()> {
+/// Publishes raw bytes with optional `user_id` (a message without one cannot be attributed),
+/// signed with `creds`' key.
+pub async fn publish_raw(
+    conn: &Connection,
+    body: &[u8],
+    user_id: Option<&str>,
+    message_id: &str,
+    creds: &Creds,
+) -> Result<()> {
+    publish_with(conn, body, user_id, message_id, signed(&creds.signer(), body)).await
+}
+
+/// Publishes raw bytes to the hub with optional `user_id` and the given headers (a signature or
+/// none, as a test forges it).
+pub async fn publish_with(
+    conn: &Connection,
+    body: &[u8],
+    user_id: Option<&str>,
+    message_id: &str,
+    headers: lapin::types::FieldTable,
+) -> Result<()> {
     use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    let mut props = lapin::BasicProperties::default().with_message_id(message_id.into()).with_delivery_mode(2);
+    let mut props = lapin::BasicProperties::default()
+        .with_message_id(message_id.into())
+        .with_delivery_mode(2)
+        .with_headers(headers);
     if let Some(u) = user_id {
         props = props.with_user_id(u.into());
     }

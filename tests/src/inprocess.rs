@@ -4,8 +4,11 @@
 //! processes it exactly as its consumer would ([`hub::service::handle`]), and the test reads
 //! what it wrote to the outbox. Milliseconds per message.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
+use certs::signature::Signer;
 use certs::{Ca, Profile, Role};
 use hub::context::Context;
 use hub::service::{self, Handled, Inbound};
@@ -50,6 +53,29 @@ impl Sent {
     }
 }
 
+/// A province's certificate and key, the same for the whole test process: every in-process
+/// hub registers it, so bytes signed once are accepted by any of them (a test compares two
+/// hubs on the same messages).
+pub fn province(code: &str) -> &'static (certs::CertInfo, Signer) {
+    static CA: OnceLock<Ca> = OnceLock::new();
+    static ISSUED: OnceLock<Mutex<HashMap<String, &'static (certs::CertInfo, Signer)>>> = OnceLock::new();
+    let mut issued = ISSUED.get_or_init(Mutex::default).lock().expect("not poisoned");
+    issued.entry(code.to_owned()).or_insert_with(|| {
+        let ca = CA.get_or_init(|| Ca::create("In-process provinces' CA", 30).expect("a CA"));
+        let made = ca.issue(&Profile::new(Role::Province(code.parse().expect("province")), 30)).expect("issued");
+        let signer = Signer::from_pem(made.cert_pem.as_bytes(), made.key_pem.as_bytes()).expect("its key");
+        Box::leak(Box::new((made.info, signer)))
+    })
+}
+
+/// The signature headers (`x-signature`, `x-signer`) of `body` sent by `sender` (`prov-37`),
+/// as its adapter sets them.
+pub fn signature(sender: &str, body: &[u8]) -> (String, String) {
+    let code = sender.strip_prefix("prov-").expect("a province");
+    let s = province(code).1.sign(body);
+    (s.value_base64(), s.signer)
+}
+
 impl Hub {
     /// A fresh database, migrated, with the given provinces admitted and `extra` settings (TOML
     /// tables).
@@ -80,12 +106,18 @@ impl Hub {
         let ca = Ca::create("In-process CA", 30).unwrap();
         let mut conn = pool.acquire().await.unwrap();
         for p in provinces {
-            let issued = ca.issue(&Profile::new(Role::Province(p.parse().unwrap()), 30)).unwrap();
-            hub::store::certs::register(&mut conn, &issued.info).await.unwrap();
+            hub::store::certs::register(&mut conn, &province(p).0).await.unwrap();
         }
         drop(conn);
         let ctx = Context::new(pool.clone(), settings).expect("rules");
         Hub { ctx, pool, ca, database, admin_url: env.pg_url, _dir: dir }
+    }
+
+    /// Registers `province`'s certificate (the one [`signature`] signs with): the hub admits it
+    /// from now on.
+    pub async fn admit(&self, province: &str) {
+        let mut conn = self.pool.acquire().await.unwrap();
+        hub::store::certs::register(&mut conn, &self::province(province).0).await.unwrap();
     }
 
     /// Adds or replaces schools of the registry: (code, province, active, usable from).
@@ -117,12 +149,18 @@ impl Hub {
 
     /// Sends an envelope as its sender's adapter would.
     pub async fn send_envelope(&self, env: &Envelope) -> Sent {
+        let body = codec::to_xml(env).into_bytes();
+        let user = env.sender.to_string();
+        let (signature, signer) = signature(&user, &body);
+        self.deliver(&user, &body, (Some(&signature), Some(&signer))).await
+    }
+
+    /// Delivers `body` from the broker user `user` with the given signature headers, as the
+    /// consumer hands a delivery over; returns what the hub did.
+    pub async fn deliver(&self, user: &str, body: &[u8], signature: (Option<&str>, Option<&str>)) -> Sent {
         let before: i64 =
             sqlx::query_scalar("SELECT COALESCE(max(outbox_id), 0) FROM outbox").fetch_one(&self.pool).await.unwrap();
-        let body = codec::to_xml(env).into_bytes();
-        let id = env.message_id.to_string();
-        let user = env.sender.to_string();
-        let inbound = Inbound { body: &body, user_id: Some(&user), amqp_message_id: Some(&id), replay: None };
+        let inbound = Inbound::new(body, Some(user), signature);
         let handled = service::handle(&self.ctx, inbound).await.expect("handled");
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT body FROM outbox WHERE outbox_id > $1 AND message_type <> 'dead-letter' ORDER BY outbox_id",

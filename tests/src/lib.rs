@@ -105,6 +105,41 @@ pub struct Creds {
     pub serial: String,
 }
 
+impl Creds {
+    /// The key that signs what this party sends.
+    ///
+    /// # Panics
+    /// When the files are not a certificate and its key.
+    pub fn signer(&self) -> certs::signature::Signer {
+        certs::signature::Signer::load(&self.cert, &self.key).expect("a certificate and its key")
+    }
+}
+
+/// The headers of `body` signed by `signer` with its certificate beside, as the hub publishes
+/// it.
+pub fn signed_with_certificate(signer: &certs::signature::Signer, body: &[u8]) -> lapin::types::FieldTable {
+    use lapin::types::{AMQPValue, LongString};
+    let mut headers = signed(signer, body);
+    headers.insert(
+        schemas::topology::SIGNER_CERTIFICATE_HEADER.into(),
+        AMQPValue::LongString(LongString::from(signer.cert_base64())),
+    );
+    headers
+}
+
+/// The headers of `body` signed by `signer`, as an adapter publishes it.
+pub fn signed(signer: &certs::signature::Signer, body: &[u8]) -> lapin::types::FieldTable {
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    let signature = signer.sign(body);
+    let mut headers = FieldTable::default();
+    headers.insert(
+        schemas::topology::SIGNATURE_HEADER.into(),
+        AMQPValue::LongString(LongString::from(signature.value_base64())),
+    );
+    headers.insert(schemas::topology::SIGNER_HEADER.into(), AMQPValue::LongString(LongString::from(signature.signer)));
+    headers
+}
+
 /// The directory of the workspace's built binaries (`target/debug` or `target/release`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("executable path");

@@ -340,7 +340,7 @@ async fn the_adapter_refuses_a_bad_certificate_and_warns_before_expiry() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_message_in_the_queue_that_did_not_come_from_the_hub_is_never_handed_over() {
+async fn a_message_in_the_queue_that_did_not_come_from_the_hub_or_is_not_signed_by_it_is_never_handed_over() {
     use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
     let bed = TestBed::new().await;
     let a = bed.add_province("37").await;
@@ -348,47 +348,70 @@ async fn a_message_in_the_queue_that_did_not_come_from_the_hub_is_never_handed_o
     let conn = bed.env.connect(&bed.id, &bed.env.hub_cert, &bed.env.hub_key).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let mut hub_said = schemas::samples::envelope(MessageType::CaseStatus);
-    hub_said.sender = Party::Hub;
-    hub_said.recipient = p37();
-    let body = codec::to_xml(&hub_said);
-    // The same envelope twice: once with the user_id the broker vouches for, once without.
-    let queue = |user: Option<&str>, id: &str| {
-        let mut props = lapin::BasicProperties::default().with_message_id(id.into()).with_delivery_mode(2);
+    let hub_key = e2e::Creds { cert: bed.env.hub_cert.clone(), key: bed.env.hub_key.clone(), serial: String::new() };
+    let envelope = || {
+        let mut hub_said = schemas::samples::envelope(MessageType::CaseStatus);
+        hub_said.sender = Party::Hub;
+        hub_said.recipient = p37();
+        hub_said.message_id = schemas::MessageId::new_v7();
+        hub_said
+    };
+    let genuine = envelope();
+    let body = |e: &schemas::Envelope| codec::to_xml(e).into_bytes();
+    // What an attacker could put in the queue: a message without the broker's user_id; one with
+    // it but unsigned; one signed by a province's own key and certificate; one whose bytes were
+    // changed after the hub signed them. Only the genuine one is handed over.
+    let mut changed = body(&envelope());
+    let signed_before = e2e::signed_with_certificate(&hub_key.signer(), &changed);
+    let at = changed.len() - 20;
+    changed[at] ^= 0x01;
+    let attempts: Vec<(&str, Option<&str>, Vec<u8>, lapin::types::FieldTable)> = vec![
+        ("no user_id", None, body(&envelope()), e2e::signed_with_certificate(&hub_key.signer(), &body(&envelope()))),
+        ("unsigned", Some("hub"), body(&envelope()), lapin::types::FieldTable::default()),
+        ("a province's key", Some("hub"), body(&envelope()), {
+            let b = body(&envelope());
+            e2e::signed_with_certificate(&a.signer(), &b)
+        }),
+        ("changed after signing", Some("hub"), changed, signed_before),
+        ("genuine", Some("hub"), body(&genuine), e2e::signed_with_certificate(&hub_key.signer(), &body(&genuine))),
+    ];
+    for (what, user, bytes, headers) in attempts {
+        let mut props = lapin::BasicProperties::default()
+            .with_message_id(uuid::Uuid::new_v4().to_string().into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
         if let Some(u) = user {
             props = props.with_user_id(u.into());
         }
-        props
-    };
-    let forged_id = uuid::Uuid::new_v4().to_string();
-    for (user, id) in [(None, forged_id.as_str()), (Some("hub"), hub_said.message_id.as_ref())] {
-        ch.basic_publish(
-            hub::amqp::names::OUTBOUND_EXCHANGE.into(),
-            "prov-37".into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            queue(user, id),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        let confirm = ch
+            .basic_publish(
+                hub::amqp::names::OUTBOUND_EXCHANGE.into(),
+                "prov-37".into(),
+                BasicPublishOptions::default(),
+                &bytes,
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack(), "{what}");
     }
     let inbox = eventually("the hub's message in the inbox", WAIT, || async {
         let list = adapter.get("/inbox").await;
         (!list.as_array()?.is_empty()).then_some(list)
     })
     .await;
-    eventually("the other one refused", WAIT, || async {
-        (adapter.get("/status").await["refused"] == 1).then_some(())
-    })
-    .await;
+    eventually("the others refused", WAIT, || async { (adapter.get("/status").await["refused"] == 4).then_some(()) })
+        .await;
     let list = inbox.as_array().unwrap();
     assert_eq!(list.len(), 1, "{inbox}");
-    assert_eq!(list[0]["messageId"], hub_said.message_id.to_string());
-    assert_eq!(sqlite_count(&adapter, "SELECT count(*) FROM refused").await, 1);
+    assert_eq!(list[0]["messageId"], genuine.message_id.to_string());
     assert_eq!(sqlite_count(&adapter, "SELECT count(*) FROM inbox").await, 1, "never handed over as the hub's");
-    // The log names the refusal without the content.
+    assert_eq!(sqlite_count(&adapter, "SELECT count(*) FROM refused WHERE reason LIKE 'not from the hub%'").await, 1);
+    assert_eq!(sqlite_count(&adapter, "SELECT count(*) FROM refused WHERE reason LIKE 'signature: %'").await, 3);
+    // The log names the refusals without the content.
     let log = bed.log("adapter");
     assert!(log.contains("Message not from the hub refused"), "{log}");
+    assert!(log.contains("Message without a valid hub signature refused"), "{log}");
 }

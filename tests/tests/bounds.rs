@@ -101,18 +101,18 @@ async fn stored_bytes(pool: &sqlx::PgPool) -> i64 {
 }
 
 /// A hub with `options` running, province 37 admitted and connected, and the hub's database.
-async fn serving_37(options: Options) -> (TestBed, lapin::Connection, sqlx::PgPool) {
+async fn serving_37(options: Options) -> (TestBed, lapin::Connection, sqlx::PgPool, e2e::Creds) {
     let bed = TestBed::with(options).await;
     let a = bed.add_province("37").await;
     bed.spawn_hub("hub").await;
     let conn = bed.connect(&a).await;
     let pool = bed.db().await;
-    (bed, conn, pool)
+    (bed, conn, pool, a)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_oversize_poison_messages_leave_the_hub_s_storage_bounded() {
-    let (_bed, conn, pool) = serving_37(Options {
+    let (_bed, conn, pool, a) = serving_37(Options {
         max_message_bytes: Some(64 * 1024),
         extra_limits: "dead_letter_body_bytes = 4096\npoison_per_minute = 60".into(),
         ..Default::default()
@@ -121,7 +121,7 @@ async fn a_hundred_oversize_poison_messages_leave_the_hub_s_storage_bounded() {
     let before = stored_bytes(&pool).await;
     let junk = vec![b'x'; 1024 * 1024];
     for _ in 0..100 {
-        publish_raw(&conn, &junk, Some("prov-37"), &uuid::Uuid::new_v4().to_string()).await.unwrap();
+        publish_raw(&conn, &junk, Some("prov-37"), &uuid::Uuid::new_v4().to_string(), &a).await.unwrap();
     }
     let seen = || async {
         let (kept, counted): (i64, i64) = sqlx::query_as(
@@ -148,7 +148,7 @@ async fn a_hundred_oversize_poison_messages_leave_the_hub_s_storage_bounded() {
     assert!(grown < 2 * 1024 * 1024, "{grown} bytes for 100 MiB of poison");
     // The hub goes on serving the province.
     let ok = index_upsert("37", vec![student("37", 1)]);
-    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&ok).as_bytes(), "prov-37").await.unwrap();
+    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&ok).as_bytes(), "prov-37", &a).await.unwrap();
     eventually("the valid message applied", WAIT, || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM student_index").fetch_one(&pool).await.ok()?;
         (n == 1).then_some(())
@@ -169,9 +169,9 @@ async fn published_outbox_rows_and_dead_letters_are_pruned_after_their_retention
     let pool = bed.db().await;
     for n in 0..5 {
         let env = index_upsert("37", vec![student("37", n)]);
-        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37").await.unwrap();
+        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37", &a).await.unwrap();
     }
-    publish_raw(&conn, b"not xml", Some("prov-37"), &uuid::Uuid::new_v4().to_string()).await.unwrap();
+    publish_raw(&conn, b"not xml", Some("prov-37"), &uuid::Uuid::new_v4().to_string(), &a).await.unwrap();
     let count = |sql: &'static str| {
         let pool = pool.clone();
         async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
@@ -193,7 +193,7 @@ async fn published_outbox_rows_and_dead_letters_are_pruned_after_their_retention
 async fn large_messages_after_small_ones_narrow_the_hub_s_window_to_what_held_bytes_allows() {
     const LIMIT: usize = 4 * 1024 * 1024;
     const LARGE: usize = 1024 * 1024;
-    let (bed, conn, pool) = serving_37(Options {
+    let (bed, conn, pool, a) = serving_37(Options {
         extra_limits: format!("held_bytes = {LIMIT}\npoison_per_minute = 1000"),
         ..Default::default()
     })
@@ -202,7 +202,7 @@ async fn large_messages_after_small_ones_narrow_the_hub_s_window_to_what_held_by
     // Small messages first: the window opens to the prefetch.
     for i in 0..100 {
         let env = index_upsert("37", vec![student("37", i)]);
-        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37").await.unwrap();
+        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37", &a).await.unwrap();
     }
     let opened = eventually("the small messages applied and the window opened", WAIT, || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM student_index").fetch_one(&pool).await.ok()?;
@@ -215,7 +215,7 @@ async fn large_messages_after_small_ones_narrow_the_hub_s_window_to_what_held_by
     let junk = vec![b'x'; LARGE];
     let publisher = async {
         for _ in 0..40 {
-            publish_raw(&conn, &junk, Some("prov-37"), &uuid::Uuid::new_v4().to_string()).await.unwrap();
+            publish_raw(&conn, &junk, Some("prov-37"), &uuid::Uuid::new_v4().to_string(), &a).await.unwrap();
         }
     };
     let watcher = async {

@@ -73,7 +73,7 @@ async fn hub_ops_prints_tables_or_json_pages_lists_and_shows_the_server_s_refusa
     let creds = bed.add_province("37").await;
     let conn = bed.connect(&creds).await;
     for _ in 0..3 {
-        publish_raw(&conn, b"not xml", Some("prov-37"), &uuid::Uuid::new_v4().to_string()).await.unwrap();
+        publish_raw(&conn, b"not xml", Some("prov-37"), &uuid::Uuid::new_v4().to_string(), &creds).await.unwrap();
     }
     let db = bed.db().await;
     eventually("three dead letters", Duration::from_secs(30), || async {

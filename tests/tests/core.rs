@@ -30,15 +30,23 @@ async fn until_count(bed: &TestBed, sql: &'static str, n: i64) {
     .await;
 }
 
+/// The signature headers of `body` as the adapter of `creds`' province sets them.
+fn signature(creds: &e2e::Creds, body: &[u8]) -> (String, String) {
+    let s = creds.signer().sign(body);
+    (s.value_base64(), s.signer)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_message_ten_times_concurrently_has_one_effect_and_one_reply() {
     let bed = TestBed::new().await;
-    bed.add_province("37").await;
+    let a = bed.add_province("37").await;
     let ctx = hub::context::Context::new(bed.db().await, bed.settings.clone()).unwrap();
     let env = index_upsert("37", vec![student("37", 1)]);
     let body = codec::to_xml(&env).into_bytes();
     let id = env.message_id.to_string();
-    let inbound = Inbound { body: &body, user_id: Some("prov-37"), amqp_message_id: Some(&id), replay: None };
+    let (sig, signer) = signature(&a, &body);
+    let inbound =
+        Inbound { amqp_message_id: Some(&id), ..Inbound::new(&body, Some("prov-37"), (Some(&sig), Some(&signer))) };
     let results = futures_util::future::join_all((0..10).map(|_| service::handle(&ctx, inbound))).await;
     let results: Vec<Handled> = results.into_iter().map(Result::unwrap).collect();
     assert_eq!(
@@ -54,7 +62,7 @@ async fn the_same_message_ten_times_concurrently_has_one_effect_and_one_reply() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_commits_each_message_as_if_alone_and_a_bad_one_spoils_none_of_the_others() {
     let bed = TestBed::new().await;
-    bed.add_province("37").await;
+    let creds = bed.add_province("37").await;
     let ctx = hub::context::Context::new(bed.db().await, bed.settings.clone()).unwrap();
     let a = index_upsert("37", vec![student("37", 1)]);
     let b = index_upsert("37", vec![student("37", 2)]);
@@ -68,10 +76,15 @@ async fn a_group_commits_each_message_as_if_alone_and_a_bad_one_spoils_none_of_t
         codec::to_xml(&reused).into_bytes(),
     ];
     let ids: Vec<String> = (0..bodies.len()).map(|i| format!("group-{i}")).collect();
+    let signatures: Vec<(String, String)> = bodies.iter().map(|b| signature(&creds, b)).collect();
     let inbounds: Vec<Inbound<'_>> = bodies
         .iter()
         .zip(&ids)
-        .map(|(body, id)| Inbound { body, user_id: Some("prov-37"), amqp_message_id: Some(id), replay: None })
+        .zip(&signatures)
+        .map(|((body, id), (sig, signer))| Inbound {
+            amqp_message_id: Some(id),
+            ..Inbound::new(body, Some("prov-37"), (Some(sig), Some(signer)))
+        })
         .collect();
     let handled = service::handle_group(&ctx, &inbounds).await;
     assert_eq!(handled.len(), 5, "all committed together: {handled:?}");
@@ -101,7 +114,7 @@ async fn the_same_message_delivered_twice_through_the_broker_has_one_effect_and_
     let env = index_upsert("37", vec![student("37", 1)]);
     let id = env.message_id.to_string();
     for _ in 0..2 {
-        publish_raw(&conn, codec::to_xml(&env).as_bytes(), Some("prov-37"), &id).await.unwrap();
+        publish_raw(&conn, codec::to_xml(&env).as_bytes(), Some("prov-37"), &id, &a).await.unwrap();
     }
     let listen = bed.settings.http.listen;
     e2e::eventually("the copy recognized", WAIT, || async {
@@ -125,7 +138,7 @@ async fn a_hub_killed_between_commit_and_ack_redoes_nothing_and_sends_its_reply(
     bed.spawn_hub_with("hub", &bed.settings_path, &[("XJ_CRASH_AT", failpoint::CONSUMER_AFTER_COMMIT)]).await;
     let conn = bed.connect(&a).await;
     let env = index_upsert("37", vec![student("37", 7)]);
-    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37").await.unwrap();
+    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37", &a).await.unwrap();
     let status = bed.wait_exit("hub", WAIT).await;
     assert!(!status.success(), "the hub died at the crash point");
     assert_eq!(count(&bed, "SELECT count(*) FROM inbox").await, 1, "committed before the crash");
@@ -151,7 +164,7 @@ async fn a_hub_killed_between_commit_and_publish_sends_the_reply_after_restart()
         bed.spawn_hub_with("hub", &bed.settings_path, &[("XJ_CRASH_AT", point)]).await;
         let conn = bed.connect(&a).await;
         let env = index_upsert("37", vec![student("37", 8)]);
-        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37").await.unwrap();
+        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37", &a).await.unwrap();
         bed.wait_exit("hub", WAIT).await;
         assert_eq!(
             count(&bed, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await,
@@ -276,7 +289,7 @@ async fn every_kind_of_poison_is_dead_lettered_with_its_reason_and_the_consumer_
         ("no user_id", fresh(&xml), None, ErrorCode::Sender),
     ];
     // First the valid message, so that the reused id below refers to something.
-    publish_raw(&conn, xml.as_bytes(), Some("prov-37"), valid.message_id.as_ref()).await.unwrap();
+    publish_raw(&conn, xml.as_bytes(), Some("prov-37"), valid.message_id.as_ref(), &a).await.unwrap();
     let first = e2e::next_envelope(&conn, "37", WAIT).await.expect("valid message answered");
     assert_eq!(first.message_type(), MessageType::IndexResult);
 
@@ -284,7 +297,7 @@ async fn every_kind_of_poison_is_dead_lettered_with_its_reason_and_the_consumer_
     all.push(("reused id", reused, Some("prov-37"), ErrorCode::Duplicate));
     let mut last = 0;
     for (what, body, user, code) in all {
-        publish_raw(&conn, body.as_bytes(), user, &uuid::Uuid::new_v4().to_string()).await.unwrap();
+        publish_raw(&conn, body.as_bytes(), user, &uuid::Uuid::new_v4().to_string(), &a).await.unwrap();
         let dead = bed.next_dead_letter(last, WAIT).await.unwrap_or_else(|| panic!("{what}: not dead-lettered"));
         last = dead.id;
         assert_eq!(dead.code, code.code(), "{what}");
@@ -307,7 +320,7 @@ async fn every_kind_of_poison_is_dead_lettered_with_its_reason_and_the_consumer_
     }
     // The consumer goes on.
     let after = index_upsert("37", vec![student("37", 500)]);
-    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&after).as_bytes(), "prov-37").await.unwrap();
+    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&after).as_bytes(), "prov-37", &a).await.unwrap();
     let reply = e2e::next_envelope(&conn, "37", WAIT).await.expect("still serving");
     assert_eq!(reply.correlation_id, Some(after.message_id));
     assert_eq!(count(&bed, "SELECT count(*) FROM student_index").await, 2);
@@ -323,7 +336,7 @@ async fn group_commit_crash(crash: &str) -> i64 {
     let conn = bed.connect(&a).await;
     let sent: Vec<_> = (0..N).map(|i| index_upsert("37", vec![student("37", i)])).collect();
     for env in &sent {
-        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(env).as_bytes(), "prov-37").await.unwrap();
+        publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(env).as_bytes(), "prov-37", &a).await.unwrap();
     }
     // One worker: without group commit it would commit one message per crash-point pass.
     let (path, _) = bed.settings_copy("one-worker");
@@ -379,7 +392,7 @@ async fn a_message_that_keeps_crashing_the_hub_is_dead_lettered_by_the_delivery_
     let a = bed.add_province("37").await;
     let conn = bed.connect(&a).await;
     let env = index_upsert("37", vec![student("37", 1)]);
-    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37").await.unwrap();
+    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&env).as_bytes(), "prov-37", &a).await.unwrap();
     let crash = [("XJ_CRASH_AT", failpoint::CONSUMER_BEFORE_COMMIT)];
     // The hub takes what the broker dead-letters into its own dead letters.
     let dead_letters = || async { count(&bed, "SELECT count(*) FROM dead_letter WHERE source = 'broker'").await };

@@ -3,7 +3,7 @@
 //! — not twice for two replays at once, not again when the broker redelivers it; a message
 //! that is poison still is left open and the attempt audited; a discard is audited and final.
 
-use certs::{Profile, Role};
+use certs::Role;
 use e2e::inprocess::Hub;
 use e2e::{index_upsert, student};
 use hub::service::Handled;
@@ -30,9 +30,7 @@ async fn dead_lettered() -> (Hub, schemas::Envelope, i64) {
 
 /// 44 is admitted: its certificate registered.
 async fn admit_44(hub: &Hub) {
-    let issued = hub.ca.issue(&Profile::new(Role::Province("44".parse().unwrap()), 30)).unwrap();
-    let mut conn = hub.pool.acquire().await.unwrap();
-    hub::store::certs::register(&mut conn, &issued.info).await.unwrap();
+    hub.admit("44").await;
 }
 
 async fn indexed(hub: &Hub) -> i64 {

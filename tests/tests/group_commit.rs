@@ -10,14 +10,22 @@ use hub::service::{self, Handled, Inbound};
 use schemas::messages::{Body, LookupKey, LookupRequest, StudentSummary};
 use schemas::{Envelope, MessageType, Party, codec};
 
-/// Each envelope's bytes, as its province's adapter publishes them.
-fn wire(envs: &[Envelope]) -> Vec<(String, Vec<u8>)> {
-    envs.iter().map(|e| (e.sender.to_string(), codec::to_xml(e).into_bytes())).collect()
+/// Each envelope's bytes and signature, as its province's adapter publishes them.
+fn wire(envs: &[Envelope]) -> Vec<(String, Vec<u8>, (String, String))> {
+    envs.iter()
+        .map(|e| {
+            let body = codec::to_xml(e).into_bytes();
+            let signature = e2e::inprocess::signature(&e.sender.to_string(), &body);
+            (e.sender.to_string(), body, signature)
+        })
+        .collect()
 }
 
-fn inbounds(wire: &[(String, Vec<u8>)]) -> Vec<Inbound<'_>> {
+fn inbounds(wire: &[(String, Vec<u8>, (String, String))]) -> Vec<Inbound<'_>> {
     wire.iter()
-        .map(|(sender, body)| Inbound { body, user_id: Some(sender), amqp_message_id: None, replay: None })
+        .map(|(sender, body, (signature, signer))| {
+            Inbound::new(body, Some(sender), (Some(signature.as_str()), Some(signer.as_str())))
+        })
         .collect()
 }
 

@@ -194,8 +194,10 @@ async fn a_forged_user_id_is_refused_by_the_broker() {
     bed.add_province("44").await;
     let conn = bed.connect(&a).await;
     let body = codec::to_xml(&upsert(Party::Province(p("37"))));
-    publish(&conn, names::INBOUND_EXCHANGE, "index", body.as_bytes(), "prov-37").await.expect("control: own user_id");
-    let forged = publish(&conn, names::INBOUND_EXCHANGE, "index", body.as_bytes(), "prov-44").await;
+    publish(&conn, names::INBOUND_EXCHANGE, "index", body.as_bytes(), "prov-37", &a)
+        .await
+        .expect("control: own user_id");
+    let forged = publish(&conn, names::INBOUND_EXCHANGE, "index", body.as_bytes(), "prov-44", &a).await;
     let err = forged.expect_err("a forged user_id must be refused");
     assert!(format!("{err:#}").contains("PRECONDITION_FAILED"), "{err:#}");
 }
@@ -218,7 +220,7 @@ async fn a_province_can_use_only_its_own_queue_and_configure_nothing() {
     ch.basic_consume(own.as_str().into(), "own".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
         .unwrap();
-    publish(&conn, names::INBOUND_EXCHANGE, "x", b"<x/>", "prov-37").await.unwrap();
+    publish(&conn, names::INBOUND_EXCHANGE, "x", b"<x/>", "prov-37", &a).await.unwrap();
 
     let ch = conn.create_channel().await.unwrap();
     let r = ch
@@ -229,7 +231,7 @@ async fn a_province_can_use_only_its_own_queue_and_configure_nothing() {
     let r = ch.basic_get(other.as_str().into(), BasicGetOptions::default()).await;
     assert!(denied(r.map(|_| ())), "basic.get on another province's queue");
     for (exchange, key) in [("", other.as_str()), (names::OUTBOUND_EXCHANGE, "prov-44")] {
-        let r = publish(&conn, exchange, key, b"<x/>", "prov-37").await;
+        let r = publish(&conn, exchange, key, b"<x/>", "prov-37", &a).await;
         assert!(
             r.is_err_and(|e| format!("{e:#}").contains("ACCESS_REFUSED")),
             "publishing into {other} via `{exchange}`"
@@ -259,7 +261,7 @@ async fn an_envelope_claiming_another_sender_gets_e_sender_and_changes_nothing()
     let conn = bed.connect(&a).await;
 
     let forged = upsert(Party::Province(p("44")));
-    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&forged).as_bytes(), "prov-37").await.unwrap();
+    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&forged).as_bytes(), "prov-37", &a).await.unwrap();
     let reply = next_envelope(&conn, "37", SHORT).await.expect("the real sender is told");
     let Body::Error(report) = reply.body else { panic!("expected an error, got {:?}", reply.body) };
     assert_eq!(report.code, ErrorCode::Sender);
@@ -272,8 +274,50 @@ async fn an_envelope_claiming_another_sender_gets_e_sender_and_changes_nothing()
 
     // Control: the same message with the true sender is applied.
     let honest = upsert(Party::Province(p("37")));
-    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&honest).as_bytes(), "prov-37").await.unwrap();
+    publish(&conn, names::INBOUND_EXCHANGE, "index", codec::to_xml(&honest).as_bytes(), "prov-37", &a).await.unwrap();
     let reply = next_envelope(&conn, "37", SHORT).await.expect("index.result");
+    assert!(matches!(reply.body, Body::IndexResult(ref r) if r.applied == 1), "{:?}", reply.body);
+    assert_eq!(index_rows(&bed).await, 1);
+}
+
+/// The next message the hub sent 37, checked as 37's adapter checks it: signed by a hub
+/// certificate of the exchange CA.
+async fn next_signed(bed: &TestBed, conn: &lapin::Connection) -> Envelope {
+    let got = e2e::next_message(conn, &schemas::topology::province_queue(p("37")), SHORT).await.expect("a message");
+    let keys = adapters::signing::HubKeys::new(std::fs::read(&bed.env.ca_cert).unwrap());
+    keys.check(&got.delivery.data, got.delivery.properties.headers().as_ref()).expect("signed by the hub");
+    codec::from_xml(&got.delivery.data, schemas::DEFAULT_MAX_BYTES).unwrap()
+}
+
+#[tokio::test]
+async fn through_the_broker_an_unsigned_or_badly_signed_message_gets_e_signature_and_the_hub_signs_its_answers() {
+    let bed = TestBed::new().await;
+    let a = bed.add_province("37").await;
+    let b = bed.add_province("44").await;
+    bed.spawn_hub("hub").await;
+    let conn = bed.connect(&a).await;
+    let body = |e: &Envelope| codec::to_xml(e).into_bytes();
+
+    let unsigned = upsert(Party::Province(p("37")));
+    let id = unsigned.message_id.to_string();
+    e2e::publish_with(&conn, &body(&unsigned), Some("prov-37"), &id, FieldTable::default()).await.unwrap();
+    // 44's genuine key, on a message 37's account publishes.
+    let theirs = upsert(Party::Province(p("37")));
+    let id = theirs.message_id.to_string();
+    e2e::publish_with(&conn, &body(&theirs), Some("prov-37"), &id, e2e::signed(&b.signer(), &body(&theirs)))
+        .await
+        .unwrap();
+    for forged in [&unsigned, &theirs] {
+        let reply = next_signed(&bed, &conn).await;
+        let Body::Error(report) = reply.body else { panic!("expected an error, got {:?}", reply.body) };
+        assert_eq!((report.code, report.offending_message_id), (ErrorCode::Signature, Some(forged.message_id)));
+    }
+    assert_eq!(index_rows(&bed).await, 0, "a forged message changes nothing");
+
+    // Control: signed with 37's own key, applied; the answer is the hub's, signed.
+    let honest = upsert(Party::Province(p("37")));
+    publish(&conn, names::INBOUND_EXCHANGE, "index", &body(&honest), "prov-37", &a).await.unwrap();
+    let reply = next_signed(&bed, &conn).await;
     assert!(matches!(reply.body, Body::IndexResult(ref r) if r.applied == 1), "{:?}", reply.body);
     assert_eq!(index_rows(&bed).await, 1);
 }
@@ -288,7 +332,7 @@ async fn after_revocation_a_province_can_neither_connect_nor_publish_nor_come_ba
 
     // Sent before the revocation, processed after: the hub refuses it.
     let early = upsert(Party::Province(p("37")));
-    publish(&conn_a, names::INBOUND_EXCHANGE, "index", codec::to_xml(&early).as_bytes(), "prov-37").await.unwrap();
+    publish(&conn_a, names::INBOUND_EXCHANGE, "index", codec::to_xml(&early).as_bytes(), "prov-37", &a).await.unwrap();
     // The management API lists connections from periodic statistics; wait until A's is listed,
     // so that the count below is about revocation, not about statistics latency.
     e2e::eventually("A's connection listed", SHORT, || async {
@@ -302,7 +346,7 @@ async fn after_revocation_a_province_can_neither_connect_nor_publish_nor_come_ba
     assert!(r.connections_closed >= 1);
     assert!(r.listed >= 1);
     e2e::eventually("A's connection closed", SHORT, || async { (!conn_a.status().connected()).then_some(()) }).await;
-    assert!(publish(&conn_a, names::INBOUND_EXCHANGE, "index", b"<x/>", "prov-37").await.is_err());
+    assert!(publish(&conn_a, names::INBOUND_EXCHANGE, "index", b"<x/>", "prov-37", &a).await.is_err());
     assert!(refused(&bed, &a).await, "a revoked certificate must not connect");
 
     bed.spawn_hub("hub").await;
@@ -312,7 +356,7 @@ async fn after_revocation_a_province_can_neither_connect_nor_publish_nor_come_ba
 
     // B is unaffected: same connection, still served.
     let honest = upsert(Party::Province(p("44")));
-    publish(&conn_b, names::INBOUND_EXCHANGE, "index", codec::to_xml(&honest).as_bytes(), "prov-44").await.unwrap();
+    publish(&conn_b, names::INBOUND_EXCHANGE, "index", codec::to_xml(&honest).as_bytes(), "prov-44", &b).await.unwrap();
     let reply = next_envelope(&conn_b, "44", SHORT).await.expect("B served");
     assert_eq!(reply.message_type(), MessageType::IndexResult);
     assert!(conn_b.status().connected());

@@ -134,12 +134,7 @@ async fn take_dead_letters(ctx: Context, mut consumer: lapin::Consumer, shutdown
             text("x-first-death-reason"),
             text("x-first-death-queue")
         );
-        let inbound = Inbound {
-            body: &d.data,
-            user_id: d.properties.user_id().as_ref().map(|u| u.as_str()),
-            amqp_message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
-            replay: None,
-        };
+        let inbound = inbound(&d);
         let mut delays = backoff();
         loop {
             match service::record_broker_dead_letter(&ctx, inbound, &reason).await {
@@ -187,6 +182,17 @@ fn inbound(d: &Delivery) -> Inbound<'_> {
         user_id: d.properties.user_id().as_ref().map(|u| u.as_str()),
         amqp_message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
         replay: None,
+        signature: text_header(d, schemas::topology::SIGNATURE_HEADER),
+        signer: text_header(d, schemas::topology::SIGNER_HEADER),
+    }
+}
+
+/// A header's value when it is text.
+fn text_header<'a>(d: &'a Delivery, name: &str) -> Option<&'a str> {
+    match d.properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
     }
 }
 

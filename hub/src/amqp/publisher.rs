@@ -5,6 +5,9 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 
+use certs::signature::Signer;
+use schemas::topology::{SIGNATURE_HEADER, SIGNER_CERTIFICATE_HEADER, SIGNER_HEADER};
+
 use crate::store::outbox::Pending;
 
 /// What the broker said about one publication.
@@ -18,21 +21,25 @@ pub enum Published {
     Nacked,
 }
 
-/// A confirm-mode channel.
+/// A confirm-mode channel, and the hub's key that signs what it sends.
 pub struct Publisher {
     channel: Channel,
+    signer: Signer,
+    /// The hub's certificate in a header: adapters check it against their exchange CA.
+    certificate: LongString,
 }
 
 impl Publisher {
     /// # Errors
     /// When the channel cannot be opened.
-    pub async fn open(conn: &Connection) -> Result<Publisher> {
+    pub async fn open(conn: &Connection, signer: Signer) -> Result<Publisher> {
         let channel = conn.create_channel().await.context("Failed to open the relay channel")?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Publisher { channel })
+        let certificate = LongString::from(signer.cert_base64());
+        Ok(Publisher { channel, signer, certificate })
     }
 
-    /// Sends a row (persistent, mandatory); returns the confirm to await.
+    /// Sends a row (persistent, mandatory), signed; returns the confirm to await.
     ///
     /// # Errors
     /// When the channel fails.
@@ -44,6 +51,10 @@ impl Publisher {
                 headers.insert(k.as_str().into(), AMQPValue::LongString(LongString::from(text)));
             }
         }
+        let signature = self.signer.sign(&row.body);
+        headers.insert(SIGNATURE_HEADER.into(), AMQPValue::LongString(signature.value_base64().into()));
+        headers.insert(SIGNER_HEADER.into(), AMQPValue::LongString(signature.signer.into()));
+        headers.insert(SIGNER_CERTIFICATE_HEADER.into(), AMQPValue::LongString(self.certificate.clone()));
         let mut props = BasicProperties::default()
             .with_message_id(row.message_id.to_string().into())
             .with_user_id("hub".into())

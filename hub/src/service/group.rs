@@ -45,7 +45,8 @@ pub async fn handle_group(ctx: &Context, msgs: &[Inbound<'_>]) -> Vec<Handled> {
     }
 }
 
-/// The group in one transaction, in batches: every message read first (no I/O); every
+/// The group in one transaction, in batches: every message read first (no I/O but, the first
+/// time, the certificate its signature names); every
 /// readable message of an admitted sender claimed in one statement; then the messages handled
 /// in order — consecutive `index.upsert`s as one batch ([`handlers::dispatch_index_upserts`]) —
 /// with what they send gathered and written in one statement at the end. A message whose id
@@ -57,7 +58,13 @@ pub async fn handle_group(ctx: &Context, msgs: &[Inbound<'_>]) -> Vec<Handled> {
 async fn handle_batch(ctx: &Context, msgs: &[Inbound<'_>]) -> Result<Vec<Handled>> {
     let started = std::time::Instant::now();
     let now = Utc::now().trunc_subsecs(3);
-    let items: Vec<Read<'_>> = msgs.iter().map(|m| read(ctx, *m)).collect();
+    let mut tx = ctx.pool.begin().await?;
+    // The certificates their signatures name: from memory but the first time.
+    let mut signers = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        signers.push(m.signer(&mut tx, ctx).await?);
+    }
+    let items: Vec<Read<'_>> = msgs.iter().zip(&signers).map(|(m, s)| read(ctx, *m, s.as_deref())).collect();
     // Each (sender, id) is claimed in the batch at its first occurrence only.
     let mut seen = std::collections::HashSet::with_capacity(items.len());
     let first: Vec<bool> = items.iter().map(|i| seen.insert((i.key(), i.id()))).collect();
@@ -65,7 +72,6 @@ async fn handle_batch(ctx: &Context, msgs: &[Inbound<'_>]) -> Result<Vec<Handled
         (0..items.len()).filter(|&i| first[i] && matches!(items[i].what, Readable::Envelope { .. })).collect();
     let claims: Vec<inbox::NewClaim<'_>> = batched.iter().filter_map(|&i| items[i].new_claim()).collect();
 
-    let mut tx = ctx.pool.begin().await?;
     let claimed = inbox::claim_all_if_admitted(&mut tx, &claims).await?;
     let mut claim_of: Vec<Option<Option<inbox::Claim>>> = vec![None; items.len()];
     for (&i, c) in batched.iter().zip(claimed) {

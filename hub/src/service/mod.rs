@@ -4,6 +4,8 @@
 //! sends. The caller acknowledges the delivery only after this returns `Ok`. What cannot be
 //! processed is a dead letter: kept once, bounded, its sender told.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use chrono::{DateTime, SubsecRound, Utc};
 use schemas::codec::{self, ParseError};
@@ -18,6 +20,7 @@ use crate::context::Context;
 use crate::failpoint;
 use crate::handlers::{self, Effects};
 use crate::outgoing::{self, Cause, Pending, fallback_id};
+use crate::signers::{self, Known};
 use crate::store::{dead_letters, inbox, trace};
 
 mod group;
@@ -34,6 +37,23 @@ pub struct Inbound<'a> {
     /// An operator's replay of a dead letter (its audit entry): what the message sends then
     /// has ids of its own, apart from those of the refusal sent when it was dead-lettered.
     pub replay: Option<i64>,
+    /// The sender's signature over `body` (header `x-signature`) and the fingerprint of the
+    /// certificate that made it (`x-signer`), as received.
+    pub signature: Option<&'a str>,
+    pub signer: Option<&'a str>,
+}
+
+impl<'a> Inbound<'a> {
+    /// A message as it arrived from `user_id`, with its signature headers.
+    pub fn new(body: &'a [u8], user_id: Option<&'a str>, signature: (Option<&'a str>, Option<&'a str>)) -> Self {
+        Inbound { body, user_id, amqp_message_id: None, replay: None, signature: signature.0, signer: signature.1 }
+    }
+
+    /// The certificate its signature names, when it names a registered one.
+    async fn signer(&self, conn: &mut PgConnection, ctx: &Context) -> Result<Option<Arc<Known>>> {
+        let Some(fingerprint) = self.signer.map(str::trim).filter(|f| f.len() == 64) else { return Ok(None) };
+        Ok(ctx.signers.find(conn, &fingerprint.to_ascii_lowercase()).await?)
+    }
 }
 
 /// What became of a message.
@@ -100,12 +120,13 @@ pub async fn handle(ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
 pub async fn handle_in(conn: &mut PgConnection, ctx: &Context, msg: Inbound<'_>) -> Result<Handled> {
     let started = std::time::Instant::now();
     let now = Utc::now().trunc_subsecs(3);
-    let item = read(ctx, msg);
+    let signer = msg.signer(&mut *conn, ctx).await?;
+    let item = read(ctx, msg, signer.as_deref());
     if let Readable::Poison { key, id, poison } = &item.what {
         return dead_letter(conn, ctx, &msg, key, *id, &item.digest, poison.clone(), now).await;
     }
-    // The admission check and the claim are one statement: nothing is claimed for a sender
-    // without a registered, unrevoked certificate valid now.
+    // The admission check and the claim are one statement: nothing is claimed unless the
+    // certificate that signed it is the sender's, registered, unrevoked and valid now.
     let new = item.new_claim().expect("an envelope has a claim");
     let claim = inbox::claim_if_admitted(&mut *conn, &new).await?;
     let mut unit = Unit::default();
@@ -124,20 +145,22 @@ struct Read<'a> {
 }
 
 enum Readable {
-    /// Readable, from an authenticated province, addressed to the hub.
-    Envelope { sender: Party, key: String, envelope: Box<Envelope> },
+    /// Readable, from an authenticated province, addressed to the hub, signed with the
+    /// certificate of fingerprint `signer`.
+    Envelope { sender: Party, key: String, signer: String, envelope: Box<Envelope> },
     /// Unusable before any claim: recorded under `key` and `id`.
     Poison { key: String, id: Uuid, poison: Poison },
 }
 
-/// The sender gate, the parse and the envelope's own checks (no I/O).
-fn read<'a>(ctx: &Context, msg: Inbound<'a>) -> Read<'a> {
+/// The sender gate, the parse, the signature (with `signer`, the certificate it names) and the
+/// envelope's own checks (no I/O).
+fn read<'a>(ctx: &Context, msg: Inbound<'a>, signer: Option<&Known>) -> Read<'a> {
     let digest: [u8; 32] = sha2::Sha256::digest(msg.body).into();
-    let what = read_envelope(ctx, &msg, &digest);
+    let what = read_envelope(ctx, &msg, &digest, signer);
     Read { msg, digest, what }
 }
 
-fn read_envelope(ctx: &Context, msg: &Inbound<'_>, digest: &[u8; 32]) -> Readable {
+fn read_envelope(ctx: &Context, msg: &Inbound<'_>, digest: &[u8; 32], signer: Option<&Known>) -> Readable {
     // The sender is who the broker says, never what the message says.
     let Some(sender) = msg.user_id.and_then(|u| Party::parse(u).ok()).filter(|p| p.province().is_some()) else {
         let poison = Poison {
@@ -176,11 +199,22 @@ fn read_envelope(ctx: &Context, msg: &Inbound<'_>, digest: &[u8; 32]) -> Readabl
         let detail = format!("envelope says sender {} but the authenticated sender is {sender}", envelope.sender);
         return poison_of(ErrorCode::Sender, detail);
     }
+    // The bytes are the sender's only if its certificate's key signed them: what the broker
+    // authenticated is the connection, not the content (an operator's replay, or a message a
+    // compromised broker account forged, is checked the same way).
+    let signer = match signers::check(msg.body, (msg.signature, msg.signer), signer, &key) {
+        Ok(fingerprint) => fingerprint,
+        Err(signers::NotSigned::Refused(refusal)) => return poison_of(ErrorCode::Signature, refusal.to_string()),
+        Err(signers::NotSigned::Unregistered(fingerprint)) => {
+            let detail = format!("signed with certificate {fingerprint}, which is not registered for {sender}");
+            return poison_of(ErrorCode::Revoked, detail);
+        }
+    };
     if envelope.recipient != Party::Hub {
         let detail = format!("addressed to {}; provinces send to the hub only", envelope.recipient);
         return poison_of(ErrorCode::Unexpected, detail);
     }
-    Readable::Envelope { sender, key, envelope: Box::new(envelope) }
+    Readable::Envelope { sender, key, signer, envelope: Box::new(envelope) }
 }
 
 impl Read<'_> {
@@ -209,8 +243,10 @@ impl Read<'_> {
     /// The inbox claim of a readable message.
     fn new_claim(&self) -> Option<inbox::NewClaim<'_>> {
         let (_, env) = self.envelope()?;
+        let Readable::Envelope { signer, .. } = &self.what else { return None };
         Some(inbox::NewClaim {
             sender: self.key(),
+            signer: Some(signer),
             message_id: env.message_id.uuid(),
             message_type: env.message_type().as_str(),
             case_id: env.case_id.map(|c| c.uuid()),
@@ -313,7 +349,7 @@ async fn admitted(
             sender,
             envelope,
             ErrorCode::Revoked,
-            format!("{sender} holds no registered, unrevoked certificate"),
+            format!("the certificate that signed it is not a registered, unrevoked certificate of {sender} valid now"),
         ),
         Some(inbox::Claim::Redelivery) => {
             debug!(message_id = %envelope.message_id, "Redelivery of a processed message skipped.");
@@ -383,6 +419,7 @@ async fn dead_letter(
         case_id,
         digest,
         outcome: inbox::Outcome::Poison,
+        signer: None,
     };
     let claim = inbox::claim(&mut *tx, &new).await?;
     if claim == inbox::Claim::Redelivery {
@@ -426,6 +463,8 @@ async fn dead_letter(
             sha256: digest,
             keep: ctx.settings.limits.dead_letter_body_bytes,
             source: dead_letters::Source::Hub,
+            signature: msg.signature,
+            signer: msg.signer,
         },
     )
     .await?;
@@ -486,6 +525,8 @@ pub async fn record_broker_dead_letter(ctx: &Context, msg: Inbound<'_>, reason: 
             sha256: &digest,
             keep: ctx.settings.limits.dead_letter_body_bytes,
             source: dead_letters::Source::Broker,
+            signature: msg.signature,
+            signer: msg.signer,
         },
     )
     .await?;

@@ -121,3 +121,15 @@ pub async fn revoked(conn: &mut PgConnection) -> sqlx::Result<Vec<(String, DateT
         .fetch_all(conn)
         .await
 }
+
+/// The principal and PEM of the registered certificate with this SHA-256 fingerprint (revoked
+/// or not: whether it is admitted now is asked with the claim).
+///
+/// # Errors
+/// Database errors.
+pub async fn by_fingerprint(conn: &mut PgConnection, fingerprint: &str) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as("SELECT principal, pem FROM certificate WHERE fingerprint = $1 LIMIT 1")
+        .bind(fingerprint)
+        .fetch_optional(conn)
+        .await
+}

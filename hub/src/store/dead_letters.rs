@@ -36,6 +36,9 @@ pub struct NewDeadLetter<'a> {
     pub sha256: &'a [u8; 32],
     pub keep: usize,
     pub source: Source,
+    /// The signature headers it arrived with (`x-signature`, `x-signer`), as received.
+    pub signature: Option<&'a str>,
+    pub signer: Option<&'a str>,
 }
 
 /// Records a dead letter; the same message again only counts another sighting.
@@ -45,11 +48,12 @@ pub struct NewDeadLetter<'a> {
 pub async fn record(conn: &mut PgConnection, d: &NewDeadLetter<'_>) -> sqlx::Result<()> {
     let kept = &d.body[..d.body.len().min(d.keep)];
     sqlx::query(
-        "INSERT INTO dead_letter (sender, message_id, message_type, case_id, code, reason, size, sha256, body, truncated, source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        "INSERT INTO dead_letter (sender, message_id, message_type, case_id, code, reason, size, sha256, body, truncated, source,
+                                  signature, signer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (sender, message_id) DO UPDATE
          SET seen = dead_letter.seen + 1, last_seen = now(), state = 'open', code = EXCLUDED.code, reason = EXCLUDED.reason,
-             settled_at = NULL, settled_by = NULL, audit_id = NULL",
+             settled_at = NULL, settled_by = NULL, audit_id = NULL, signature = EXCLUDED.signature, signer = EXCLUDED.signer",
     )
     .bind(d.sender)
     .bind(d.message_id)
@@ -62,6 +66,9 @@ pub async fn record(conn: &mut PgConnection, d: &NewDeadLetter<'_>) -> sqlx::Res
     .bind(kept)
     .bind(kept.len() < d.body.len())
     .bind(d.source.as_str())
+    // Bounded like everything a sender controls; a longer header is no signature anyway.
+    .bind(d.signature.map(|s| s.chars().take(2048).collect::<String>()))
+    .bind(d.signer.map(|s| s.chars().take(128).collect::<String>()))
     .execute(conn)
     .await?;
     Ok(())
@@ -152,6 +159,9 @@ pub struct Kept {
     #[sqlx(flatten)]
     pub listed: Listed,
     pub body: Vec<u8>,
+    /// The signature headers it arrived with.
+    pub signature: Option<String>,
+    pub signer: Option<String>,
 }
 
 /// One dead letter, with its body.
@@ -159,10 +169,12 @@ pub struct Kept {
 /// # Errors
 /// Database errors.
 pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Kept>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {LISTED}, body FROM dead_letter WHERE dead_letter_id = $1")))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LISTED}, body, signature, signer FROM dead_letter WHERE dead_letter_id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// One dead letter, with its body, locked until the transaction ends: two operators settling
@@ -173,7 +185,7 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Kept>>
 /// Database errors.
 pub async fn lock(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Kept>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {LISTED}, body FROM dead_letter WHERE dead_letter_id = $1 FOR UPDATE"
+        "SELECT {LISTED}, body, signature, signer FROM dead_letter WHERE dead_letter_id = $1 FOR UPDATE"
     )))
     .bind(id)
     .fetch_optional(conn)

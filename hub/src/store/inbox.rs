@@ -36,6 +36,9 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 pub struct NewClaim<'a> {
     pub sender: &'a str,
+    /// The fingerprint of the certificate that signed it: what admits it
+    /// ([`claim_if_admitted`]).
+    pub signer: Option<&'a str>,
     pub message_id: Uuid,
     pub message_type: &'a str,
     pub case_id: Option<Uuid>,
@@ -89,7 +92,7 @@ async fn taken_before(conn: &mut PgConnection, sender: &str, message_id: Uuid, d
 pub async fn claim_if_admitted(conn: &mut PgConnection, c: &NewClaim<'_>) -> sqlx::Result<Option<Claim>> {
     let (admitted, inserted): (bool, bool) = sqlx::query_as(
         "WITH admitted AS (
-             SELECT EXISTS (SELECT 1 FROM certificate WHERE principal = $1 AND revoked_at IS NULL
+             SELECT EXISTS (SELECT 1 FROM certificate WHERE principal = $1 AND fingerprint = $7 AND revoked_at IS NULL
                               AND not_before <= now() AND not_after > now()) AS ok),
          claimed AS (
              INSERT INTO inbox (sender, message_id, message_type, case_id, digest, outcome)
@@ -103,6 +106,7 @@ pub async fn claim_if_admitted(conn: &mut PgConnection, c: &NewClaim<'_>) -> sql
     .bind(c.case_id)
     .bind(c.digest)
     .bind(c.outcome.as_str())
+    .bind(c.signer)
     .fetch_one(&mut *conn)
     .await?;
     if !admitted {
@@ -129,17 +133,17 @@ pub async fn claim_all_if_admitted(
     }
     let rows: Vec<(bool, bool)> = sqlx::query_as(
         "WITH c AS (
-             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::bytea[], $6::text[])
-                 WITH ORDINALITY AS c(sender, message_id, message_type, case_id, digest, outcome, n)),
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::bytea[], $6::text[], $7::text[])
+                 WITH ORDINALITY AS c(sender, message_id, message_type, case_id, digest, outcome, signer, n)),
          admitted AS (
-             SELECT DISTINCT principal FROM certificate
-             WHERE principal = ANY($1) AND revoked_at IS NULL AND not_before <= now() AND not_after > now()),
+             SELECT DISTINCT principal, fingerprint FROM certificate
+             WHERE fingerprint = ANY($7) AND revoked_at IS NULL AND not_before <= now() AND not_after > now()),
          claimed AS (
              INSERT INTO inbox (sender, message_id, message_type, case_id, digest, outcome)
              SELECT sender, message_id, message_type, case_id, digest, outcome FROM c
-             WHERE sender IN (SELECT principal FROM admitted) ORDER BY n
+             WHERE (sender, signer) IN (SELECT principal, fingerprint FROM admitted) ORDER BY n
              ON CONFLICT (sender, message_id) DO NOTHING RETURNING sender, message_id)
-         SELECT c.sender IN (SELECT principal FROM admitted),
+         SELECT (c.sender, c.signer) IN (SELECT principal, fingerprint FROM admitted),
                 (c.sender, c.message_id) IN (SELECT sender, message_id FROM claimed)
          FROM c ORDER BY c.n",
     )
@@ -149,6 +153,7 @@ pub async fn claim_all_if_admitted(
     .bind(claims.iter().map(|c| c.case_id).collect::<Vec<_>>())
     .bind(claims.iter().map(|c| c.digest).collect::<Vec<_>>())
     .bind(claims.iter().map(|c| c.outcome.as_str()).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.signer).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     let mut found: Vec<Option<Claim>> = rows
