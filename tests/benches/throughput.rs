@@ -21,6 +21,7 @@
 
 use std::time::{Duration, Instant};
 
+use certs::signature::Signer;
 use e2e::measure::{RssSampler, cpu_by_part, cpu_per_message};
 use e2e::{TestBed, index_upsert, student};
 use lapin::options::{
@@ -33,18 +34,19 @@ use schemas::codec;
 /// Messages in flight before waiting for confirms.
 const WINDOW: usize = 256;
 
-async fn publish_all(ch: &Channel, exchange: &str, key: &str, bodies: &[Vec<u8>], user: &str) {
-    publish_paced(ch, exchange, key, bodies, user, None, |_| {}).await;
+async fn publish_all(ch: &Channel, exchange: &str, key: &str, bodies: &[Vec<u8>], user: &str, signer: Option<&Signer>) {
+    publish_paced(ch, exchange, key, bodies, (user, signer), None, |_| {}).await;
 }
 
 /// Publishes `bodies` with confirms (at most [`WINDOW`] unconfirmed), at `rate` per second when
-/// given, calling `before(i)` just before the `i`th is sent.
+/// given, calling `before(i)` just before the `i`th is sent. With a signer, each body is signed
+/// as an adapter signs it (the hub refuses what is not), and the signing is timed with the rest.
 async fn publish_paced(
     ch: &Channel,
     exchange: &str,
     key: &str,
     bodies: &[Vec<u8>],
-    user: &str,
+    (user, signer): (&str, Option<&Signer>),
     rate: Option<f64>,
     mut before: impl FnMut(usize),
 ) {
@@ -54,11 +56,14 @@ async fn publish_paced(
         if let Some(rate) = rate {
             tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
         }
-        let props = BasicProperties::default()
+        before(i);
+        let mut props = BasicProperties::default()
             .with_user_id(user.into())
             .with_message_id(format!("bench-{i}").into())
             .with_delivery_mode(2);
-        before(i);
+        if let Some(signer) = signer {
+            props = props.with_headers(e2e::signed(signer, body));
+        }
         let confirm = ch
             .basic_publish(
                 exchange.into(),
@@ -139,6 +144,8 @@ fn envelopes(base: u32, n: usize) -> Vec<schemas::Envelope> {
 struct Hop<'a> {
     publisher: &'a Connection,
     user: &'a str,
+    /// Signs what the hop's publisher sends (the province's key, for the hub).
+    signer: Option<&'a Signer>,
     exchange: &'a str,
     routing_key: &'a str,
     receiver: &'a Connection,
@@ -175,7 +182,7 @@ async fn paced_latencies(hop: &Hop<'_>, base: u32, n: usize, rate: f64) -> Vec<D
         out
     });
     let bodies: Vec<Vec<u8>> = envs.iter().map(|e| codec::to_xml(e).into_bytes()).collect();
-    publish_paced(&ch, hop.exchange, hop.routing_key, &bodies, hop.user, Some(rate), |i| {
+    publish_paced(&ch, hop.exchange, hop.routing_key, &bodies, (hop.user, hop.signer), Some(rate), |i| {
         sent.lock().expect("lock").insert(envs[i].message_id, Instant::now());
     })
     .await;
@@ -297,6 +304,7 @@ async fn main() {
     let n: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
     let bed = TestBed::new().await;
     let prov = bed.add_province("37").await;
+    let signer = prov.signer();
     let hub_conn = bed.env.connect(&bed.id, &bed.env.hub_cert, &bed.env.hub_key).await.expect("hub connection");
 
     // Raw broker: same node, quorum queue, same bodies.
@@ -314,7 +322,7 @@ async fn main() {
     let cpu = cpu_by_part();
     let started = Instant::now();
     let consumer = consume_n(&hub_conn, "bench.raw", n);
-    let producer = publish_all(&publisher, "", "bench.raw", &raw_bodies, "hub");
+    let producer = publish_all(&publisher, "", "bench.raw", &raw_bodies, "hub", None);
     tokio::join!(consumer, producer);
     let raw = started.elapsed();
     let raw_cpu = cpu_per_message(&cpu, &cpu_by_part(), n, raw);
@@ -333,7 +341,7 @@ async fn main() {
     let started = Instant::now();
     let consumer = consume_n(&hub_conn, "bench.relay.out", n);
     let relay = null_relay(&hub_conn, "bench.relay.in", "bench.relay.out", n);
-    let producer = publish_all(&publisher, "", "bench.relay.in", &relay_bodies, "hub");
+    let producer = publish_all(&publisher, "", "bench.relay.in", &relay_bodies, "hub", None);
     tokio::join!(consumer, relay, producer);
     let relayed = started.elapsed();
     let relay_cpu = cpu_per_message(&cpu, &cpu_by_part(), n, relayed);
@@ -350,7 +358,8 @@ async fn main() {
     let started = Instant::now();
     let queue = hub::amqp::names::province_queue("37".parse().expect("code"));
     let replies = consume_n(&conn, &queue, n);
-    let requests = publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &hub_bodies, "prov-37");
+    let requests =
+        publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &hub_bodies, "prov-37", Some(&signer));
     tokio::join!(replies, requests);
     let through_hub = started.elapsed();
     let hub_cpu = cpu_per_message(&cpu, &cpu_by_part(), n, through_hub);
@@ -387,6 +396,7 @@ async fn main() {
     let raw_hop = Hop {
         publisher: &hub_conn,
         user: "hub",
+        signer: None,
         exchange: "",
         routing_key: "bench.raw",
         receiver: &hub_conn,
@@ -404,6 +414,7 @@ async fn main() {
     let hub_hop = Hop {
         publisher: &conn,
         user: "prov-37",
+        signer: Some(&signer),
         exchange: hub::amqp::names::INBOUND_EXCHANGE,
         routing_key: "index.upsert",
         receiver: &conn,
@@ -420,7 +431,7 @@ async fn main() {
         bed.stop("hub");
         let envs = envelopes(2_000_000, backlog);
         let queued: Vec<Vec<u8>> = envs.iter().map(|e| codec::to_xml(e).into_bytes()).collect();
-        publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &queued, "prov-37").await;
+        publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &queued, "prov-37", Some(&signer)).await;
         drop(queued);
         let pid = bed.spawn_hub("hub-backlog").await;
         let started = Instant::now();
@@ -445,7 +456,7 @@ async fn main() {
         let envs = envelopes(3_000_000, backlog);
         let queued: Vec<Vec<u8>> = envs.iter().map(|e| codec::to_xml(e).into_bytes()).collect();
         drop(envs);
-        publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &queued, "prov-37").await;
+        publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &queued, "prov-37", Some(&signer)).await;
         drop(queued);
         e2e::eventually("every answer queued for the offline province", Duration::from_secs(900), || async {
             (bed.queue_depth(&queue).await >= backlog as u64).then_some(())
