@@ -24,6 +24,7 @@ pub async fn run(pool: sqlx::PgPool, config: Retention, mut shutdown: watch::Rec
                     trace = p.trace,
                     problem_evidence = p.problem_evidence,
                     lookup_audit = p.lookup_audit,
+                    message_log = p.message_log,
                     "Old rows pruned."
                 );
             }
@@ -53,6 +54,7 @@ pub async fn prune(pool: &sqlx::PgPool, config: &Retention) -> Result<retention:
         trace: retention::trace(&mut conn, ago(config.trace_secs)).await?,
         problem_evidence: retention::problem_evidence(&mut conn, ago(config.problem_evidence_secs)).await?,
         lookup_audit: retention::lookup_audit(&mut conn, ago(config.lookup_audit_secs)).await?,
+        message_log: retention::message_log(&mut conn, ago(config.message_log_secs)).await?,
     };
     let tables = [
         ("outbox", pruned.outbox),
@@ -61,6 +63,7 @@ pub async fn prune(pool: &sqlx::PgPool, config: &Retention) -> Result<retention:
         ("message_trace", pruned.trace),
         ("problem_evidence", pruned.problem_evidence),
         ("lookup_audit", pruned.lookup_audit),
+        ("message_log", pruned.message_log),
     ];
     for (table, n) in tables {
         metrics::counter!("hub_pruned_rows_total", "table" => table).increment(n);

@@ -59,6 +59,7 @@ pub use certs::failpoint;
 pub mod handlers;
 pub mod health;
 pub mod housekeeping;
+pub mod message_log;
 pub mod outgoing;
 pub mod provision;
 pub mod relay;

@@ -69,7 +69,7 @@ pub enum NotSigned {
 }
 
 /// Checks a message's signature headers over `body`: made by `sender`'s certificate `known`
-/// (found by the fingerprint the headers name). Returns the signer's fingerprint.
+/// (found by the fingerprint the headers name). Returns the signature.
 ///
 /// # Errors
 /// Why the signature is refused.
@@ -78,7 +78,7 @@ pub fn check(
     headers: (Option<&str>, Option<&str>),
     known: Option<&Known>,
     sender: &str,
-) -> Result<String, NotSigned> {
+) -> Result<Signature, NotSigned> {
     let (Some(value), Some(signer)) = headers else { return Err(NotSigned::Refused(Refusal::Unsigned)) };
     let signature = Signature::from_headers(value, signer).map_err(NotSigned::Refused)?;
     let known = known.ok_or_else(|| NotSigned::Unregistered(signature.signer.clone()))?;
@@ -86,5 +86,5 @@ pub fn check(
         return Err(NotSigned::Refused(Refusal::UnknownSigner));
     }
     known.verifier.check(body, &signature).map_err(NotSigned::Refused)?;
-    Ok(signature.signer)
+    Ok(signature)
 }

@@ -116,6 +116,10 @@ pub async fn run(settings: Settings) -> Result<()> {
             supervise("housekeeping", stop.clone(), || housekeeping::run(pool.clone(), retention, stop.clone())).await
         }
     });
+    let sealer = tokio::spawn({
+        let (ctx, stop) = (ctx.clone(), stop_rx.clone());
+        async move { supervise("sealer", stop.clone(), || crate::message_log::run(ctx.clone(), stop.clone())).await }
+    });
 
     wait_for_signal().await;
     info!("Stopping: finishing in-flight messages, then flushing the outbox.");
@@ -128,6 +132,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         ("relay", relay),
         ("scheduler", scheduler),
         ("housekeeping", housekeeping),
+        ("sealer", sealer),
         ("http", http),
     ] {
         if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {

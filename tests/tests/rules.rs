@@ -346,3 +346,84 @@ async fn a_replay_request_sends_again_what_went_to_that_province_since_then_and_
             .unwrap();
     assert_eq!(again, ["prov-51"], "only 51's messages go out again");
 }
+
+/// `sh verify.sh` in a bundle: whether it passed, and what it said.
+fn verify_bundle(dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new("sh").arg(dir.join("verify.sh")).output().expect("sh");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_standard_tools_verify() {
+    let hub = hub().await;
+    let (s, other) = (indexed(&hub, 1, |_| {}).await, indexed(&hub, 2, |_| {}).await);
+    let case = case_of(&apply(&hub, application(&s)).await);
+    // Another case's messages fall between this case's in the log.
+    let between = case_of(&apply(&hub, application(&other)).await);
+    hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
+    hub.send("51", Body::VerifyResult(held(&other, StudentStatus::Enrolled)), Some(between)).await;
+
+    let settings = &hub.ctx.settings.broker;
+    let signer = certs::signature::Signer::load(&settings.cert, &settings.key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let written = hub::message_log::export_case(&hub.ctx, &signer, case.uuid(), dir.path()).await.unwrap();
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM message_log WHERE case_id = $1
+            OR message_id IN (SELECT message_id FROM message_trace WHERE case_id = $1)",
+    )
+    .bind(case.uuid())
+    .fetch_one(&hub.pool)
+    .await
+    .unwrap();
+    assert!(logged >= 4, "the application, its acceptance, the verification asked and answered: {logged}");
+    assert_eq!(written.of_case as i64, logged, "{written:?}");
+    assert!(written.entries > written.of_case, "the other case's entries in between, by their text: {written:?}");
+    let (ok, said) = verify_bundle(dir.path());
+    assert!(ok, "{said}");
+    // The other case's messages are not in the bundle.
+    for f in std::fs::read_dir(dir.path().join("entries")).unwrap() {
+        let path = f.unwrap().path();
+        if path.extension().is_some_and(|e| e == "body") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(!text.contains(&other.student_id.to_string()), "{}", path.display());
+        }
+    }
+
+    // One byte of one entry changed: named.
+    let body = std::fs::read_dir(dir.path().join("entries"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "body"))
+        .min()
+        .unwrap();
+    let mut bytes = std::fs::read(&body).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&body, bytes).unwrap();
+    let (ok, said) = verify_bundle(dir.path());
+    let position = body.file_stem().unwrap().to_string_lossy().trim_start_matches('0').to_owned();
+    assert!(!ok && said.contains(&format!("BROKEN at entry {position}: its body")), "{said}");
+
+    // The log is append-only: the database refuses a change.
+    let changed = sqlx::query("UPDATE message_log SET party = 'prov-99'").execute(&hub.pool).await;
+    assert!(changed.is_err_and(|e| e.to_string().contains("append-only")));
+
+    // After its retention an entry's bytes go once it is chained; the chain and the
+    // checkpoints stay, and an entry not chained yet is kept.
+    hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
+    let pool = hub.pool.clone();
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
+    };
+    let (links, unsealed) = (
+        count("SELECT count(*) FROM message_log_chain").await,
+        count("SELECT count(*) FROM message_log_unsealed").await,
+    );
+    assert!(unsealed > 0);
+    let config = hub::config::Retention { message_log_secs: 0, ..Default::default() };
+    let pruned = hub::housekeeping::prune(&hub.pool, &config).await.unwrap();
+    assert_eq!(pruned.message_log as i64, links);
+    assert_eq!(count("SELECT count(*) FROM message_log").await, unsealed);
+    assert_eq!(count("SELECT count(*) FROM message_log_chain").await, links);
+    assert!(count("SELECT count(*) FROM message_log_checkpoint").await >= 1);
+}

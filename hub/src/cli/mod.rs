@@ -69,8 +69,28 @@ enum Command {
     /// The school registry.
     #[command(subcommand)]
     Schools(schools::SchoolsCommand),
+    /// The message log (报文日志): export a case's evidence bundle, checked with
+    /// `sh <dir>/verify.sh` and standard tools alone.
+    #[command(subcommand)]
+    Log(LogCommand),
     /// Operators' views and actions, through the operator API (client certificate).
     Ops(ops::OpsArgs),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Writes a case's bundle: its messages with their bytes and signatures, the entries in
+    /// between by their text alone, the signers' certificates, the hub's checkpoint sealing the
+    /// last and its signed statement of where the bundle starts, and verify.sh. Needs the
+    /// hub's key (the one in [broker]).
+    Export {
+        /// The case (its id).
+        #[arg(long)]
+        case: uuid::Uuid,
+        /// The directory to write (made if missing; must be empty).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 /// Parses the command line, runs the command, and turns its outcome into the exit code.
@@ -136,6 +156,28 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(broker::run(cmd, &load(config)?))
         }
         Command::Schools(cmd) => runtime.block_on(schools::run(cmd, &load(config)?)),
+        Command::Log(LogCommand::Export { case, out }) => {
+            let settings = load(config)?;
+            runtime.block_on(async {
+                if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+                    anyhow::bail!("{} is not empty: export into a new directory", out.display());
+                }
+                let signer = ::certs::signature::Signer::load(&settings.broker.cert, &settings.broker.key)?;
+                let pool = crate::store::pool(&settings.database)?;
+                let ctx = crate::context::Context::new(pool, settings)?;
+                let w = crate::message_log::export_case(&ctx, &signer, case, &out).await?;
+                println!(
+                    "Exported {} entries ({} of case {case}, positions {} to {}) to {}; check with: sh {}/verify.sh",
+                    w.entries,
+                    w.of_case,
+                    w.from,
+                    w.to,
+                    out.display(),
+                    out.display()
+                );
+                anyhow::Ok(())
+            })
+        }
         Command::Replay { since, provinces } => {
             let settings = load(config)?;
             runtime.block_on(async {

@@ -245,6 +245,10 @@ pub struct Retention {
     /// The lookup audit (who looked up whom, when, and what was answered).
     #[serde(default = "default_lookup_audit_retention")]
     pub lookup_audit_secs: u64,
+    /// The message log's entries (each message's bytes and signature); the chain's links and
+    /// checkpoints stay.
+    #[serde(default = "default_trace_retention")]
+    pub message_log_secs: u64,
     #[serde(default = "default_prune_interval")]
     pub prune_interval_secs: u64,
 }
@@ -277,6 +281,7 @@ impl Default for Retention {
             trace_secs: default_trace_retention(),
             problem_evidence_secs: default_trace_retention(),
             lookup_audit_secs: default_lookup_audit_retention(),
+            message_log_secs: default_trace_retention(),
             prune_interval_secs: default_prune_interval(),
         }
     }

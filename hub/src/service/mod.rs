@@ -22,6 +22,7 @@ use crate::handlers::{self, Effects};
 use crate::outgoing::{self, Cause, Pending, fallback_id};
 use crate::signers::{self, Known};
 use crate::store::{dead_letters, inbox, trace};
+use certs::signature::Signature;
 
 mod group;
 pub use group::handle_group;
@@ -145,9 +146,9 @@ struct Read<'a> {
 }
 
 enum Readable {
-    /// Readable, from an authenticated province, addressed to the hub, signed with the
-    /// certificate of fingerprint `signer`.
-    Envelope { sender: Party, key: String, signer: String, envelope: Box<Envelope> },
+    /// Readable, from an authenticated province, addressed to the hub, with the signature
+    /// that verified over it.
+    Envelope { sender: Party, key: String, signature: Signature, envelope: Box<Envelope> },
     /// Unusable before any claim: recorded under `key` and `id`.
     Poison { key: String, id: Uuid, poison: Poison },
 }
@@ -202,8 +203,8 @@ fn read_envelope(ctx: &Context, msg: &Inbound<'_>, digest: &[u8; 32], signer: Op
     // The bytes are the sender's only if its certificate's key signed them: what the broker
     // authenticated is the connection, not the content (an operator's replay, or a message a
     // compromised broker account forged, is checked the same way).
-    let signer = match signers::check(msg.body, (msg.signature, msg.signer), signer, &key) {
-        Ok(fingerprint) => fingerprint,
+    let signature = match signers::check(msg.body, (msg.signature, msg.signer), signer, &key) {
+        Ok(signature) => signature,
         Err(signers::NotSigned::Refused(refusal)) => return poison_of(ErrorCode::Signature, refusal.to_string()),
         Err(signers::NotSigned::Unregistered(fingerprint)) => {
             let detail = format!("signed with certificate {fingerprint}, which is not registered for {sender}");
@@ -214,7 +215,7 @@ fn read_envelope(ctx: &Context, msg: &Inbound<'_>, digest: &[u8; 32], signer: Op
         let detail = format!("addressed to {}; provinces send to the hub only", envelope.recipient);
         return poison_of(ErrorCode::Unexpected, detail);
     }
-    Readable::Envelope { sender, key, signer, envelope: Box::new(envelope) }
+    Readable::Envelope { sender, key, signature, envelope: Box::new(envelope) }
 }
 
 impl Read<'_> {
@@ -243,10 +244,11 @@ impl Read<'_> {
     /// The inbox claim of a readable message.
     fn new_claim(&self) -> Option<inbox::NewClaim<'_>> {
         let (_, env) = self.envelope()?;
-        let Readable::Envelope { signer, .. } = &self.what else { return None };
+        let Readable::Envelope { signature, .. } = &self.what else { return None };
         Some(inbox::NewClaim {
             sender: self.key(),
-            signer: Some(signer),
+            signer: Some(&signature.signer),
+            logged: Some((self.msg.body, &signature.value)),
             message_id: env.message_id.uuid(),
             message_type: env.message_type().as_str(),
             case_id: env.case_id.map(|c| c.uuid()),
@@ -420,6 +422,7 @@ async fn dead_letter(
         digest,
         outcome: inbox::Outcome::Poison,
         signer: None,
+        logged: None,
     };
     let claim = inbox::claim(&mut *tx, &new).await?;
     if claim == inbox::Claim::Redelivery {

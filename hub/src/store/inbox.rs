@@ -39,6 +39,10 @@ pub struct NewClaim<'a> {
     /// The fingerprint of the certificate that signed it: what admits it
     /// ([`claim_if_admitted`]).
     pub signer: Option<&'a str>,
+    /// The bytes and the signature that made it the sender's, for the message log: a message
+    /// claimed by [`claim_if_admitted`] or [`claim_all_if_admitted`] is logged in the same
+    /// statement (`None`: not logged).
+    pub logged: Option<(&'a [u8], &'a [u8])>,
     pub message_id: Uuid,
     pub message_type: &'a str,
     pub case_id: Option<Uuid>,
@@ -97,7 +101,10 @@ pub async fn claim_if_admitted(conn: &mut PgConnection, c: &NewClaim<'_>) -> sql
          claimed AS (
              INSERT INTO inbox (sender, message_id, message_type, case_id, digest, outcome)
              SELECT $1, $2, $3, $4, $5, $6 WHERE (SELECT ok FROM admitted)
-             ON CONFLICT (sender, message_id) DO NOTHING RETURNING 1)
+             ON CONFLICT (sender, message_id) DO NOTHING RETURNING 1),
+         logged AS (
+             INSERT INTO message_log (direction, party, message_id, message_type, case_id, body, body_sha256, signature, signer)
+             SELECT 'in', $1, $2, $3, $4, $8, $5, $9, $7 WHERE $8::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM claimed))
          SELECT (SELECT ok FROM admitted), EXISTS (SELECT 1 FROM claimed)",
     )
     .bind(c.sender)
@@ -107,6 +114,8 @@ pub async fn claim_if_admitted(conn: &mut PgConnection, c: &NewClaim<'_>) -> sql
     .bind(c.digest)
     .bind(c.outcome.as_str())
     .bind(c.signer)
+    .bind(c.logged.map(|l| l.0))
+    .bind(c.logged.map(|l| l.1))
     .fetch_one(&mut *conn)
     .await?;
     if !admitted {
@@ -133,8 +142,9 @@ pub async fn claim_all_if_admitted(
     }
     let rows: Vec<(bool, bool)> = sqlx::query_as(
         "WITH c AS (
-             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::bytea[], $6::text[], $7::text[])
-                 WITH ORDINALITY AS c(sender, message_id, message_type, case_id, digest, outcome, signer, n)),
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
+                                  $8::bytea[], $9::bytea[])
+                 WITH ORDINALITY AS c(sender, message_id, message_type, case_id, digest, outcome, signer, body, signature, n)),
          admitted AS (
              SELECT DISTINCT principal, fingerprint FROM certificate
              WHERE fingerprint = ANY($7) AND revoked_at IS NULL AND not_before <= now() AND not_after > now()),
@@ -142,7 +152,11 @@ pub async fn claim_all_if_admitted(
              INSERT INTO inbox (sender, message_id, message_type, case_id, digest, outcome)
              SELECT sender, message_id, message_type, case_id, digest, outcome FROM c
              WHERE (sender, signer) IN (SELECT principal, fingerprint FROM admitted) ORDER BY n
-             ON CONFLICT (sender, message_id) DO NOTHING RETURNING sender, message_id)
+             ON CONFLICT (sender, message_id) DO NOTHING RETURNING sender, message_id),
+         logged AS (
+             INSERT INTO message_log (direction, party, message_id, message_type, case_id, body, body_sha256, signature, signer)
+             SELECT 'in', c.sender, c.message_id, c.message_type, c.case_id, c.body, c.digest, c.signature, c.signer
+             FROM c JOIN claimed USING (sender, message_id) WHERE c.body IS NOT NULL ORDER BY c.n)
          SELECT (c.sender, c.signer) IN (SELECT principal, fingerprint FROM admitted),
                 (c.sender, c.message_id) IN (SELECT sender, message_id FROM claimed)
          FROM c ORDER BY c.n",
@@ -154,6 +168,8 @@ pub async fn claim_all_if_admitted(
     .bind(claims.iter().map(|c| c.digest).collect::<Vec<_>>())
     .bind(claims.iter().map(|c| c.outcome.as_str()).collect::<Vec<_>>())
     .bind(claims.iter().map(|c| c.signer).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.logged.map(|l| l.0)).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.logged.map(|l| l.1)).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     let mut found: Vec<Option<Claim>> = rows

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod index;
 pub mod links;
 pub mod lookups;
+pub mod message_log;
 pub mod orgcodes;
 pub mod outbox;
 pub mod overview;

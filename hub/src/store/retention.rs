@@ -15,6 +15,7 @@ pub struct Pruned {
     pub trace: u64,
     pub problem_evidence: u64,
     pub lookup_audit: u64,
+    pub message_log: u64,
 }
 
 async fn in_batches(conn: &mut PgConnection, sql: &'static str, before: DateTime<Utc>) -> sqlx::Result<u64> {
@@ -116,6 +117,22 @@ pub async fn lookup_audit(conn: &mut PgConnection, before: DateTime<Utc>) -> sql
     in_batches(
         conn,
         "DELETE FROM lookup_audit WHERE audit_id IN (SELECT audit_id FROM lookup_audit WHERE at < $1 LIMIT $2)",
+        before,
+    )
+    .await
+}
+
+/// Message-log entries (their bytes) logged before `before` and chained already. The chain's
+/// links and the hub's checkpoints are kept: bundles exported before still verify, and the
+/// chain goes on from its last link.
+///
+/// # Errors
+/// Database errors.
+pub async fn message_log(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    in_batches(
+        conn,
+        "DELETE FROM message_log WHERE entry_id IN
+           (SELECT l.entry_id FROM message_log l JOIN message_log_chain c USING (entry_id) WHERE l.at < $1 LIMIT $2)",
         before,
     )
     .await
