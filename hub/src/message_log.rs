@@ -15,10 +15,10 @@ use certs::signature::Signer;
 use chrono::{SubsecRound, Utc};
 use tokio::sync::watch;
 use tracing::{info, warn};
-use uuid::Uuid;
 
 use crate::context::Context;
 use crate::evidence::{self, Direction, Entry, Exported};
+pub use crate::store::message_log::Selection;
 use crate::store::message_log::{self as log, Logged};
 
 /// Entries chained per transaction, at most.
@@ -124,35 +124,40 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
-    /// Entries in the bundle, and how many of them are the case's (with their bytes).
+    /// Entries in the bundle, and how many of them are selected (with their bytes).
     pub entries: usize,
-    pub of_case: usize,
+    pub selected: usize,
     /// The positions it spans, the last sealed by the hub's checkpoint.
     pub from: i64,
     pub to: i64,
 }
 
-/// Writes the bundle of `case` to `dir`: its entries with their bytes and signatures, the
-/// entries in between by their text alone (the chain stays checkable, other cases stay
-/// private), the signers' certificates, the checkpoint that seals the last, and the hub's
-/// signed statement of where it starts. Waits (up to a minute) for the case's entries to be
-/// chained, and makes a checkpoint if none seals them yet.
+/// Writes the bundle of a case's entries, or of those logged in a time range, to `dir`: the
+/// selected entries with their bytes and signatures, the entries in between by their text
+/// alone (the chain stays checkable, other cases stay private), the signers' certificates, the
+/// checkpoint that seals the last, and the hub's signed statement of where it starts and what
+/// it selected. Waits (up to a minute) for the selected entries to be chained, and makes a
+/// checkpoint if none seals them yet.
 ///
 /// # Errors
-/// No entries for the case, a sealer that does not keep up, database or file errors.
-pub async fn export_case(ctx: &Context, signer: &Signer, case: Uuid, dir: &std::path::Path) -> Result<Written> {
+/// Nothing selected, a sealer that does not keep up, database or file errors.
+pub async fn export(ctx: &Context, signer: &Signer, selection: Selection, dir: &std::path::Path) -> Result<Written> {
+    let what = match selection {
+        Selection::Case(case) => format!("case {case}"),
+        Selection::Logged(from, until) => format!("logged from {} until {}", from.to_rfc3339(), until.to_rfc3339()),
+    };
     let mut conn = ctx.pool.acquire().await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (first, last) = loop {
-        let (first, last, waiting) = log::case_span(&mut conn, case).await?;
+        let (first, last, waiting) = log::span(&mut conn, selection).await?;
         if waiting == 0 {
             match (first, last) {
                 (Some(f), Some(l)) => break (f, l),
-                _ => bail!("no message of case {case} is in the message log"),
+                _ => bail!("no message of {what} is in the message log"),
             }
         }
         if std::time::Instant::now() > deadline {
-            bail!("{waiting} messages of case {case} are not sealed yet: is the hub's sealer running?");
+            bail!("{waiting} messages of {what} are not sealed yet: is the hub's sealer running?");
         }
         seal(ctx, signer, false).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -164,7 +169,7 @@ pub async fn export_case(ctx: &Context, signer: &Signer, case: Uuid, dir: &std::
             log::checkpoint_from(&mut conn, last).await?.context("no checkpoint after sealing")?
         }
     };
-    let links = log::links(&mut conn, first, sealed.position, case).await?;
+    let links = log::links(&mut conn, first, sealed.position, selection).await?;
     let prev = match first {
         1 => evidence::GENESIS,
         p => hash32(&log::hash_at(&mut conn, p - 1).await?.context("a gap in the chain")?),
@@ -178,12 +183,12 @@ pub async fn export_case(ctx: &Context, signer: &Signer, case: Uuid, dir: &std::
         .iter()
         .map(|l| Exported { entry: entry(l.position, &l.entry), body: l.body.clone(), signature: l.signature.clone() })
         .collect();
-    let of_case = entries.iter().filter(|e| e.body.is_some()).count();
+    let selected = entries.iter().filter(|e| e.body.is_some()).count();
     let Some(head) = entries.first() else { bail!("no links from {first} to {}", sealed.position) };
-    let export = evidence::export_meta(&head.entry, &prev, &format!("case {case}"), Utc::now().trunc_subsecs(3));
+    let export = evidence::export_meta(&head.entry, &prev, &what, Utc::now().trunc_subsecs(3));
     let export_sig = signer.sign(export.as_bytes()).value;
     let checkpoint = evidence::Checkpoint { position: sealed.position, hash: hash32(&sealed.hash), at: sealed.at };
-    let written = Written { entries: entries.len(), of_case, from: first, to: sealed.position };
+    let written = Written { entries: entries.len(), selected, from: first, to: sealed.position };
     let bundle = evidence::Bundle {
         prev,
         entries,
@@ -198,6 +203,6 @@ pub async fn export_case(ctx: &Context, signer: &Signer, case: Uuid, dir: &std::
         bail!("the checkpoint was signed by another hub certificate ({}); export with that key", sealed.signer);
     }
     evidence::write(dir, &bundle).with_context(|| format!("Failed to write the bundle to {}", dir.display()))?;
-    info!(%case, entries = written.entries, of_case, from = first, to = sealed.position, "Message-log bundle exported.");
+    info!(selection = %what, entries = written.entries, selected, from = first, to = sealed.position, "Message-log bundle exported.");
     Ok(written)
 }

@@ -68,6 +68,7 @@ fn describe() {
         ("hub_requests_resent_total", "Requests sent again because a province did not answer, by stage."),
         ("hub_index_disputes_total", "Index entries a province contradicted (verification found no such student)."),
         ("hub_pruned_rows_total", "Rows removed after their retention, by table."),
+        ("hub_message_log_sealed_total", "Message-log entries chained by this process (the sealer)."),
         ("hub_orgcode_records_loaded_total", "Organization-code change records loaded from batches and sent."),
         ("hub_orgcode_revocations_executed_total", "Organization-code revocations executed (their last blocker gone)."),
     ];

@@ -366,7 +366,10 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     let settings = &hub.ctx.settings.broker;
     let signer = certs::signature::Signer::load(&settings.cert, &settings.key).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let written = hub::message_log::export_case(&hub.ctx, &signer, case.uuid(), dir.path()).await.unwrap();
+    let written =
+        hub::message_log::export(&hub.ctx, &signer, hub::message_log::Selection::Case(case.uuid()), dir.path())
+            .await
+            .unwrap();
     let logged: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM message_log WHERE case_id = $1
             OR message_id IN (SELECT message_id FROM message_trace WHERE case_id = $1)",
@@ -376,8 +379,8 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     .await
     .unwrap();
     assert!(logged >= 4, "the application, its acceptance, the verification asked and answered: {logged}");
-    assert_eq!(written.of_case as i64, logged, "{written:?}");
-    assert!(written.entries > written.of_case, "the other case's entries in between, by their text: {written:?}");
+    assert_eq!(written.selected as i64, logged, "{written:?}");
+    assert!(written.entries > written.selected, "the other case's entries in between, by their text: {written:?}");
     let (ok, said) = verify_bundle(dir.path());
     assert!(ok, "{said}");
     // The other case's messages are not in the bundle.
@@ -388,6 +391,15 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
             assert!(!text.contains(&other.student_id.to_string()), "{}", path.display());
         }
     }
+
+    // What was logged in a time range: every entry in it, with its bytes.
+    let all = tempfile::tempdir().unwrap();
+    let range = hub::message_log::Selection::Logged(Utc::now() - Duration::hours(1), Utc::now() + Duration::hours(1));
+    let everything = hub::message_log::export(&hub.ctx, &signer, range, all.path()).await.unwrap();
+    assert_eq!(everything.selected, everything.entries, "{everything:?}");
+    assert!(everything.entries > written.entries, "{everything:?}");
+    let (ok, said) = verify_bundle(all.path());
+    assert!(ok, "{said}");
 
     // One byte of one entry changed: named.
     let body = std::fs::read_dir(dir.path().join("entries"))

@@ -79,14 +79,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum LogCommand {
-    /// Writes a case's bundle: its messages with their bytes and signatures, the entries in
-    /// between by their text alone, the signers' certificates, the hub's checkpoint sealing the
-    /// last and its signed statement of where the bundle starts, and verify.sh. Needs the
-    /// hub's key (the one in [broker]).
+    /// Writes the bundle of a case, or of what was logged in a time range: the selected
+    /// messages with their bytes and signatures, the entries in between by their text alone,
+    /// the signers' certificates, the hub's checkpoint sealing the last and its signed statement
+    /// of where the bundle starts, and verify.sh. Needs the hub's key (the one in [broker]).
     Export {
         /// The case (its id).
-        #[arg(long)]
-        case: uuid::Uuid,
+        #[arg(long, conflicts_with_all = ["from", "until"], required_unless_present = "from")]
+        case: Option<uuid::Uuid>,
+        /// The messages logged from this instant (RFC 3339)…
+        #[arg(long, requires = "until")]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// …until before this one.
+        #[arg(long, requires = "from")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
         /// The directory to write (made if missing; must be empty).
         #[arg(long)]
         out: std::path::PathBuf,
@@ -156,7 +162,12 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(broker::run(cmd, &load(config)?))
         }
         Command::Schools(cmd) => runtime.block_on(schools::run(cmd, &load(config)?)),
-        Command::Log(LogCommand::Export { case, out }) => {
+        Command::Log(LogCommand::Export { case, from, until, out }) => {
+            let selection = match (case, from, until) {
+                (Some(c), _, _) => crate::message_log::Selection::Case(c),
+                (None, Some(f), Some(u)) if f < u => crate::message_log::Selection::Logged(f, u),
+                _ => anyhow::bail!("give --case, or --from and --until (from before until)"),
+            };
             let settings = load(config)?;
             runtime.block_on(async {
                 if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
@@ -165,11 +176,11 @@ fn run(cli: Cli) -> Result<()> {
                 let signer = ::certs::signature::Signer::load(&settings.broker.cert, &settings.broker.key)?;
                 let pool = crate::store::pool(&settings.database)?;
                 let ctx = crate::context::Context::new(pool, settings)?;
-                let w = crate::message_log::export_case(&ctx, &signer, case, &out).await?;
+                let w = crate::message_log::export(&ctx, &signer, selection, &out).await?;
                 println!(
-                    "Exported {} entries ({} of case {case}, positions {} to {}) to {}; check with: sh {}/verify.sh",
+                    "Exported {} entries ({} selected, positions {} to {}) to {}; check with: sh {}/verify.sh",
                     w.entries,
-                    w.of_case,
+                    w.selected,
                     w.from,
                     w.to,
                     out.display(),

@@ -123,28 +123,64 @@ pub async fn checkpoint(conn: &mut PgConnection, c: &Checkpoint) -> sqlx::Result
     Ok(())
 }
 
-/// The positions of a case's entries — those naming the case, and the messages its trace
-/// counts as the case's (an application opens its case: it names none) — first and last, and
-/// how many of them are not chained yet.
+/// Which entries an export is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// A case's: those naming it, and the messages its trace counts as the case's (an
+    /// application opens its case: it names none).
+    Case(Uuid),
+    /// Those logged from the first instant until before the second.
+    Logged(DateTime<Utc>, DateTime<Utc>),
+}
+
+impl Selection {
+    fn binds(self) -> (Option<Uuid>, Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        match self {
+            Selection::Case(c) => (Some(c), None, None),
+            Selection::Logged(from, until) => (None, Some(from), Some(until)),
+        }
+    }
+
+    /// The selected entries, for the statements below: by $1, a case, or $2 and $3, a time
+    /// range (one statement for each, so that each uses its index).
+    fn selected(self) -> &'static str {
+        match self {
+            Selection::Case(_) => {
+                "selected AS (
+                     SELECT entry_id FROM message_log WHERE case_id = $1
+                     UNION SELECT l.entry_id FROM message_log l JOIN message_trace t USING (message_id)
+                     WHERE t.case_id = $1 AND $2::timestamptz IS NULL AND $3::timestamptz IS NULL)"
+            }
+            Selection::Logged(..) => {
+                "selected AS (SELECT entry_id FROM message_log WHERE at >= $2 AND at < $3 AND $1::uuid IS NULL)"
+            }
+        }
+    }
+}
+
+/// The positions of the selected entries, first and last, and how many of them are not
+/// chained yet.
 ///
 /// # Errors
 /// Database errors.
-pub async fn case_span(conn: &mut PgConnection, case: Uuid) -> sqlx::Result<(Option<i64>, Option<i64>, i64)> {
-    sqlx::query_as(
-        "WITH e AS (
-             SELECT entry_id FROM message_log WHERE case_id = $1
-             UNION SELECT l.entry_id FROM message_log l JOIN message_trace t USING (message_id) WHERE t.case_id = $1)
+pub async fn span(conn: &mut PgConnection, selection: Selection) -> sqlx::Result<(Option<i64>, Option<i64>, i64)> {
+    let (case, from, until) = selection.binds();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH {}
          SELECT min(c.position), max(c.position),
-                (SELECT count(*) FROM message_log_unsealed u WHERE u.entry_id IN (SELECT entry_id FROM e))
-         FROM e LEFT JOIN message_log_chain c USING (entry_id)",
-    )
+                (SELECT count(*) FROM message_log_unsealed u WHERE u.entry_id IN (SELECT entry_id FROM selected))
+         FROM selected LEFT JOIN message_log_chain c USING (entry_id)",
+        selection.selected()
+    )))
     .bind(case)
+    .bind(from)
+    .bind(until)
     .fetch_one(conn)
     .await
 }
 
-/// One link of the chain with its entry; the body and signature only when the entry is the
-/// case's.
+/// One link of the chain with its entry; the body and signature only when the entry is
+/// selected.
 #[derive(Debug, Clone, FromRow)]
 pub struct Linked {
     pub position: i64,
@@ -154,25 +190,27 @@ pub struct Linked {
     pub signature: Option<Vec<u8>>,
 }
 
-/// The links from `from` to `to`, with the bodies of `case`'s entries.
+/// The links from `from` to `to`, with the bodies of the selected entries.
 ///
 /// # Errors
 /// Database errors.
-pub async fn links(conn: &mut PgConnection, from: i64, to: i64, case: Uuid) -> sqlx::Result<Vec<Linked>> {
-    sqlx::query_as(
-        "WITH mine AS (
-             SELECT entry_id FROM message_log WHERE case_id = $3
-             UNION SELECT l.entry_id FROM message_log l JOIN message_trace t USING (message_id) WHERE t.case_id = $3)
+pub async fn links(conn: &mut PgConnection, from: i64, to: i64, selection: Selection) -> sqlx::Result<Vec<Linked>> {
+    let (case, since, until) = selection.binds();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH {}
          SELECT c.position, l.entry_id, l.at, l.direction, l.party, l.message_id, l.message_type, l.case_id,
                 l.body_sha256, l.signer,
-                CASE WHEN l.entry_id IN (SELECT entry_id FROM mine) THEN l.body END AS body,
-                CASE WHEN l.entry_id IN (SELECT entry_id FROM mine) THEN l.signature END AS signature
+                CASE WHEN l.entry_id IN (SELECT entry_id FROM selected) THEN l.body END AS body,
+                CASE WHEN l.entry_id IN (SELECT entry_id FROM selected) THEN l.signature END AS signature
          FROM message_log_chain c JOIN message_log l USING (entry_id)
-         WHERE c.position BETWEEN $1 AND $2 ORDER BY c.position",
-    )
+         WHERE c.position BETWEEN $4 AND $5 ORDER BY c.position",
+        selection.selected()
+    )))
+    .bind(case)
+    .bind(since)
+    .bind(until)
     .bind(from)
     .bind(to)
-    .bind(case)
     .fetch_all(conn)
     .await
 }
