@@ -200,8 +200,8 @@ impl Verifier {
         } else {
             return Err(CertError::Parse(format!("a key type the exchange does not sign with ({kind})")));
         };
-        use sha2::Digest as _;
-        let fingerprint: String = sha2::Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect();
+        // The same fingerprint as the certificate's (`CertInfo::fingerprint`).
+        let fingerprint = crate::hex(&crate::sha2_digest(der));
         Ok(Verifier { algorithm, public_key: spki.subject_public_key.data.to_vec().into(), fingerprint })
     }
 

@@ -169,6 +169,11 @@ pub async fn export(ctx: &Context, signer: &Signer, selection: Selection, dir: &
             log::checkpoint_from(&mut conn, last).await?.context("no checkpoint after sealing")?
         }
     };
+    // The export statement is signed with the current key: its certificate must be the one
+    // that signed the checkpoint, else the bundle names two hub certificates.
+    if signer.fingerprint() != sealed.signer {
+        bail!("the checkpoint was signed by another hub certificate ({}); export with that key", sealed.signer);
+    }
     let links = log::links(&mut conn, first, sealed.position, selection).await?;
     let prev = match first {
         1 => evidence::GENESIS,
@@ -197,11 +202,6 @@ pub async fn export(ctx: &Context, signer: &Signer, selection: Selection, dir: &
         checkpoint: (checkpoint, sealed.signature.clone()),
         export: (export, export_sig),
     };
-    // The export statement is signed with the current key: its certificate must be the one
-    // that signed the checkpoint, else the bundle names two hub certificates.
-    if signer.fingerprint() != sealed.signer {
-        bail!("the checkpoint was signed by another hub certificate ({}); export with that key", sealed.signer);
-    }
     evidence::write(dir, &bundle).with_context(|| format!("Failed to write the bundle to {}", dir.display()))?;
     info!(selection = %what, entries = written.entries, selected, from = first, to = sealed.position, "Message-log bundle exported.");
     Ok(written)

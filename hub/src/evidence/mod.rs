@@ -25,23 +25,8 @@ pub const VERIFY_SH: &str = include_str!("verify.sh");
 /// The `prev` of the first entry of the log.
 pub const GENESIS: [u8; 32] = [0; 32];
 
-/// Which way a message went through the hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From a province to the hub.
-    In,
-    /// From the hub to a province.
-    Out,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-        }
-    }
-}
+/// Which way a message went through the hub: the message trace's.
+pub use crate::store::trace::Direction;
 
 /// One message in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
