@@ -35,6 +35,7 @@ fn entry(position: i64, l: &Logged) -> Entry {
         message_id: l.message_id,
         message_type: l.message_type.clone(),
         case_id: l.case_id,
+        group_id: l.group_id,
         body_sha256: l.body_sha256.as_slice().try_into().unwrap_or([0; 32]),
         signer: l.signer.clone(),
     }
@@ -132,7 +133,16 @@ pub struct Written {
     pub to: i64,
 }
 
-/// Writes the bundle of a case's entries, or of those logged in a time range, to `dir`: the
+/// What [`export`] names in the bundle, and in its log line.
+fn described(selection: Selection) -> String {
+    match selection {
+        Selection::Case(case) => format!("case {case}"),
+        Selection::Group(group) => format!("problem group {group}"),
+        Selection::Logged(from, until) => format!("logged from {} until {}", from.to_rfc3339(), until.to_rfc3339()),
+    }
+}
+
+/// The bundle of a case's entries, a problem group's, or those logged in a time range: the
 /// selected entries with their bytes and signatures, the entries in between by their text
 /// alone (the chain stays checkable, other cases stay private), the signers' certificates, the
 /// checkpoint that seals the last, and the hub's signed statement of where it starts and what
@@ -140,12 +150,9 @@ pub struct Written {
 /// checkpoint if none seals them yet.
 ///
 /// # Errors
-/// Nothing selected, a sealer that does not keep up, database or file errors.
-pub async fn export(ctx: &Context, signer: &Signer, selection: Selection, dir: &std::path::Path) -> Result<Written> {
-    let what = match selection {
-        Selection::Case(case) => format!("case {case}"),
-        Selection::Logged(from, until) => format!("logged from {} until {}", from.to_rfc3339(), until.to_rfc3339()),
-    };
+/// [`NothingLogged`] when nothing is selected; a sealer that does not keep up, database errors.
+pub async fn bundle(ctx: &Context, signer: &Signer, selection: Selection) -> Result<(evidence::Bundle, Written)> {
+    let what = described(selection);
     let mut conn = ctx.pool.acquire().await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (first, last) = loop {
@@ -153,7 +160,7 @@ pub async fn export(ctx: &Context, signer: &Signer, selection: Selection, dir: &
         if waiting == 0 {
             match (first, last) {
                 (Some(f), Some(l)) => break (f, l),
-                _ => bail!("no message of {what} is in the message log"),
+                _ => return Err(NothingLogged(what).into()),
             }
         }
         if std::time::Instant::now() > deadline {
@@ -202,7 +209,21 @@ pub async fn export(ctx: &Context, signer: &Signer, selection: Selection, dir: &
         checkpoint: (checkpoint, sealed.signature.clone()),
         export: (export, export_sig),
     };
-    evidence::write(dir, &bundle).with_context(|| format!("Failed to write the bundle to {}", dir.display()))?;
     info!(selection = %what, entries = written.entries, selected, from = first, to = sealed.position, "Message-log bundle exported.");
+    Ok((bundle, written))
+}
+
+/// Nothing of the selection is in the message log.
+#[derive(Debug, thiserror::Error)]
+#[error("no message of {0} is in the message log")]
+pub struct NothingLogged(pub String);
+
+/// Writes the [`bundle`] of `selection` to `dir`.
+///
+/// # Errors
+/// As [`bundle`], and file errors.
+pub async fn export(ctx: &Context, signer: &Signer, selection: Selection, dir: &std::path::Path) -> Result<Written> {
+    let (bundle, written) = bundle(ctx, signer, selection).await?;
+    evidence::write(dir, &bundle).with_context(|| format!("Failed to write the bundle to {}", dir.display()))?;
     Ok(written)
 }

@@ -189,6 +189,7 @@ fn new_message(env: &Envelope) -> outbox::NewMessage {
         message_type: env.message_type().as_str().to_owned(),
         recipient: env.recipient.to_string(),
         case_id: env.case_id.map(|c| c.uuid()),
+        group_id: env.body.problem_group().map(|g| g.uuid()),
         correlation_id: env.correlation_id.map(|c| c.to_string()),
         headers: serde_json::json!({}),
         body: codec::to_xml(env).into_bytes(),

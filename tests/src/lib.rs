@@ -6,6 +6,7 @@
 mod adapter;
 mod broker;
 pub mod browser;
+pub mod evidence;
 pub mod inprocess;
 pub mod measure;
 mod operator;

@@ -1,7 +1,8 @@
 //! The console in headless Chromium, against real cases in a real database: an operator
 //! searches a case, opens its timeline, resends its request (confirmed, with a note) and sees
 //! the action in the timeline; replays a dead letter after its cause was fixed and sees it
-//! settled — processed exactly once; and the console refuses a province's certificate, no
+//! settled — processed exactly once; the national office decides an arbitration and downloads
+//! the group's evidence bundle; and the console refuses a province's certificate, no
 //! certificate, and the national office's pages to an operator.
 
 use std::path::PathBuf;
@@ -180,6 +181,19 @@ async fn the_national_office_decides_an_arbitration_with_both_sides_side_by_side
         assert!(side.find(fantoccini::Locator::Css("img")).await.is_ok(), "the evidence is shown: {text}");
     }
     b.screenshot(&screenshots().join("arbitration.png")).await;
+    // The page offers the group's evidence bundle: it downloads as one tar that verifies with
+    // the standard tools and holds both sides' results with their bytes.
+    let link = b.client.find(fantoccini::Locator::Css("#bundle")).await.unwrap();
+    let href = link.attr("href").await.unwrap().expect("a link");
+    let response = console.client(&national).get(console.url(&href)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-tar");
+    let bundle = e2e::evidence::Unpacked::tar(&response.bytes().await.unwrap());
+    let (ok, said) = bundle.verify();
+    assert!(ok, "{said}");
+    let results =
+        bundle.entries().iter().filter(|e| e.with_body && e.field("message-type") == Some("problem.result")).count();
+    assert_eq!(results, 2, "{said}");
     // Uphold 51's record (registered first).
     let option = format!("select[name=upheld] option[value='{first}']");
     b.client.find(fantoccini::Locator::Css(&option)).await.unwrap().click().await.unwrap();

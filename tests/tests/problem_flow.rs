@@ -184,6 +184,28 @@ async fn two_attestations_go_to_the_national_office_whose_decision_binds() {
     w.submit("51", result(&rejected, HandlingMode::Delete), None).await;
     until_group(&w, &group, "closed").await;
     assert!(!lookup_flag(&w, &original).await);
+
+    // The evidence of the whole dispute, exported by the hub's command: both provinces' results
+    // with their adapters' signatures, the hub's tasks and statuses, and the refused attest.
+    let out = tempfile::tempdir().unwrap();
+    let export = std::process::Command::new(e2e::binary("hub"))
+        .arg("--config")
+        .arg(&w.bed.settings_path)
+        .args(["log", "export", "--group", &group, "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let (ok, said) = e2e::evidence::verify(out.path());
+    assert!(ok, "{said}");
+    let sent: Vec<(String, String)> = e2e::evidence::entries(out.path())
+        .iter()
+        .filter(|e| e.with_body)
+        .map(|e| (e.field("party").unwrap().to_owned(), e.field("message-type").unwrap().to_owned()))
+        .collect();
+    let results = |p: &str| sent.iter().filter(|(party, t)| party == p && t == "problem.result").count();
+    assert_eq!((results("prov-51"), results("prov-37")), (3, 1), "{sent:?}");
+    assert!(sent.iter().any(|(_, t)| t == "problem.status"), "{sent:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -484,3 +484,65 @@ async fn the_evidence_of_a_closed_group_is_pruned_after_its_retention_and_its_hi
     let result = detail["events"].as_array().unwrap().iter().find(|e| e["what"] == "result").expect("its history");
     assert!(result["detail"]["evidence"][0]["sha256"].is_string(), "the digest stays: {detail}");
 }
+
+#[tokio::test]
+async fn a_group_s_evidence_bundle_holds_every_message_about_it_and_the_update_that_opened_it() {
+    let hub = hub().await;
+    let (_, _, task) = duplicate(&hub).await;
+    // Another group's messages fall between this group's in the log.
+    let other = duplicate_of(&hub, 2).await;
+    let sent = hub.send("44", Body::ProblemResult(result(&task, HandlingMode::Attest)), None).await;
+    assert_eq!(sent.refusal(), None);
+    hub.send("44", Body::ProblemResult(result(&other, HandlingMode::Attest)), None).await;
+    let (group, other) = (task.group_id.to_string(), other.group_id.to_string());
+    let path = format!("/problems/{group}/bundle");
+
+    // The national office's only: the bundle holds the messages' bytes.
+    for role in [Role::Operator("zhao".into()), Role::Province("44".parse().unwrap())] {
+        let (status, _) = hub.download(role, &path).await;
+        assert_eq!(status, 403);
+    }
+    let (status, tar) = hub.download(Role::National("moe".into()), &path).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&tar));
+    let bundle = e2e::evidence::Unpacked::tar(&tar);
+    let (ok, said) = bundle.verify();
+    assert!(ok && said.starts_with("OK: "), "{said}");
+
+    let entries = bundle.entries();
+    let selected: Vec<&e2e::evidence::Listed> = entries.iter().filter(|e| e.with_body).collect();
+    let types: Vec<&str> = selected.iter().map(|e| e.field("message-type").unwrap()).collect();
+    // 44's update that opened it, 44's task, 44's result, then 51's turn: its task and the
+    // relay of 44's result.
+    assert_eq!(types.iter().filter(|t| **t == "index.upsert").count(), 1, "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "problem.task").count(), 2, "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "problem.result").count(), 1, "{types:?}");
+    assert!(types.contains(&"problem.relay"), "{types:?}");
+    for e in &selected {
+        if e.field("message-type").unwrap().starts_with("problem.") {
+            assert_eq!(e.field("group-id"), Some(group.as_str()), "{}", e.meta);
+        }
+    }
+    // The other group's entries are there by their text alone: the chain holds, its content
+    // does not travel.
+    let between: Vec<&e2e::evidence::Listed> =
+        entries.iter().filter(|e| e.field("group-id") == Some(other.as_str())).collect();
+    assert!(!between.is_empty() && between.iter().all(|e| !e.with_body), "{between:?}");
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM message_log WHERE group_id = $1::uuid")
+        .bind(&group)
+        .fetch_one(&hub.pool)
+        .await
+        .unwrap();
+    assert_eq!(selected.len() as i64, logged + 1, "those naming the group, and the update: {types:?}");
+
+    // Each download is audited; an unknown group is told apart from one with no messages.
+    let audited: Vec<String> =
+        sqlx::query_scalar("SELECT detail FROM audit WHERE action = 'export-evidence' AND case_id = $1::uuid")
+            .bind(&group)
+            .fetch_all(&hub.pool)
+            .await
+            .unwrap();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    let (status, body) =
+        hub.ops(Role::National("moe".into()), "GET", &format!("/problems/{}/bundle", uuid::Uuid::new_v4()), None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("E_GROUP_NOT_FOUND")));
+}

@@ -19,6 +19,7 @@ fn outbox_row(size: usize) -> hub::store::outbox::NewMessage {
         message_type: "index.result".into(),
         recipient: "prov-37".into(),
         case_id: None,
+        group_id: None,
         correlation_id: None,
         headers: serde_json::json!({}),
         body: vec![b'a'; size],

@@ -79,14 +79,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum LogCommand {
-    /// Writes the bundle of a case, or of what was logged in a time range: the selected
+    /// Writes the bundle of a case, a problem group, or what was logged in a time range: the selected
     /// messages with their bytes and signatures, the entries in between by their text alone,
     /// the signers' certificates, the hub's checkpoint sealing the last and its signed statement
     /// of where the bundle starts, and verify.sh. Needs the hub's key (the one in [broker]).
     Export {
         /// The case (its id).
-        #[arg(long, conflicts_with_all = ["from", "until"], required_unless_present = "from")]
+        #[arg(long, conflicts_with_all = ["group", "from", "until"], required_unless_present_any = ["group", "from"])]
         case: Option<uuid::Uuid>,
+        /// The problem group (its id): the messages naming it, and the index updates that
+        /// opened it.
+        #[arg(long, conflicts_with_all = ["case", "from", "until"])]
+        group: Option<uuid::Uuid>,
         /// The messages logged from this instant (RFC 3339)…
         #[arg(long, requires = "until")]
         from: Option<chrono::DateTime<chrono::Utc>>,
@@ -162,11 +166,12 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(broker::run(cmd, &load(config)?))
         }
         Command::Schools(cmd) => runtime.block_on(schools::run(cmd, &load(config)?)),
-        Command::Log(LogCommand::Export { case, from, until, out }) => {
-            let selection = match (case, from, until) {
-                (Some(c), _, _) => crate::message_log::Selection::Case(c),
-                (None, Some(f), Some(u)) if f < u => crate::message_log::Selection::Logged(f, u),
-                _ => anyhow::bail!("give --case, or --from and --until (from before until)"),
+        Command::Log(LogCommand::Export { case, group, from, until, out }) => {
+            let selection = match (case, group, from, until) {
+                (Some(c), ..) => crate::message_log::Selection::Case(c),
+                (None, Some(g), ..) => crate::message_log::Selection::Group(g),
+                (None, None, Some(f), Some(u)) if f < u => crate::message_log::Selection::Logged(f, u),
+                _ => anyhow::bail!("give --case, --group, or --from and --until (from before until)"),
             };
             let settings = load(config)?;
             runtime.block_on(async {

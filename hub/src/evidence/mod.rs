@@ -39,6 +39,9 @@ pub struct Entry {
     pub message_id: Uuid,
     pub message_type: String,
     pub case_id: Option<Uuid>,
+    /// The problem group it is about; its line is written only then, so entries logged
+    /// before groups were recorded keep their hashes.
+    pub group_id: Option<Uuid>,
     /// SHA-256 of the exact bytes sent.
     pub body_sha256: [u8; 32],
     /// The fingerprint of the certificate whose key signed the bytes, when signed.
@@ -61,7 +64,7 @@ impl Entry {
     pub fn meta(&self, prev: &[u8; 32]) -> String {
         format!(
             "xueji-message-log 1\nposition: {}\nat: {}\ndirection: {}\nparty: {}\nmessage-id: {}\nmessage-type: {}\n\
-             case-id: {}\nsigner: {}\nbody-sha256: {}\nprev: {}\n",
+             case-id: {}\n{}signer: {}\nbody-sha256: {}\nprev: {}\n",
             self.position,
             self.at.to_rfc3339_opts(SecondsFormat::Millis, true),
             self.direction.as_str(),
@@ -69,6 +72,7 @@ impl Entry {
             self.message_id,
             line(&self.message_type),
             self.case_id.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            self.group_id.map_or_else(String::new, |g| format!("group-id: {g}\n")),
             self.signer.as_deref().map_or_else(|| "-".to_owned(), line),
             hex(&self.body_sha256),
             hex(prev),
@@ -150,40 +154,80 @@ pub struct Bundle {
     pub export: (String, Vec<u8>),
 }
 
-/// Lays `bundle` out in `dir` (made if missing): `export.meta`/`.sig`, `entries/NNNNNNNNNNNN.meta`
-/// (`.body`, `.sig`), `certs/<fingerprint>.pem`, `certs/hub.pem`, `checkpoint.meta`/`.sig`,
-/// `verify.sh`.
-///
-/// # Errors
-/// File-system errors.
-pub fn write(dir: &Path, bundle: &Bundle) -> io::Result<()> {
-    let entries = dir.join("entries");
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&entries)?;
-    std::fs::create_dir_all(&certs)?;
-    std::fs::write(dir.join("export.meta"), &bundle.export.0)?;
-    std::fs::write(dir.join("export.sig"), &bundle.export.1)?;
+/// The files of `bundle`, by their path in it: `export.meta`/`.sig`,
+/// `entries/NNNNNNNNNNNN.meta` (`.body`, `.sig`), `certs/<fingerprint>.pem`, `certs/hub.pem`,
+/// `checkpoint.meta`/`.sig`, `verify.sh`.
+pub fn files(bundle: &Bundle) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = vec![
+        ("export.meta".into(), bundle.export.0.clone().into_bytes()),
+        ("export.sig".into(), bundle.export.1.clone()),
+    ];
     let mut prev = bundle.prev;
     for e in &bundle.entries {
         // Twelve digits: the shell's glob orders them as positions.
-        let stem = entries.join(format!("{:012}", e.entry.position));
-        std::fs::write(stem.with_extension("meta"), e.entry.meta(&prev))?;
+        let stem = format!("entries/{:012}", e.entry.position);
+        out.push((format!("{stem}.meta"), e.entry.meta(&prev).into_bytes()));
         if let Some(body) = &e.body {
-            std::fs::write(stem.with_extension("body"), body)?;
+            out.push((format!("{stem}.body"), body.clone()));
         }
         if let Some(signature) = &e.signature {
-            std::fs::write(stem.with_extension("sig"), signature)?;
+            out.push((format!("{stem}.sig"), signature.clone()));
         }
         prev = e.entry.hash(&prev);
     }
     for (fingerprint, pem) in &bundle.certificates {
-        std::fs::write(certs.join(format!("{}.pem", line(fingerprint))), pem)?;
+        out.push((format!("certs/{}.pem", line(fingerprint)), pem.clone().into_bytes()));
     }
-    std::fs::write(certs.join("hub.pem"), &bundle.hub_certificate)?;
-    std::fs::write(dir.join("checkpoint.meta"), bundle.checkpoint.0.meta())?;
-    std::fs::write(dir.join("checkpoint.sig"), &bundle.checkpoint.1)?;
-    std::fs::write(dir.join("verify.sh"), VERIFY_SH)?;
+    out.push(("certs/hub.pem".into(), bundle.hub_certificate.clone().into_bytes()));
+    out.push(("checkpoint.meta".into(), bundle.checkpoint.0.meta().into_bytes()));
+    out.push(("checkpoint.sig".into(), bundle.checkpoint.1.clone()));
+    out.push(("verify.sh".into(), VERIFY_SH.as_bytes().to_vec()));
+    out
+}
+
+/// Lays `bundle` out in `dir` (made if missing): [`files`].
+///
+/// # Errors
+/// File-system errors.
+pub fn write(dir: &Path, bundle: &Bundle) -> io::Result<()> {
+    for (name, bytes) in files(bundle) {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
     Ok(())
+}
+
+/// `bundle` as a tar archive (POSIX ustar) whose files sit under `root/`: one download that
+/// `tar -xf` unpacks anywhere, then `sh root/verify.sh`.
+///
+/// # Errors
+/// A name too long for the format (none the hub makes).
+pub fn tar(root: &str, bundle: &Bundle, at: DateTime<Utc>) -> io::Result<Vec<u8>> {
+    let mut archive = ::tar::Builder::new(Vec::new());
+    let mtime = u64::try_from(at.timestamp()).unwrap_or(0);
+    let mut dirs = std::collections::BTreeSet::new();
+    for (name, bytes) in files(bundle) {
+        let path = format!("{root}/{name}");
+        if let Some((dir, _)) = path.rsplit_once('/')
+            && dirs.insert(dir.to_owned())
+        {
+            let mut header = ::tar::Header::new_ustar();
+            header.set_entry_type(::tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_mtime(mtime);
+            header.set_size(0);
+            archive.append_data(&mut header, format!("{dir}/"), io::empty())?;
+        }
+        let mut header = ::tar::Header::new_ustar();
+        header.set_mode(if name.ends_with(".sh") { 0o755 } else { 0o644 });
+        header.set_mtime(mtime);
+        header.set_size(bytes.len() as u64);
+        archive.append_data(&mut header, path, bytes.as_slice())?;
+    }
+    archive.into_inner()
 }
 
 #[cfg(test)]

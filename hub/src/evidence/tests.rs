@@ -19,6 +19,10 @@ fn signer(ca: &Ca, role: Role) -> (Signer, String) {
 /// Five entries: 1, 3 and 5 of the case exported (37's messages, signed), 2 and 4 of other
 /// cases (meta only); the log before them chained to `prev`.
 fn bundle(dir: &Path) {
+    write(dir, &made()).unwrap();
+}
+
+fn made() -> Bundle {
     let ca = Ca::create("Evidence test CA", 30).unwrap();
     let (province, province_pem) = signer(&ca, Role::Province("37".parse().unwrap()));
     let (hub, hub_pem) = signer(&ca, Role::Hub);
@@ -37,6 +41,7 @@ fn bundle(dir: &Path) {
                 message_id: Uuid::from_u128(position as u128),
                 message_type: "transfer.apply".into(),
                 case_id: Some(if ours { case } else { Uuid::from_u128(7) }),
+                group_id: (position == 3).then(|| Uuid::from_u128(9)),
                 body_sha256: sha2::Sha256::digest(&body).into(),
                 signer: Some(province.fingerprint().to_owned()),
             };
@@ -50,15 +55,14 @@ fn bundle(dir: &Path) {
     let checkpoint_sig = hub.sign(checkpoint.meta().as_bytes()).value;
     let export = export_meta(&plain[0], &prev, &format!("case {case}"), at + chrono::Duration::days(1));
     let export_sig = hub.sign(export.as_bytes()).value;
-    let bundle = Bundle {
+    Bundle {
         prev,
         entries,
         certificates: vec![(province.fingerprint().to_owned(), province_pem)],
         hub_certificate: hub_pem,
         checkpoint: (checkpoint, checkpoint_sig),
         export: (export, export_sig),
-    };
-    write(dir, &bundle).unwrap();
+    }
 }
 
 /// What `sh verify.sh` says and whether it passed.
@@ -79,6 +83,20 @@ fn an_untouched_bundle_verifies_with_standard_tools() {
     let (ok, said) = verify(dir.path());
     assert!(ok, "{said}");
     assert!(said.contains("OK: 5 entries chained, 3 signatures verified"), "{said}");
+}
+
+#[test]
+fn the_bundle_as_one_tar_unpacks_with_tar_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 9, 2, 8, 0, 0).unwrap();
+    let archive = tar("problem-42", &made(), at).unwrap();
+    std::fs::write(dir.path().join("b.tar"), &archive).unwrap();
+    let out = Command::new("tar").arg("-xf").arg("b.tar").current_dir(dir.path()).output().expect("tar");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, said) = verify(&dir.path().join("problem-42"));
+    assert!(ok && said.contains("OK: 5 entries chained, 3 signatures verified"), "{said}");
+    let files = files(&made());
+    assert_eq!(files.iter().filter(|(n, _)| n.ends_with(".body")).count(), 3);
 }
 
 #[test]
@@ -157,6 +175,7 @@ fn the_hash_of_an_entry_covers_every_field_and_the_one_before() {
         message_id: Uuid::from_u128(1),
         message_type: "index.upsert".into(),
         case_id: None,
+        group_id: None,
         body_sha256: [1; 32],
         signer: None,
     };
@@ -169,6 +188,7 @@ fn the_hash_of_an_entry_covers_every_field_and_the_one_before() {
         Entry { message_id: Uuid::from_u128(2), ..e.clone() },
         Entry { message_type: "index.delete".into(), ..e.clone() },
         Entry { case_id: Some(Uuid::from_u128(1)), ..e.clone() },
+        Entry { group_id: Some(Uuid::from_u128(1)), ..e.clone() },
         Entry { body_sha256: [2; 32], ..e.clone() },
         Entry { signer: Some("ab".into()), ..e.clone() },
     ];
@@ -176,6 +196,20 @@ fn the_hash_of_an_entry_covers_every_field_and_the_one_before() {
         assert_ne!(c.hash(&GENESIS), base, "{c:?}");
     }
     assert_ne!(e.hash(&[1; 32]), base, "the previous hash");
+    // Without a group the text is the one entries had before groups were recorded: chains
+    // sealed then keep their hashes.
+    assert_eq!(
+        e.meta(&GENESIS),
+        format!(
+            "xueji-message-log 1\nposition: 1\nat: 2026-09-01T08:00:00.000Z\ndirection: in\nparty: prov-37\n\
+             message-id: 00000000-0000-0000-0000-000000000001\nmessage-type: index.upsert\ncase-id: -\nsigner: -\n\
+             body-sha256: {}\nprev: {}\n",
+            "01".repeat(32),
+            "00".repeat(32)
+        )
+    );
+    let grouped = Entry { group_id: Some(Uuid::from_u128(3)), ..e.clone() }.meta(&GENESIS);
+    assert!(grouped.contains("\ncase-id: -\ngroup-id: 00000000-0000-0000-0000-000000000003\nsigner: -\n"), "{grouped}");
     // A line break cannot forge a field.
     let forged = Entry { party: "prov-37\nsigner: x".into(), ..e.clone() };
     assert_eq!(forged.meta(&GENESIS).lines().count(), e.meta(&GENESIS).lines().count());

@@ -252,6 +252,7 @@ impl Read<'_> {
             message_id: env.message_id.uuid(),
             message_type: env.message_type().as_str(),
             case_id: env.case_id.map(|c| c.uuid()),
+            group_id: env.body.problem_group().map(|g| g.uuid()),
             digest: &self.digest,
             outcome: inbox::Outcome::Processed,
         })
@@ -419,6 +420,7 @@ async fn dead_letter(
         message_id,
         message_type: "unknown",
         case_id,
+        group_id: None,
         digest,
         outcome: inbox::Outcome::Poison,
         signer: None,

@@ -46,6 +46,8 @@ pub struct NewClaim<'a> {
     pub message_id: Uuid,
     pub message_type: &'a str,
     pub case_id: Option<Uuid>,
+    /// The problem group it is about (for the message log).
+    pub group_id: Option<Uuid>,
     /// SHA-256 of the bytes received: tells a redelivery from a reused id.
     pub digest: &'a [u8],
     pub outcome: Outcome,
@@ -103,8 +105,9 @@ pub async fn claim_if_admitted(conn: &mut PgConnection, c: &NewClaim<'_>) -> sql
              SELECT $1, $2, $3, $4, $5, $6 WHERE (SELECT ok FROM admitted)
              ON CONFLICT (sender, message_id) DO NOTHING RETURNING 1),
          logged AS (
-             INSERT INTO message_log (direction, party, message_id, message_type, case_id, body, body_sha256, signature, signer)
-             SELECT 'in', $1, $2, $3, $4, $8, $5, $9, $7 WHERE $8::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM claimed))
+             INSERT INTO message_log (direction, party, message_id, message_type, case_id, group_id, body, body_sha256,
+                                      signature, signer)
+             SELECT 'in', $1, $2, $3, $4, $10, $8, $5, $9, $7 WHERE $8::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM claimed))
          SELECT (SELECT ok FROM admitted), EXISTS (SELECT 1 FROM claimed)",
     )
     .bind(c.sender)
@@ -116,6 +119,7 @@ pub async fn claim_if_admitted(conn: &mut PgConnection, c: &NewClaim<'_>) -> sql
     .bind(c.signer)
     .bind(c.logged.map(|l| l.0))
     .bind(c.logged.map(|l| l.1))
+    .bind(c.group_id)
     .fetch_one(&mut *conn)
     .await?;
     if !admitted {
@@ -143,8 +147,9 @@ pub async fn claim_all_if_admitted(
     let rows: Vec<(bool, bool)> = sqlx::query_as(
         "WITH c AS (
              SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
-                                  $8::bytea[], $9::bytea[])
-                 WITH ORDINALITY AS c(sender, message_id, message_type, case_id, digest, outcome, signer, body, signature, n)),
+                                  $8::bytea[], $9::bytea[], $10::uuid[])
+                 WITH ORDINALITY AS c(sender, message_id, message_type, case_id, digest, outcome, signer, body, signature,
+                                      group_id, n)),
          admitted AS (
              SELECT DISTINCT principal, fingerprint FROM certificate
              WHERE fingerprint = ANY($7) AND revoked_at IS NULL AND not_before <= now() AND not_after > now()),
@@ -154,8 +159,10 @@ pub async fn claim_all_if_admitted(
              WHERE (sender, signer) IN (SELECT principal, fingerprint FROM admitted) ORDER BY n
              ON CONFLICT (sender, message_id) DO NOTHING RETURNING sender, message_id),
          logged AS (
-             INSERT INTO message_log (direction, party, message_id, message_type, case_id, body, body_sha256, signature, signer)
-             SELECT 'in', c.sender, c.message_id, c.message_type, c.case_id, c.body, c.digest, c.signature, c.signer
+             INSERT INTO message_log (direction, party, message_id, message_type, case_id, group_id, body, body_sha256,
+                                      signature, signer)
+             SELECT 'in', c.sender, c.message_id, c.message_type, c.case_id, c.group_id, c.body, c.digest, c.signature,
+                    c.signer
              FROM c JOIN claimed USING (sender, message_id) WHERE c.body IS NOT NULL ORDER BY c.n)
          SELECT (c.sender, c.signer) IN (SELECT principal, fingerprint FROM admitted),
                 (c.sender, c.message_id) IN (SELECT sender, message_id FROM claimed)
@@ -170,6 +177,7 @@ pub async fn claim_all_if_admitted(
     .bind(claims.iter().map(|c| c.signer).collect::<Vec<_>>())
     .bind(claims.iter().map(|c| c.logged.map(|l| l.0)).collect::<Vec<_>>())
     .bind(claims.iter().map(|c| c.logged.map(|l| l.1)).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.group_id).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     let mut found: Vec<Option<Claim>> = rows

@@ -15,6 +15,7 @@ pub struct Logged {
     pub message_id: Uuid,
     pub message_type: String,
     pub case_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
     pub body_sha256: Vec<u8>,
     pub signer: Option<String>,
 }
@@ -41,7 +42,8 @@ pub async fn take_unsealed(conn: &mut PgConnection, limit: i64) -> sqlx::Result<
              DELETE FROM message_log_unsealed WHERE entry_id IN
                  (SELECT entry_id FROM message_log_unsealed ORDER BY entry_id LIMIT $1)
              RETURNING entry_id)
-         SELECT l.entry_id, l.at, l.direction, l.party, l.message_id, l.message_type, l.case_id, l.body_sha256, l.signer
+         SELECT l.entry_id, l.at, l.direction, l.party, l.message_id, l.message_type, l.case_id, l.group_id, l.body_sha256,
+                l.signer
          FROM message_log l JOIN taken USING (entry_id) ORDER BY l.entry_id",
     )
     .bind(limit)
@@ -129,6 +131,9 @@ pub enum Selection {
     /// A case's: those naming it, and the messages its trace counts as the case's (an
     /// application opens its case: it names none).
     Case(Uuid),
+    /// A problem group's (问题学籍组): those naming it, and the messages that caused the hub's
+    /// messages about it (the index update that opened it).
+    Group(Uuid),
     /// Those logged from the first instant until before the second.
     Logged(DateTime<Utc>, DateTime<Utc>),
 }
@@ -136,7 +141,7 @@ pub enum Selection {
 impl Selection {
     fn binds(self) -> (Option<Uuid>, Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
         match self {
-            Selection::Case(c) => (Some(c), None, None),
+            Selection::Case(c) | Selection::Group(c) => (Some(c), None, None),
             Selection::Logged(from, until) => (None, Some(from), Some(until)),
         }
     }
@@ -150,6 +155,15 @@ impl Selection {
                      SELECT entry_id FROM message_log WHERE case_id = $1
                      UNION SELECT l.entry_id FROM message_log l JOIN message_trace t USING (message_id)
                      WHERE t.case_id = $1 AND $2::timestamptz IS NULL AND $3::timestamptz IS NULL)"
+            }
+            Selection::Group(_) => {
+                "about AS (SELECT entry_id, message_id, direction FROM message_log WHERE group_id = $1),
+                 selected AS (
+                     SELECT entry_id FROM about
+                     UNION SELECT l.entry_id FROM message_log l
+                     WHERE l.direction = 'in' AND $2::timestamptz IS NULL AND $3::timestamptz IS NULL AND l.message_id IN
+                         (SELECT t.correlation_id FROM message_trace t JOIN about a USING (message_id)
+                          WHERE a.direction = 'out' AND t.direction = 'out' AND t.correlation_id IS NOT NULL))"
             }
             Selection::Logged(..) => {
                 "selected AS (SELECT entry_id FROM message_log WHERE at >= $2 AND at < $3 AND $1::uuid IS NULL)"
@@ -199,7 +213,7 @@ pub async fn links(conn: &mut PgConnection, from: i64, to: i64, selection: Selec
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH {}
          SELECT c.position, l.entry_id, l.at, l.direction, l.party, l.message_id, l.message_type, l.case_id,
-                l.body_sha256, l.signer,
+                l.group_id, l.body_sha256, l.signer,
                 CASE WHEN l.entry_id IN (SELECT entry_id FROM selected) THEN l.body END AS body,
                 CASE WHEN l.entry_id IN (SELECT entry_id FROM selected) THEN l.signature END AS signature
          FROM message_log_chain c JOIN message_log l USING (entry_id)

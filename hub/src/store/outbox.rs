@@ -15,6 +15,8 @@ pub struct NewMessage {
     pub message_type: String,
     pub recipient: String,
     pub case_id: Option<Uuid>,
+    /// The problem group it is about, for the message log (the envelope names none).
+    pub group_id: Option<Uuid>,
     pub correlation_id: Option<String>,
     pub headers: serde_json::Value,
     pub body: Vec<u8>,
@@ -76,9 +78,10 @@ pub async fn enqueue_all(
     }
     sqlx::query(
         "WITH queued AS (
-             INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, case_id, correlation_id, headers, body)
+             INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, case_id, correlation_id, headers,
+                                 body, group_id)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[],
-                                  $8::jsonb[], $9::bytea[])
+                                  $8::jsonb[], $9::bytea[], $18::uuid[])
              ON CONFLICT (message_id) DO NOTHING)
          INSERT INTO message_trace (message_id, direction, party, message_type, case_id, correlation_id, outcome, code)
          SELECT m, d, p, y, c, r, o, e
@@ -103,6 +106,7 @@ pub async fn enqueue_all(
     .bind(traces.iter().map(|t| t.correlation_id).collect::<Vec<_>>())
     .bind(traces.iter().map(|t| t.outcome).collect::<Vec<_>>())
     .bind(traces.iter().map(|t| t.code).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.group_id).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

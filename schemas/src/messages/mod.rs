@@ -140,6 +140,20 @@ messages! {
     OrgcodeResend(OrgcodeResend) = "orgcode.resend", "orgcodeResend";
 }
 
+impl Body {
+    /// The problem group (问题学籍组) a message of that business is about: every one names it.
+    pub fn problem_group(&self) -> Option<crate::CaseId> {
+        match self {
+            Body::ProblemTask(m) => Some(m.group_id),
+            Body::ProblemResult(m) => Some(m.group_id),
+            Body::ProblemRelay(m) => Some(m.group_id),
+            Body::ProblemStatus(m) => Some(m.group_id),
+            Body::ProblemReprocess(m) => Some(m.group_id),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for MessageType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -168,5 +182,18 @@ impl<'de> serde::Deserialize<'de> for MessageType {
         let s = String::deserialize(d)?;
         MessageType::parse(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("未知报文类型 / unknown message type `{s}`")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_message_and_only_those_name_a_group() {
+        for t in MessageType::ALL {
+            let body = crate::samples::body(*t);
+            assert_eq!(body.problem_group().is_some(), t.family() == "problem", "{t}");
+        }
     }
 }

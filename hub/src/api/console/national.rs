@@ -1,5 +1,6 @@
 //! The national office's pages (国家平台): the arbitration queue, one problem group with both
-//! sides' evidence and approvals side by side and the decision form, and the code batches with
+//! sides' evidence and approvals side by side, the decision form and the group's evidence
+//! bundle from the message log, and the code batches with
 //! each province's confirmation progress and the revocations waiting on their blockers.
 
 use axum::extract::{Path, State};
@@ -105,6 +106,11 @@ pub async fn problem(
     let state = field(&group, "/state").to_ascii_lowercase();
     let body = html! {
         p { "类型 " (kind_zh(&field(&group, "/kind"))) " · 状态 " b #group-state { (state) } " · 等待自 " (at(&g.waiting_since)) }
+        p {
+            a #bundle href=(ops::paths::bundle(&id.to_string())) download { "下载本组证据包" }
+            " — 报文日志中本组的全部报文(原文与签名)、哈希链、签名证书与平台签名的检查点;"
+            "解包后运行 " code { "sh verify.sh" } " 即以标准工具(openssl、sha256sum)核验。"
+        }
         div.side { @for m in &members { (member(id, m, &events)) } }
         @if state == "arbitration" {
             h3 { "仲裁" }

@@ -57,6 +57,7 @@ pub mod paths {
     pub const PROBLEM: &str = "/problems/{id}";
     pub const PROBLEM_EVIDENCE: &str = "/problems/{id}/evidence/{sha256}";
     pub const PROBLEM_DECISION: &str = "/problems/{id}/decision";
+    pub const PROBLEM_BUNDLE: &str = "/problems/{id}/bundle";
     pub const ARBITRATIONS: &str = "/arbitrations";
     pub const ORGCODE_BATCHES: &str = "/orgcodes/batches";
     pub const ORGCODE_BATCH: &str = "/orgcodes/batches/{id}";
@@ -85,6 +86,10 @@ pub mod paths {
 
     pub fn problem(id: &str) -> String {
         PROBLEM.replace("{id}", id)
+    }
+
+    pub fn bundle(id: &str) -> String {
+        PROBLEM_BUNDLE.replace("{id}", id)
     }
 
     pub fn decision(id: &str) -> String {
@@ -125,6 +130,7 @@ pub fn router(ctx: Context) -> Router {
         .route(paths::PROBLEM, get(problems::detail))
         .route(paths::PROBLEM_EVIDENCE, get(problems::evidence))
         .route(paths::PROBLEM_DECISION, post(problems::decide))
+        .route(paths::PROBLEM_BUNDLE, get(problems::bundle))
         .route(paths::ARBITRATIONS, get(problems::arbitrations))
         .route(
             paths::ORGCODE_BATCHES,

@@ -271,6 +271,14 @@ pub fn document() -> Value {
                 "responses": r(vec![("200", json!({ "description": "the file", "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } } }))],
                     with(&[("400", "not a UUID"), ("404", "no such file in the group")], &[])),
             }},
+            "/problems/{id}/bundle": { "get": {
+                "summary": "National office: the group's evidence bundle from the message log (报文日志证据包), audited: \
+                    one tar holding every message about the group with its bytes and signature, the chain, the signers' \
+                    certificates, the hub's signed checkpoint, and verify.sh (tar -xf, then sh problem-<id>/verify.sh)",
+                "parameters": [path("id", uuid(), "the group id")],
+                "responses": r(vec![("200", json!({ "description": "the bundle (POSIX tar)", "content": { "application/x-tar": { "schema": { "type": "string", "format": "binary" } } } }))],
+                    with(&[("400", "not a UUID"), (nf_group.0, &nf_group.1)], &[])),
+            }},
             "/problems/{id}/decision": { "post": {
                 "summary": "National office: the arbitration decision (仲裁), audited",
                 "parameters": [path("id", uuid(), "the group id")],

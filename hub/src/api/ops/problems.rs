@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use certs::signature::Signer;
 use chrono::Utc;
 use schemas::ErrorCode;
 use schemas::ids::{StudentId, Text};
@@ -16,7 +17,9 @@ use uuid::Uuid;
 use super::auth::{NationalOffice, Staff};
 use super::{ApiError, error, internal};
 use crate::context::Context;
+use crate::evidence;
 use crate::handlers::problem::{self, Acted, LoadGroup};
+use crate::message_log::{self, Selection};
 use crate::outgoing::Cause;
 use crate::store::{cases, problems};
 use crate::unit::UnitOfWork;
@@ -83,6 +86,42 @@ pub async fn evidence(
         return Err(error(StatusCode::NOT_FOUND, ErrorCode::NotFound, &format!("no evidence {sha256} in group {id}")));
     };
     Ok(([(header::CONTENT_TYPE, media_type)], Body::from(content)).into_response())
+}
+
+/// The group's evidence bundle from the message log, as one tar (national office only: it holds
+/// the messages' bytes, minors' identity data among them). The download is audited.
+pub async fn bundle(
+    State(ctx): State<Context>,
+    NationalOffice(who): NationalOffice,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
+    if problems::get(&mut conn, id).await.map_err(internal)?.is_none() {
+        return Err(error(StatusCode::NOT_FOUND, ErrorCode::GroupNotFound, &format!("no problem group {id}")));
+    }
+    let signer = Signer::load(&ctx.settings.broker.cert, &ctx.settings.broker.key).map_err(internal)?;
+    let (bundle, written) = match message_log::bundle(&ctx, &signer, Selection::Group(id)).await {
+        Ok(b) => b,
+        Err(e) if e.is::<message_log::NothingLogged>() => {
+            return Err(error(StatusCode::NOT_FOUND, ErrorCode::NotFound, &e.to_string()));
+        }
+        Err(e) => return Err(internal(e)),
+    };
+    let name = format!("problem-{id}");
+    let archive = evidence::tar(&name, &bundle, Utc::now()).map_err(internal)?;
+    let detail =
+        format!("problem group {id}: {} messages, positions {} to {}", written.selected, written.from, written.to);
+    cases::audit(&mut conn, &who.role.common_name(), who.role.unit(), "export-evidence", Some(id), &detail)
+        .await
+        .map_err(internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.tar\"")),
+        ],
+        Body::from(archive),
+    )
+        .into_response())
 }
 
 /// A comment on one record.
