@@ -419,8 +419,8 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     let changed = sqlx::query("UPDATE message_log SET party = 'prov-99'").execute(&hub.pool).await;
     assert!(changed.is_err_and(|e| e.to_string().contains("append-only")));
 
-    // After its retention an entry's bytes go once it is chained; the chain and the
-    // checkpoints stay, and an entry not chained yet is kept.
+    // After its retention the log is pruned from the chain's start, but for the last link and
+    // the checkpoint that seals it; an entry not chained yet is kept.
     hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
     let pool = hub.pool.clone();
     let count = |sql: &'static str| {
@@ -432,10 +432,21 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
         count("SELECT count(*) FROM message_log_unsealed").await,
     );
     assert!(unsealed > 0);
+    assert!(count("SELECT count(*) FROM message_log_checkpoint").await >= 1);
     let config = hub::config::Retention { message_log_secs: 0, ..Default::default() };
     let pruned = hub::housekeeping::prune(&hub.pool, &config).await.unwrap();
-    assert_eq!(pruned.message_log as i64, links);
+    assert_eq!(pruned.message_log as i64, links, "every chained entry, with its link");
     assert_eq!(count("SELECT count(*) FROM message_log").await, unsealed);
-    assert_eq!(count("SELECT count(*) FROM message_log_chain").await, links);
-    assert!(count("SELECT count(*) FROM message_log_checkpoint").await >= 1);
+    assert_eq!(count("SELECT count(*) FROM message_log_chain").await, 1, "but the last link");
+    assert_eq!(count("SELECT count(*) FROM message_log_checkpoint").await, 1, "but the one that seals it");
+    // The chain goes on from its last link: what the case sent since is exported alone and
+    // verifies, chained to the pruned entries' last hash.
+    let after = tempfile::tempdir().unwrap();
+    let written =
+        hub::message_log::export(&hub.ctx, &signer, hub::message_log::Selection::Case(case.uuid()), after.path())
+            .await
+            .unwrap();
+    assert_eq!((written.from, written.selected), (links + 1, unsealed as usize), "{written:?}");
+    let (ok, said) = verify_bundle(after.path());
+    assert!(ok, "{said}");
 }

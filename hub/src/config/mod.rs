@@ -245,8 +245,8 @@ pub struct Retention {
     /// The lookup audit (who looked up whom, when, and what was answered).
     #[serde(default = "default_lookup_audit_retention")]
     pub lookup_audit_secs: u64,
-    /// The message log's entries (each message's bytes and signature); the chain's links and
-    /// checkpoints stay.
+    /// The message log's entries (each message's bytes and signature) with their links; the
+    /// last link and the last checkpoint before it stay, so the chain goes on verifiably.
     #[serde(default = "default_trace_retention")]
     pub message_log_secs: u64,
     #[serde(default = "default_prune_interval")]

@@ -122,17 +122,29 @@ pub async fn lookup_audit(conn: &mut PgConnection, before: DateTime<Utc>) -> sql
     .await
 }
 
-/// Message-log entries (their bytes) logged before `before` and chained already. The chain's
-/// links and the hub's checkpoints are kept: bundles exported before still verify, and the
-/// chain goes on from its last link.
+/// Message-log entries logged before `before`, from the chain's start: the oldest chained
+/// entries up to the first one still within its retention (the chain's order and the log's
+/// time agree but for moments, and the chain must never have a hole), with their links but
+/// the last, which the chain goes on from and the next export starts after; and the hub's
+/// checkpoints below that link but the last, which seals what was pruned.
 ///
 /// # Errors
 /// Database errors.
 pub async fn message_log(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx::Result<u64> {
     in_batches(
         conn,
-        "DELETE FROM message_log WHERE entry_id IN
-           (SELECT l.entry_id FROM message_log l JOIN message_log_chain c USING (entry_id) WHERE l.at < $1 LIMIT $2)",
+        "WITH oldest AS (
+             SELECT c.position, c.entry_id, l.at FROM message_log_chain c JOIN message_log l USING (entry_id)
+             ORDER BY c.position LIMIT $2),
+         prefix AS (
+             SELECT position, entry_id FROM oldest
+             WHERE position < coalesce((SELECT min(position) FROM oldest WHERE at >= $1), 9223372036854775807)),
+         anchor AS (SELECT max(position) AS p FROM prefix),
+         links AS (DELETE FROM message_log_chain WHERE position < (SELECT p FROM anchor)),
+         sealed AS (
+             DELETE FROM message_log_checkpoint WHERE position <
+                 (SELECT max(position) FROM message_log_checkpoint WHERE position <= (SELECT p FROM anchor)))
+         DELETE FROM message_log WHERE entry_id IN (SELECT entry_id FROM prefix)",
         before,
     )
     .await
