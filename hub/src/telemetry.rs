@@ -112,6 +112,10 @@ fn describe() {
         ("hub_dead_letters", "Dead letters kept (within their retention)."),
         ("hub_dead_letters_suppressed", "Poison counted over the per-sender rate (within the retention)."),
         ("hub_index_disputed", "Index entries waiting for their province to report the student again."),
+        (
+            "hub_message_log_lag_seconds",
+            "Age of the oldest message-log entry the sealer has not chained yet (exports wait for it).",
+        ),
         ("hub_build_info", "Always 1; the labels say which build runs."),
     ];
     for (name, help) in gauges {

@@ -63,6 +63,7 @@ async fn the_hub_and_adapter_metrics_pass_promtool_after_a_transfer() {
         "hub_cases_overdue 0",
         "hub_dead_letters 0",
         "hub_outbox_lag_seconds",
+        "hub_message_log_lag_seconds",
         "hub_build_info{version=",
     ] {
         assert!(hub.contains(expected), "hub /metrics lacks {expected}:\n{hub}");

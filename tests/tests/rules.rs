@@ -432,6 +432,11 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
         count("SELECT count(*) FROM message_log_unsealed").await,
     );
     assert!(unsealed > 0);
+    let lag = || async {
+        let g = hub::store::gauges(&hub.pool, Utc::now(), Utc::now().date_naive()).await.unwrap();
+        g.message_log_lag_seconds
+    };
+    assert!(lag().await > 0.0, "the operators' gauge shows entries waiting to be chained");
     assert!(count("SELECT count(*) FROM message_log_checkpoint").await >= 1);
     let config = hub::config::Retention { message_log_secs: 0, ..Default::default() };
     let pruned = hub::housekeeping::prune(&hub.pool, &config).await.unwrap();
@@ -449,4 +454,5 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     assert_eq!((written.from, written.selected), (links + 1, unsealed as usize), "{written:?}");
     let (ok, said) = verify_bundle(after.path());
     assert!(ok, "{said}");
+    assert_eq!(lag().await, 0.0, "all chained");
 }

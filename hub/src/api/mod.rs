@@ -71,6 +71,7 @@ async fn metrics(State(s): State<AppState>) -> String {
         metrics::gauge!("hub_dead_letters").set(g.dead_letters as f64);
         metrics::gauge!("hub_dead_letters_suppressed").set(g.dead_letters_suppressed as f64);
         metrics::gauge!("hub_index_disputed").set(g.index_disputed as f64);
+        metrics::gauge!("hub_message_log_lag_seconds").set(g.message_log_lag_seconds);
     }
     s.metrics.render()
 }

@@ -109,6 +109,8 @@ pub struct Gauges {
     pub dead_letters: i64,
     pub dead_letters_suppressed: i64,
     pub index_disputed: i64,
+    /// Age of the oldest message-log entry not chained yet (0 when none waits).
+    pub message_log_lag_seconds: f64,
 }
 
 /// Reads every gauge in one statement.
@@ -133,7 +135,9 @@ pub async fn gauges(
              AS cases_overdue,
            (SELECT count(*) FROM dead_letter) AS dead_letters,
            (SELECT COALESCE(sum(count), 0)::bigint FROM dead_letter_suppressed) AS dead_letters_suppressed,
-           (SELECT count(*) FROM student_index WHERE disputed_at IS NOT NULL) AS index_disputed",
+           (SELECT count(*) FROM student_index WHERE disputed_at IS NOT NULL) AS index_disputed,
+           (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(at))::float8, 0) FROM message_log
+              WHERE entry_id = (SELECT min(entry_id) FROM message_log_unsealed)) AS message_log_lag_seconds",
     )
     .bind(stuck_before)
     .bind(today)
