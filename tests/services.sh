@@ -293,7 +293,7 @@ EOF
 }
 
 # ---------------------------------------------------------------- instances for fault tests
-node_command() { # start|stop|restart|delete NAME [AMQPS MGMT DIST]  (ports on the first start)
+node_command() { # start|stop|restart|kill|delete NAME [AMQPS MGMT DIST]  (ports on the first start)
   local action=$1 name=$2
   NODE="$name@localhost"
   NODE_DIR="$XJ_DEV_DIR/nodes/$name"
@@ -319,6 +319,15 @@ node_command() { # start|stop|restart|delete NAME [AMQPS MGMT DIST]  (ports on t
       rabbitmq-server -detached >/dev/null 2>&1 || die "rabbitmq-server -detached failed"
       wait_for_node
       say "RabbitMQ node $NODE: restarted" ;;
+    kill)
+      # A crash: SIGKILL, no shutdown, then started again (quorum queues recover from their logs).
+      local pid
+      pid=$(cat "$NODE_DIR/node.pid" 2>/dev/null) || die "node kill $name: no pid file (not running?)"
+      kill -9 "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      rabbitmq-server -detached >/dev/null 2>&1 || die "rabbitmq-server -detached failed"
+      wait_for_node
+      say "RabbitMQ node $NODE: killed and started again" ;;
     delete) ctl shutdown >/dev/null 2>&1 || true; rm -rf "$NODE_DIR"; say "RabbitMQ node $NODE: deleted" ;;
     *) die "node: unknown action '$action'" ;;
   esac

@@ -185,6 +185,12 @@ max_message_bytes = {max_bytes}
         tokio::task::block_in_place(|| services(&["node", "start", &self.id]));
     }
 
+    /// Crashes this test's own broker node (SIGKILL) and starts it again.
+    pub fn kill_broker(&self) {
+        assert!(self.options.dedicated_broker, "only a dedicated broker may be killed");
+        tokio::task::block_in_place(|| services(&["node", "kill", &self.id]));
+    }
+
     /// Crashes (immediate stop) and restarts this test's own PostgreSQL.
     pub fn restart_database(&self) {
         assert!(self.options.dedicated_database, "only a dedicated database may be restarted");

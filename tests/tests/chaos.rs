@@ -1,0 +1,396 @@
+//! The chaos run: transfers and enrollments among three simulated provinces while, on a seeded
+//! schedule, two hub processes are SIGKILLed and started again every 5–15 s, the broker node is
+//! SIGKILLed and started again, PostgreSQL crashes and recovers, an adapter is SIGKILLed, a
+//! province is offline for a minute, reviewers refuse and archives fail at their rates, and a
+//! trickle of poison is mixed in. After quiescence it checks, against the provinces' own
+//! databases and the hub's: every case ended and every application answered; each student in
+//! exactly one province; the national index agrees with them; nothing handed over twice; the
+//! dead letters are the poison and nothing else. It prints what it did, what it checked and
+//! the counts.
+//!
+//! Scale and schedule: `CHAOS_CASES` (applications, default 240) and `CHAOS_SEED` (default 18);
+//! the seed of a failing run reproduces its schedule.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use e2e::world::{World, WorldOptions};
+
+const PROVINCES: [&str; 3] = ["37", "44", "51"];
+
+/// A small seeded generator (xorshift): the schedule is the seed's, nothing else's.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.below(to - from + 1))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    Broker,
+    Database,
+    Adapter,
+    Offline,
+}
+
+const FAULTS: [Fault; 4] = [Fault::Broker, Fault::Database, Fault::Adapter, Fault::Offline];
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// What the run did, with the time of each since its start.
+#[derive(Default)]
+struct Journal {
+    lines: Vec<String>,
+    counts: BTreeMap<&'static str, usize>,
+}
+
+impl Journal {
+    fn note(&mut self, start: Instant, kind: &'static str, what: String) {
+        let line = format!("{:>7.1} s  {what}", start.elapsed().as_secs_f64());
+        println!("chaos: {line}");
+        self.lines.push(line);
+        *self.counts.entry(kind).or_default() += 1;
+    }
+}
+
+/// Rows of a province's own database.
+async fn sqlite(w: &World, code: &str) -> sqlx::SqlitePool {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&w.province(code).data).read_only(true);
+    sqlx::SqlitePool::connect_with(opts).await.expect("the province's database")
+}
+
+/// What is still unfinished: open cases at the hub (id, state, waiting on), and applications
+/// or planned ones the provinces have no answer to (province, student).
+async fn unfinished(w: &World, db: &sqlx::PgPool) -> Option<(Vec<(String, String, String)>, Vec<(String, String)>)> {
+    let open: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT case_id::text, state, coalesce(waiting_party, '-') FROM business_case WHERE closed_at IS NULL
+         ORDER BY created_at",
+    )
+    .fetch_all(db)
+    .await
+    .ok()?;
+    let mut waiting = vec![];
+    for code in PROVINCES {
+        let pool = sqlite(w, code).await;
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT student_id FROM planned_transfer WHERE applied_at IS NULL AND attempts < 30
+             UNION ALL SELECT student_id FROM application WHERE outcome IS NULL",
+        )
+        .fetch_all(&pool)
+        .await
+        .ok()?;
+        pool.close().await;
+        waiting.extend(rows.into_iter().map(|s| (code.to_owned(), s)));
+    }
+    Some((open, waiting))
+}
+
+/// Publishes one poison message as `code`'s province (bytes that are no envelope); returns its
+/// id and whether the broker confirmed it.
+async fn poison(w: &World, code: &str, n: usize) -> (String, bool) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = format!("<envelope>chaos poison {n}: not a message</envelope").into_bytes();
+    let creds = &w.province(code).creds;
+    let confirmed = match tokio::time::timeout(Duration::from_secs(20), w.bed.connect(creds)).await {
+        Ok(conn) => e2e::publish_raw(&conn, &body, Some(&format!("prov-{code}")), &id, creds).await.is_ok(),
+        Err(_) => false,
+    };
+    (id, confirmed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
+    let cases = env("CHAOS_CASES", 240) as usize;
+    let seed = env("CHAOS_SEED", 18);
+    let mut dice = Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let per_province = cases.div_ceil(PROVINCES.len());
+    let (transfers, enrollments) = (per_province - per_province / 4, per_province / 4);
+    let students = (per_province * 2).max(200);
+    let common = [
+        "--review-delay-min-ms",
+        "0",
+        "--review-delay-max-ms",
+        "500",
+        "--reject-rate",
+        "0.05",
+        "--export-failure-rate",
+        "0.03",
+        "--import-failure-rate",
+        "0.03",
+    ];
+    let own = |_: &str| {
+        vec!["--transfers".to_owned(), transfers.to_string(), "--enrollments".into(), enrollments.to_string()]
+    };
+    let opts = WorldOptions {
+        provinces: PROVINCES.to_vec(),
+        students,
+        seed,
+        bed: e2e::Options {
+            dedicated_broker: true,
+            dedicated_database: true,
+            extra_toml: "[cases]\nresend_after_secs = 15\n".into(),
+            hub_log: Some("info,sqlx=warn,lapin=warn"),
+            ..Default::default()
+        },
+        sim_args: common.iter().map(|s| s.to_string()).collect(),
+        province_args: PROVINCES.iter().map(|p| (*p, own(p))).collect(),
+        silent: vec![],
+    };
+    println!(
+        "chaos: seed {seed}, {cases} applications ({transfers} transfers and {enrollments} enrollments per province), {students} students each"
+    );
+    let w = World::new(opts).await;
+    let db = w.bed.db().await;
+    let (second, _) = w.bed.settings_copy("hub-b");
+    w.bed.spawn_hub_with("hub-b", &second, &[]).await;
+    let hubs = [("hub", w.bed.settings_path.clone()), ("hub-b", second)];
+
+    // The schedule: a hub killed at every tick, the two in turn; the other faults each once in
+    // a seeded order, then now and then; poison at every tick.
+    let start = Instant::now();
+    let mut journal = Journal::default();
+    let mut order = FAULTS.to_vec();
+    for i in (1..order.len()).rev() {
+        order.swap(i, dice.below(i as u64 + 1) as usize);
+    }
+    let mut pending = order.into_iter();
+    let mut offline: Option<(&str, Instant)> = None;
+    let mut poisons: Vec<(String, bool)> = vec![];
+    let window = Duration::from_secs(env("CHAOS_FAULT_SECS", 240));
+    let mut tick = 0usize;
+    loop {
+        let done = pending.len() == 0 && offline.is_none();
+        if done
+            && (start.elapsed() > window
+                || unfinished(&w, &db).await.is_some_and(|(o, a)| o.is_empty() && a.is_empty()))
+        {
+            break;
+        }
+        tokio::time::sleep(dice.millis(5_000, 15_000)).await;
+        let (name, settings) = &hubs[tick % 2];
+        w.bed.kill(name);
+        journal.note(start, "hub SIGKILLed", format!("{name} SIGKILLed"));
+        tokio::time::sleep(dice.millis(0, 2_000)).await;
+        w.bed.spawn_hub_with(name, settings, &[]).await;
+        journal.note(start, "hub restarted", format!("{name} started again and ready"));
+        if let Some((code, until)) = offline
+            && Instant::now() >= until
+        {
+            w.bring_online(code).await;
+            journal.note(start, "province back", format!("province {code} back online"));
+            offline = None;
+        }
+        let next = pending.next().or_else(|| (dice.below(3) == 0).then(|| FAULTS[dice.below(4) as usize]));
+        match next {
+            Some(Fault::Broker) => {
+                w.bed.kill_broker();
+                journal.note(start, "broker SIGKILLed", "broker node SIGKILLed and started again".into());
+            }
+            Some(Fault::Database) => {
+                w.bed.restart_database();
+                journal.note(start, "database crashed", "PostgreSQL crashed (immediate stop) and started again".into());
+            }
+            Some(Fault::Adapter) => {
+                // One of the provinces that are online.
+                let online: Vec<&str> =
+                    PROVINCES.iter().copied().filter(|c| offline.is_none_or(|(o, _)| o != *c)).collect();
+                let code = online[dice.below(online.len() as u64) as usize];
+                w.take_offline(code);
+                w.bring_online(code).await;
+                journal.note(start, "adapter SIGKILLed", format!("adapter of {code} SIGKILLed and started again"));
+            }
+            Some(Fault::Offline) if offline.is_none() => {
+                let code = PROVINCES[dice.below(3) as usize];
+                w.take_offline(code);
+                offline = Some((code, Instant::now() + Duration::from_secs(60)));
+                journal.note(start, "province offline", format!("province {code} offline for 60 s"));
+            }
+            Some(Fault::Offline) | None => {}
+        }
+        let code = PROVINCES[dice.below(3) as usize];
+        let (id, confirmed) = poison(&w, code, poisons.len()).await;
+        journal.note(
+            start,
+            "poison",
+            format!("poison {id} from {code} ({})", if confirmed { "confirmed" } else { "not confirmed" }),
+        );
+        poisons.push((id, confirmed));
+        tick += 1;
+    }
+    let faults_over = start.elapsed();
+
+    // Quiescence: every case ends, every application is answered, nothing waits to be sent or
+    // handed over. A run that does not get there names what is unfinished.
+    let last_report = std::sync::Mutex::new(Instant::now());
+    let finished = tokio::time::timeout(Duration::from_secs(env("CHAOS_QUIET_SECS", 600)), async {
+        loop {
+            if let Some((open, waiting)) = unfinished(&w, &db).await {
+                if open.is_empty() && waiting.is_empty() {
+                    return;
+                }
+                if last_report.lock().unwrap().elapsed() > Duration::from_secs(30) {
+                    *last_report.lock().unwrap() = Instant::now();
+                    println!("chaos: {} cases open, {} applications unanswered", open.len(), waiting.len());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    if finished.is_err() {
+        let (open, waiting) = unfinished(&w, &db).await.unwrap_or_default();
+        panic!(
+            "seed {seed}: not quiescent.\nopen cases (id, state, waiting on): {open:?}\n\
+             applications unanswered (province, student): {waiting:?}\nfaults:\n{}",
+            journal.lines.join("\n")
+        );
+    }
+    let confirmed: Vec<uuid::Uuid> = poisons.iter().filter(|(_, c)| *c).map(|(id, _)| id.parse().unwrap()).collect();
+    let what = "the outbox sent, every adapter's inbox handed over, every confirmed poison dead-lettered";
+    e2e::eventually(what, Duration::from_secs(120), || async {
+        let unsent: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetch_one(&db).await.ok()?;
+        let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter WHERE message_id = ANY($1)")
+            .bind(&confirmed)
+            .fetch_one(&db)
+            .await
+            .ok()?;
+        if dead < confirmed.len() as i64 {
+            return None;
+        }
+        let mut pending = 0i64;
+        for p in &w.provinces {
+            let store = p.adapter.store().await;
+            pending += sqlx::query_scalar::<_, i64>("SELECT count(*) FROM inbox WHERE acknowledged_at IS NULL")
+                .fetch_one(&store)
+                .await
+                .ok()?;
+        }
+        (unsent == 0 && pending == 0).then_some(())
+    })
+    .await;
+
+    // Each student in exactly one province, and the national index agrees.
+    let mut present: HashMap<String, Vec<&str>> = HashMap::new();
+    for code in PROVINCES {
+        let pool = sqlite(&w, code).await;
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT student_id, transferred_out_case FROM student").fetch_all(&pool).await.unwrap();
+        for (id, out) in rows {
+            let entry = present.entry(id).or_default();
+            if out.is_none() {
+                entry.push(code);
+            }
+        }
+    }
+    let wrong: Vec<_> = present.iter().filter(|(_, ps)| ps.len() != 1).collect();
+    assert!(wrong.is_empty(), "seed {seed}: students not in exactly one province: {wrong:?}");
+    assert_eq!(present.len(), PROVINCES.len() * students, "seed {seed}: nobody created, nobody lost");
+    let index: Vec<(String, String)> =
+        sqlx::query_as("SELECT student_id, province FROM student_index").fetch_all(&db).await.unwrap();
+    let disagree: Vec<_> =
+        index.iter().filter(|(id, p)| present.get(id).is_none_or(|ps| ps != &vec![p.as_str()])).collect();
+    assert!(disagree.is_empty(), "seed {seed}: the index and the provinces disagree: {disagree:?}");
+
+    // What the provinces planned, applied for, and gave up looking up (none may: the index
+    // answers every lookup of a student it holds, faults or not).
+    let (mut planned, mut applied, mut gave_up) = (0i64, 0i64, vec![]);
+    for code in PROVINCES {
+        let pool = sqlite(&w, code).await;
+        let (p, a): (i64, i64) =
+            sqlx::query_as("SELECT count(*), count(applied_at) FROM planned_transfer").fetch_one(&pool).await.unwrap();
+        let given: Vec<String> = sqlx::query_scalar("SELECT student_id FROM planned_transfer WHERE applied_at IS NULL")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        (planned, applied) = (planned + p, applied + a);
+        gave_up.extend(given.into_iter().map(|s| (code, s)));
+    }
+    assert!(gave_up.is_empty(), "seed {seed}: planned applications never made (province, student): {gave_up:?}");
+
+    // Nothing handed over twice: one closing per case and party, one acceptance per application.
+    let mut doubled = vec![];
+    for p in &w.provinces {
+        let store = p.adapter.store().await;
+        let twice: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT message_type, coalesce(case_id, correlation_id), count(*) FROM inbox
+             WHERE message_type IN ('case.closed', 'case.accepted') GROUP BY 1, 2 HAVING count(*) > 1",
+        )
+        .fetch_all(&store)
+        .await
+        .unwrap();
+        doubled.extend(twice.into_iter().map(|t| (p.code, t)));
+    }
+    assert!(doubled.is_empty(), "seed {seed}: handed over twice (province, (type, case, times)): {doubled:?}");
+
+    // The dead letters are the poison, each with its reason, and nothing else.
+    let dead: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT message_id::text, code, reason FROM dead_letter").fetch_all(&db).await.unwrap();
+    let sent: HashMap<&str, bool> = poisons.iter().map(|(id, c)| (id.as_str(), *c)).collect();
+    let strangers: Vec<_> = dead.iter().filter(|(id, _, _)| !sent.contains_key(id.as_str())).collect();
+    assert!(strangers.is_empty(), "seed {seed}: dead letters that are no poison: {strangers:?}");
+    let kept: Vec<&str> = dead.iter().map(|(id, _, _)| id.as_str()).collect();
+    let lost: Vec<_> = poisons.iter().filter(|(id, c)| *c && !kept.contains(&id.as_str())).collect();
+    assert!(lost.is_empty(), "seed {seed}: confirmed poison not in the dead letters: {lost:?}");
+    assert!(dead.iter().all(|(_, code, reason)| code.starts_with("E_") && !reason.is_empty()), "{dead:?}");
+
+    // The report.
+    let outcomes: Vec<(String, i64)> =
+        sqlx::query_as("SELECT business || ' ' || state, count(*) FROM business_case GROUP BY 1 ORDER BY 1")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM inbox WHERE message_type IN ('transfer.apply', 'enrollment.apply') AND outcome = 'refused'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let total: i64 = outcomes.iter().map(|(_, n)| n).sum();
+    assert_eq!(total + refused, applied, "seed {seed}: every application made is a case or a refusal at the hub");
+    let report = format!(
+        "chaos run: seed {seed}, {} provinces, {students} students each\n\
+         faults for {:.0} s, quiescent after {:.0} s\n\
+         faults injected: {}\n\
+         applications planned {planned}, made {applied}; cases: {} ({}); refused at once: {refused}\n\
+         poison: {} sent ({} confirmed), {} dead letters, each with its code and reason\n\
+         checked: every case ended and every application answered; each of {} students in exactly one \
+         province; the national index agrees ({} entries); no closing or acceptance handed over twice; \
+         the dead letters are the poison and nothing else\n\
+         schedule:\n{}\n",
+        PROVINCES.len(),
+        faults_over.as_secs_f64(),
+        start.elapsed().as_secs_f64(),
+        journal.counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
+        total,
+        outcomes.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", "),
+        poisons.len(),
+        poisons.iter().filter(|(_, c)| *c).count(),
+        dead.len(),
+        present.len(),
+        index.len(),
+        journal.lines.join("\n"),
+    );
+    println!("{report}");
+    let _ = std::fs::write(e2e::bin_dir().join("chaos-report.txt"), &report);
+    for kind in
+        ["hub SIGKILLed", "broker SIGKILLed", "database crashed", "adapter SIGKILLed", "province offline", "poison"]
+    {
+        assert!(journal.counts.contains_key(kind), "seed {seed}: the run never did: {kind}");
+    }
+}
