@@ -193,7 +193,7 @@ impl Hub {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Downloads `path` of the operator API as `role`: the status, the content type, the bytes.
+    /// Downloads `path` of the operator API as `role`: the status and the bytes.
     pub async fn download(&self, role: Role, path: &str) -> (u16, axum::body::Bytes) {
         self.call(role, "GET", path, String::new()).await
     }

@@ -133,9 +133,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         "--import-failure-rate",
         "0.03",
     ];
-    let own = |_: &str| {
-        vec!["--transfers".to_owned(), transfers.to_string(), "--enrollments".into(), enrollments.to_string()]
-    };
+    let own = vec!["--transfers".to_owned(), transfers.to_string(), "--enrollments".into(), enrollments.to_string()];
     let opts = WorldOptions {
         provinces: PROVINCES.to_vec(),
         students,
@@ -148,7 +146,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
             ..Default::default()
         },
         sim_args: common.iter().map(|s| s.to_string()).collect(),
-        province_args: PROVINCES.iter().map(|p| (*p, own(p))).collect(),
+        province_args: PROVINCES.iter().map(|p| (*p, own.clone())).collect(),
         silent: vec![],
     };
     println!(

@@ -35,19 +35,12 @@ async fn a_transfer_s_bundle_exported_by_the_hub_verifies_with_standard_tools_an
         .unwrap();
     let said = String::from_utf8_lossy(&export.stdout).into_owned() + &String::from_utf8_lossy(&export.stderr);
     assert!(export.status.success(), "{said}");
-    let verify = |out: &std::path::Path| {
-        let o = std::process::Command::new("sh").arg(out.join("verify.sh")).output().unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
-    };
+    let verify = e2e::evidence::verify;
     let (ok, checked) = verify(&out);
     assert!(ok && checked.starts_with("OK: "), "{checked}");
     // Every message of the case is in it with its bytes: what the provinces sent, signed by
     // them, and what the hub sent.
-    let bodies: Vec<std::path::PathBuf> = std::fs::read_dir(out.join("entries"))
-        .unwrap()
-        .map(|f| f.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "body"))
-        .collect();
+    let bodies = e2e::evidence::entries(&out).iter().filter(|e| e.with_body).count();
     let traced: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT message_id) FROM message_trace WHERE case_id = $1 AND outcome IN ('processed', 'queued')",
     )
@@ -55,7 +48,7 @@ async fn a_transfer_s_bundle_exported_by_the_hub_verifies_with_standard_tools_an
     .fetch_one(&db)
     .await
     .unwrap();
-    assert!(bodies.len() as i64 >= traced && traced > 10, "{} bodies, {traced} traced", bodies.len());
+    assert!(bodies as i64 >= traced && traced > 10, "{bodies} bodies, {traced} traced");
     assert!(checked.contains("signatures verified"), "{checked}");
     // Two entries reordered: the check fails and names the entry.
     let mut metas: Vec<std::path::PathBuf> = std::fs::read_dir(out.join("entries"))

@@ -348,11 +348,6 @@ async fn a_replay_request_sends_again_what_went_to_that_province_since_then_and_
 }
 
 /// `sh verify.sh` in a bundle: whether it passed, and what it said.
-fn verify_bundle(dir: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new("sh").arg(dir.join("verify.sh")).output().expect("sh");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[tokio::test]
 async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_standard_tools_verify() {
     let hub = hub().await;
@@ -381,7 +376,7 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     assert!(logged >= 4, "the application, its acceptance, the verification asked and answered: {logged}");
     assert_eq!(written.selected as i64, logged, "{written:?}");
     assert!(written.entries > written.selected, "the other case's entries in between, by their text: {written:?}");
-    let (ok, said) = verify_bundle(dir.path());
+    let (ok, said) = e2e::evidence::verify(dir.path());
     assert!(ok, "{said}");
     // The other case's messages are not in the bundle.
     for f in std::fs::read_dir(dir.path().join("entries")).unwrap() {
@@ -398,7 +393,7 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     let everything = hub::message_log::export(&hub.ctx, &signer, range, all.path()).await.unwrap();
     assert_eq!(everything.selected, everything.entries, "{everything:?}");
     assert!(everything.entries > written.entries, "{everything:?}");
-    let (ok, said) = verify_bundle(all.path());
+    let (ok, said) = e2e::evidence::verify(all.path());
     assert!(ok, "{said}");
 
     // One byte of one entry changed: named.
@@ -411,7 +406,7 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     let mut bytes = std::fs::read(&body).unwrap();
     bytes[10] ^= 1;
     std::fs::write(&body, bytes).unwrap();
-    let (ok, said) = verify_bundle(dir.path());
+    let (ok, said) = e2e::evidence::verify(dir.path());
     let position = body.file_stem().unwrap().to_string_lossy().trim_start_matches('0').to_owned();
     assert!(!ok && said.contains(&format!("BROKEN at entry {position}: its body")), "{said}");
 
@@ -452,7 +447,7 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
             .await
             .unwrap();
     assert_eq!((written.from, written.selected), (links + 1, unsealed as usize), "{written:?}");
-    let (ok, said) = verify_bundle(after.path());
+    let (ok, said) = e2e::evidence::verify(after.path());
     assert!(ok, "{said}");
     assert_eq!(lag().await, 0.0, "all chained");
 }

@@ -89,13 +89,14 @@ fn an_untouched_bundle_verifies_with_standard_tools() {
 fn the_bundle_as_one_tar_unpacks_with_tar_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let at = Utc.with_ymd_and_hms(2026, 9, 2, 8, 0, 0).unwrap();
-    let archive = tar("problem-42", &made(), at).unwrap();
+    let made = made();
+    let archive = tar("problem-42", &made, at).unwrap();
     std::fs::write(dir.path().join("b.tar"), &archive).unwrap();
     let out = Command::new("tar").arg("-xf").arg("b.tar").current_dir(dir.path()).output().expect("tar");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (ok, said) = verify(&dir.path().join("problem-42"));
     assert!(ok && said.contains("OK: 5 entries chained, 3 signatures verified"), "{said}");
-    let files = files(&made());
+    let files = files(&made);
     assert_eq!(files.iter().filter(|(n, _)| n.ends_with(".body")).count(), 3);
 }
 

@@ -99,6 +99,8 @@ pub async fn bundle(
     if problems::get(&mut conn, id).await.map_err(internal)?.is_none() {
         return Err(error(StatusCode::NOT_FOUND, ErrorCode::GroupNotFound, &format!("no problem group {id}")));
     }
+    // Not held while the bundle is made: that may wait for the sealer.
+    drop(conn);
     let signer = Signer::load(&ctx.settings.broker.cert, &ctx.settings.broker.key).map_err(internal)?;
     let (bundle, written) = match message_log::bundle(&ctx, &signer, Selection::Group(id)).await {
         Ok(b) => b,
@@ -111,6 +113,7 @@ pub async fn bundle(
     let archive = evidence::tar(&name, &bundle, Utc::now()).map_err(internal)?;
     let detail =
         format!("problem group {id}: {} messages, positions {} to {}", written.selected, written.from, written.to);
+    let mut conn = ctx.pool.acquire().await.map_err(internal)?;
     cases::audit(&mut conn, &who.role.common_name(), who.role.unit(), "export-evidence", Some(id), &detail)
         .await
         .map_err(internal)?;
