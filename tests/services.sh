@@ -18,7 +18,8 @@
 #
 # Fault tests need services of their own that they may stop and restart without disturbing
 # other tests; the same script makes them:
-#   node start|stop|restart|delete NAME [AMQPS MGMT DIST]                a RabbitMQ node like the main one (ports: first start)
+#   node start|stop|restart|kill|delete NAME [AMQPS MGMT DIST]           a RabbitMQ node like the main one (ports: first start)
+#   node join NAME FIRST                                                 node NAME joins the cluster of node FIRST
 #   pg start|stop|restart|delete NAME PORT                               a PostgreSQL instance (trust auth)
 #   purge                                                                remove what tests left behind
 # Usage: bash tests/services.sh [up|stop|purge|node …|pg …]
@@ -116,12 +117,31 @@ EOF
 }
 
 wait_for_node() {
-  for _ in $(seq 1 120); do
-    ctl await_startup --timeout 60 >/dev/null 2>&1 && return 0
+  # A deadline, not a count: under load each rabbitmqctl call itself takes a second or more.
+  local deadline=$((SECONDS + ${XJ_NODE_START_SECS:-240})) pid
+  while [ $SECONDS -lt $deadline ]; do
+    ctl await_startup --timeout 30 >/dev/null 2>&1 && return 0
+    # A node whose VM has exited will not come up by waiting: say why now.
+    pid=$(cat "$NODE_DIR/node.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      node_failed "its VM (pid $pid) exited during start-up"
+    fi
     sleep 0.5
   done
-  ctl await_startup --timeout 5 >/dev/null 2>&1 \
-    || die "RabbitMQ node $NODE did not start; see $NODE_DIR/log (a foreground start shows config errors: RABBITMQ_CONFIG_FILE=$NODE_DIR/rabbitmq.conf rabbitmq-server)"
+  ctl await_startup --timeout 5 >/dev/null 2>&1 || node_failed "not up after ${XJ_NODE_START_SECS:-240} s"
+}
+
+# Ends the script with the node's own account of a failed start. Exit status 3 when a port was
+# taken (the caller may choose other ports), 1 otherwise.
+node_failed() {
+  local logs
+  logs=$(tail -n 25 "$NODE_DIR"/log/*.log 2>/dev/null | grep -v '^$' | tail -n 40 || true)
+  printf 'services: FAILED: RabbitMQ node %s did not start: %s; the end of its logs in %s:\n%s\n' \
+    "$NODE" "$1" "$NODE_DIR/log" "$logs" >&2
+  printf 'services: a foreground start shows configuration errors: RABBITMQ_CONFIG_FILE=%s rabbitmq-server\n' \
+    "$NODE_DIR/rabbitmq.conf" >&2
+  if grep -qs 'eaddrinuse' "$NODE_DIR"/log/*.log; then exit 3; fi
+  exit 1
 }
 
 ensure_rabbitmq() {
@@ -175,6 +195,7 @@ ensure_rabbitmq() {
     fi
   fi
   say "RabbitMQ node $NODE: starting (amqps 127.0.0.1:$AMQPS_PORT, management 127.0.0.1:$MGMT_PORT)"
+  rm -f "$NODE_DIR/node.pid"  # wait_for_node reads the new VM's pid from it
   rabbitmq-server -detached >/dev/null 2>&1 || die "rabbitmq-server -detached failed"
   wait_for_node
   say "RabbitMQ node $NODE: ready"
@@ -293,7 +314,7 @@ EOF
 }
 
 # ---------------------------------------------------------------- instances for fault tests
-node_command() { # start|stop|restart|kill|delete NAME [AMQPS MGMT DIST]  (ports on the first start)
+node_command() { # start|stop|restart|kill|join|delete NAME [AMQPS MGMT DIST | FIRST]  (ports on the first start)
   local action=$1 name=$2
   NODE="$name@localhost"
   NODE_DIR="$XJ_DEV_DIR/nodes/$name"
@@ -316,6 +337,7 @@ node_command() { # start|stop|restart|kill|delete NAME [AMQPS MGMT DIST]  (ports
     stop) ctl shutdown >/dev/null 2>&1 || true; say "RabbitMQ node $NODE: stopped" ;;
     restart)
       ctl shutdown >/dev/null 2>&1 || true
+      rm -f "$NODE_DIR/node.pid"  # wait_for_node reads the new VM's pid from it
       rabbitmq-server -detached >/dev/null 2>&1 || die "rabbitmq-server -detached failed"
       wait_for_node
       say "RabbitMQ node $NODE: restarted" ;;
@@ -325,9 +347,23 @@ node_command() { # start|stop|restart|kill|delete NAME [AMQPS MGMT DIST]  (ports
       pid=$(cat "$NODE_DIR/node.pid" 2>/dev/null) || die "node kill $name: no pid file (not running?)"
       kill -9 "$pid" 2>/dev/null || true
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      rm -f "$NODE_DIR/node.pid"  # wait_for_node reads the new VM's pid from it
       rabbitmq-server -detached >/dev/null 2>&1 || die "rabbitmq-server -detached failed"
       wait_for_node
       say "RabbitMQ node $NODE: killed and started again" ;;
+    join)
+      # Makes this (running) node a member of the cluster of node $3: it gives up its own
+      # users and vhosts for the cluster's, and reads the CRLs the first node reads, so that
+      # one publication revokes on every node.
+      local first=${3:?node join NAME FIRST: the name of a node of the cluster}
+      local out
+      out=$({ ctl stop_app && ctl reset && ctl join_cluster "$first@localhost"; } 2>&1) \
+        || die "node $name could not join the cluster of $first: $out"
+      rm -rf "$NODE_DIR/crl"
+      ln -s "$XJ_DEV_DIR/nodes/$first/crl" "$NODE_DIR/crl"
+      ctl start_app >/dev/null
+      wait_for_node
+      say "RabbitMQ node $NODE: joined the cluster of $first@localhost" ;;
     delete) ctl shutdown >/dev/null 2>&1 || true; rm -rf "$NODE_DIR"; say "RabbitMQ node $NODE: deleted" ;;
     *) die "node: unknown action '$action'" ;;
   esac

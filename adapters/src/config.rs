@@ -26,7 +26,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Broker {
-    /// `amqps://host:port`; the mechanism is always EXTERNAL.
+    /// `amqps://host:port`; the mechanism is always EXTERNAL. A cluster's nodes are listed
+    /// separated by commas (`amqps://a:5671,amqps://b:5671`): the link takes the first that
+    /// answers and moves to another when its node fails.
     pub url: String,
     pub vhost: String,
     /// CA of the broker's server certificate.
@@ -168,7 +170,7 @@ impl Settings {
     /// The first problem found.
     pub fn validate(&self) -> Result<()> {
         self.claimed_province()?;
-        certs::amqp::uri(&self.broker.url, &self.broker.vhost).context("broker.url")?;
+        certs::amqp::validate(&self.broker.url, &self.broker.vhost).context("broker.url")?;
         if let Some(w) = &self.webhook {
             let url = url::Url::parse(&w.url).context("webhook.url is not a URL")?;
             if !matches!(url.scheme(), "http" | "https") {

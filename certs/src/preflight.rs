@@ -314,6 +314,7 @@ pub fn classify(e: &crate::amqp::ConnectError, user: &str, vhost: &str) -> Probl
         ConnectError::Io { path, source } => {
             permanent(format!("{path}: {source}"), "point the setting at a readable PEM file")
         }
+        ConnectError::Timeout { .. } => transient(e.to_string()),
         ConnectError::Amqp(err) => {
             let text = err.to_string();
             match err.kind() {
@@ -379,20 +380,34 @@ fn transient(why: String) -> Problem {
     }
 }
 
-/// Connects once with `identity` (TLS, EXTERNAL, the vhost), within `timeout`.
+/// Connects once with `identity` (TLS, EXTERNAL, the vhost), within `timeout`, to each node
+/// the URL names. A cluster passes while one node takes the login: a node that is down only
+/// warns (the others carry the load), a node that refuses the certificate fails.
 pub async fn broker(report: &mut Report, identity: &crate::amqp::Identity<'_>, user: &str, timeout: Duration) {
-    match tokio::time::timeout(timeout, crate::amqp::connect(identity)).await {
-        Err(_) => report.fail(
-            "broker",
-            format!("no answer from {} within {} s", identity.url, timeout.as_secs()),
-            "is the broker running, and the port open from here?",
-        ),
-        Ok(Ok(conn)) => {
-            report.ok("broker", format!("{} TLS and EXTERNAL login as {user}, vhost {}", identity.url, identity.vhost));
-            let _ = conn.close(200, "preflight".into()).await;
+    let nodes = crate::amqp::nodes(identity.url);
+    let (mut up, mut down) = (0, Vec::new());
+    for node in &nodes {
+        match tokio::time::timeout(timeout, crate::amqp::connect_node(identity, node)).await {
+            Err(_) => down.push((
+                node,
+                Problem {
+                    permanent: false,
+                    why: format!("no answer from {node} within {} s", timeout.as_secs()),
+                    fix: "is the broker running, and the port open from here?".into(),
+                },
+            )),
+            Ok(Ok(conn)) => {
+                up += 1;
+                report.ok("broker", format!("{node} TLS and EXTERNAL login as {user}, vhost {}", identity.vhost));
+                let _ = conn.close(200, "preflight".into()).await;
+            }
+            Ok(Err(e)) => down.push((node, classify(&e, user, identity.vhost))),
         }
-        Ok(Err(e)) => {
-            let p = classify(&e, user, identity.vhost);
+    }
+    for (node, p) in down {
+        if up > 0 && !p.permanent {
+            report.warn("broker", format!("{node} unreachable, the other nodes take its connections: {}", p.why));
+        } else {
             report.fail("broker", p.why, p.fix);
         }
     }

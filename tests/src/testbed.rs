@@ -20,6 +20,9 @@ use crate::*;
 pub struct Options {
     /// A RabbitMQ node of its own, which the test may stop and restart.
     pub dedicated_broker: bool,
+    /// With `dedicated_broker`: a cluster of this many nodes of its own (the hub and the
+    /// adapters are given every node's URL), whose nodes the test may kill one at a time.
+    pub cluster_nodes: Option<usize>,
     /// A PostgreSQL instance of its own, which the test may crash and restart.
     pub dedicated_database: bool,
     /// The hub's message size limit, when a test needs a small one.
@@ -42,6 +45,28 @@ fn services(args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts a broker node of the test's own on ports free when chosen; when another test bound
+/// one of them before the node did (services.sh exits 3), the node is made again on others.
+fn start_node(name: &str) -> (u16, u16) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("services.sh");
+    for attempt in 1..=3 {
+        let (a, m, d) = (free_port(), free_port(), free_port());
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["node", "start", name, &a.to_string(), &m.to_string(), &d.to_string()])
+            .output()
+            .expect("run tests/services.sh");
+        if out.status.success() {
+            return (a, m);
+        }
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.code() == Some(3) && attempt < 3, "services.sh node start {name} failed:\n{report}");
+        eprintln!("node {name}: a port was taken meanwhile, choosing others:\n{report}");
+        services(&["node", "delete", name]);
+    }
+    unreachable!("the last attempt returns or panics")
 }
 
 /// One test's world: its database, its vhost, its certificates, its processes.
@@ -72,13 +97,20 @@ impl TestBed {
         let mut env = DevEnv::load().expect("development services");
         let id = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         if options.dedicated_broker {
-            let (a, m, d) = (free_port(), free_port(), free_port());
-            tokio::task::block_in_place(|| {
-                services(&["node", "start", &id, &a.to_string(), &m.to_string(), &d.to_string()])
+            let names = Self::node_names(&id, &options);
+            let ports: Vec<(u16, u16)> = tokio::task::block_in_place(|| {
+                let ports = names.iter().map(|n| start_node(n)).collect();
+                for n in &names[1..] {
+                    services(&["node", "join", n, &names[0]]);
+                }
+                ports
             });
-            env.amqps_url = format!("amqps://localhost:{a}");
-            env.mgmt_url = format!("http://127.0.0.1:{m}");
-            env.crl_dir = env.crl_dir.parent().and_then(Path::parent).expect("dev dir").join(format!("nodes/{id}/crl"));
+            env.amqps_url = ports.iter().map(|(a, _)| format!("amqps://localhost:{a}")).collect::<Vec<_>>().join(",");
+            // A cluster is managed through its second node: the test may stop the first, which
+            // every process would otherwise try first.
+            env.mgmt_url = format!("http://127.0.0.1:{}", ports[ports.len().min(2) - 1].1);
+            env.crl_dir =
+                env.crl_dir.parent().and_then(Path::parent).expect("dev dir").join(format!("nodes/{}/crl", names[0]));
         }
         if options.dedicated_database {
             let port = free_port();
@@ -167,28 +199,63 @@ max_message_bytes = {max_bytes}
         }
     }
 
+    /// The names of this test's own broker nodes: its id, or for a cluster the id and a number.
+    fn node_names(id: &str, options: &Options) -> Vec<String> {
+        match options.cluster_nodes {
+            Some(n) => (1..=n).map(|i| format!("{id}-{i}")).collect(),
+            None => vec![id.to_owned()],
+        }
+    }
+
+    fn node_action(&self, action: &str, node: usize) {
+        assert!(self.options.dedicated_broker, "only a dedicated broker may be stopped, started or killed");
+        let names = Self::node_names(&self.id, &self.options);
+        tokio::task::block_in_place(|| services(&["node", action, &names[node]]));
+    }
+
+    /// How many broker nodes this test has of its own (0: it shares the main one).
+    pub fn broker_nodes(&self) -> usize {
+        if self.options.dedicated_broker { self.options.cluster_nodes.unwrap_or(1) } else { 0 }
+    }
+
     /// Restarts this test's own broker node (stop, then start; durable queues survive).
     pub fn restart_broker(&self) {
-        assert!(self.options.dedicated_broker, "only a dedicated broker may be restarted");
-        tokio::task::block_in_place(|| services(&["node", "restart", &self.id]));
+        self.node_action("restart", 0);
     }
 
     /// Stops this test's own broker node.
     pub fn stop_broker(&self) {
-        assert!(self.options.dedicated_broker, "only a dedicated broker may be stopped");
-        tokio::task::block_in_place(|| services(&["node", "stop", &self.id]));
+        self.node_action("stop", 0);
     }
 
     /// Starts this test's own broker node again.
     pub fn start_broker(&self) {
-        assert!(self.options.dedicated_broker, "only a dedicated broker may be started");
-        tokio::task::block_in_place(|| services(&["node", "start", &self.id]));
+        self.node_action("start", 0);
     }
 
     /// Crashes this test's own broker node (SIGKILL) and starts it again.
     pub fn kill_broker(&self) {
-        assert!(self.options.dedicated_broker, "only a dedicated broker may be killed");
-        tokio::task::block_in_place(|| services(&["node", "kill", &self.id]));
+        self.node_action("kill", 0);
+    }
+
+    /// Crashes node `node` (from 0) of this test's own cluster (SIGKILL) and starts it again.
+    pub fn kill_broker_node(&self, node: usize) {
+        self.node_action("kill", node);
+    }
+
+    /// Stops node `node` (from 0) of this test's own cluster.
+    pub fn stop_broker_node(&self, node: usize) {
+        self.node_action("stop", node);
+    }
+
+    /// Starts node `node` (from 0) of this test's own cluster again.
+    pub fn start_broker_node(&self, node: usize) {
+        self.node_action("start", node);
+    }
+
+    /// The URL of node `node` (from 0) of this test's broker.
+    pub fn broker_node_url(&self, node: usize) -> String {
+        certs::amqp::nodes(&self.env.amqps_url)[node].to_owned()
     }
 
     /// Crashes (immediate stop) and restarts this test's own PostgreSQL.
@@ -408,7 +475,9 @@ impl Drop for TestBed {
             return;
         }
         if self.options.dedicated_broker {
-            services(&["node", "delete", &self.id]);
+            for n in Self::node_names(&self.id, &self.options) {
+                services(&["node", "delete", &n]);
+            }
         }
         if self.options.dedicated_database {
             services(&["pg", "delete", &self.id]);

@@ -1,6 +1,7 @@
 //! The chaos run: transfers and enrollments among three simulated provinces while, on a seeded
-//! schedule, two hub processes are SIGKILLed and started again every 5–15 s, the broker node is
-//! SIGKILLed and started again, PostgreSQL crashes and recovers, an adapter is SIGKILLed, a
+//! schedule, two hub processes are SIGKILLed and started again every 5–15 s, a node of the
+//! three-node broker cluster is SIGKILLed and started again (the hubs and the adapters, given
+//! every node, move to the others by themselves), PostgreSQL crashes and recovers, an adapter is SIGKILLed, a
 //! province is offline for a minute, reviewers refuse and archives fail at their rates, and a
 //! trickle of poison is mixed in. After quiescence it checks, against the provinces' own
 //! databases and the hub's: every case ended and every application answered; each student in
@@ -8,8 +9,9 @@
 //! dead letters are the poison and nothing else. It prints what it did, what it checked and
 //! the counts.
 //!
-//! Scale and schedule: `CHAOS_CASES` (applications, default 240) and `CHAOS_SEED` (default 18);
-//! the seed of a failing run reproduces its schedule.
+//! Scale and schedule: `CHAOS_CASES` (applications, default 240), `CHAOS_SEED` (default 18) and
+//! `CHAOS_BROKER_NODES` (default 3; 1 runs on a single node); the seed of a failing run
+//! reproduces its schedule.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -117,6 +119,7 @@ async fn poison(w: &World, code: &str, n: usize) -> (String, bool) {
 async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     let cases = env("CHAOS_CASES", 240) as usize;
     let seed = env("CHAOS_SEED", 18);
+    let nodes = env("CHAOS_BROKER_NODES", 3).max(1) as usize;
     let mut dice = Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let per_province = cases.div_ceil(PROVINCES.len());
     let (transfers, enrollments) = (per_province - per_province / 4, per_province / 4);
@@ -140,6 +143,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         seed,
         bed: e2e::Options {
             dedicated_broker: true,
+            cluster_nodes: (nodes > 1).then_some(nodes),
             dedicated_database: true,
             extra_toml: "[cases]\nresend_after_secs = 15\n".into(),
             hub_log: Some("info,sqlx=warn,lapin=warn"),
@@ -150,7 +154,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         silent: vec![],
     };
     println!(
-        "chaos: seed {seed}, {cases} applications ({transfers} transfers and {enrollments} enrollments per province), {students} students each"
+        "chaos: seed {seed}, {cases} applications ({transfers} transfers and {enrollments} enrollments per province), {students} students each, {nodes} broker node(s)"
     );
     let w = World::new(opts).await;
     let db = w.bed.db().await;
@@ -196,8 +200,13 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         let next = pending.next().or_else(|| (dice.below(3) == 0).then(|| FAULTS[dice.below(4) as usize]));
         match next {
             Some(Fault::Broker) => {
-                w.bed.kill_broker();
-                journal.note(start, "broker SIGKILLed", "broker node SIGKILLed and started again".into());
+                let node = dice.below(nodes as u64) as usize;
+                w.bed.kill_broker_node(node);
+                journal.note(
+                    start,
+                    "broker SIGKILLed",
+                    format!("broker node {} of {nodes} SIGKILLed and started again", node + 1),
+                );
             }
             Some(Fault::Database) => {
                 w.bed.restart_database();
@@ -362,7 +371,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     let total: i64 = outcomes.iter().map(|(_, n)| n).sum();
     assert_eq!(total + refused, applied, "seed {seed}: every application made is a case or a refusal at the hub");
     let report = format!(
-        "chaos run: seed {seed}, {} provinces, {students} students each\n\
+        "chaos run: seed {seed}, {} provinces, {students} students each, {nodes} broker node(s)\n\
          faults for {:.0} s, quiescent after {:.0} s\n\
          faults injected: {}\n\
          applications planned {planned}, made {applied}; cases: {} ({}); refused at once: {refused}\n\

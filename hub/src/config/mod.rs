@@ -124,7 +124,9 @@ fn default_pool() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerSettings {
-    /// `amqps://host:port`; the mechanism is always EXTERNAL.
+    /// `amqps://host:port`; the mechanism is always EXTERNAL. A cluster's nodes are listed
+    /// separated by commas (`amqps://a:5671,amqps://b:5671`): each connection takes the first
+    /// that answers, and a connection lost with its node is made again to another.
     pub url: String,
     pub vhost: String,
     /// CA that issued the broker's server certificate.
@@ -407,7 +409,7 @@ impl Settings {
     /// # Errors
     /// The first problem found.
     pub fn validate(&self) -> Result<()> {
-        certs::amqp::uri(&self.broker.url, &self.broker.vhost).context("broker.url")?;
+        certs::amqp::validate(&self.broker.url, &self.broker.vhost).context("broker.url")?;
         let url = self.database.url.expose();
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("database.url must be a postgres:// URL");
