@@ -120,7 +120,10 @@ wait_for_node() {
   # A deadline, not a count: under load each rabbitmqctl call itself takes a second or more.
   local deadline=$((SECONDS + ${XJ_NODE_START_SECS:-240})) pid
   while [ $SECONDS -lt $deadline ]; do
-    ctl await_startup --timeout 30 >/dev/null 2>&1 && return 0
+    if ctl await_startup --timeout 30 >/dev/null 2>&1; then
+      check_listeners
+      return 0
+    fi
     # A node whose VM has exited will not come up by waiting: say why now.
     pid=$(cat "$NODE_DIR/node.pid" 2>/dev/null || true)
     if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
@@ -129,13 +132,29 @@ wait_for_node() {
     sleep 0.5
   done
   ctl await_startup --timeout 5 >/dev/null 2>&1 || node_failed "not up after ${XJ_NODE_START_SECS:-240} s"
+  check_listeners
+}
+
+# A node whose listener could not bind its port still reports itself started (the error is
+# only in its log): its clients would reach whatever holds the port.
+check_listeners() {
+  local p
+  for p in "$AMQPS_PORT" "$MGMT_PORT"; do
+    rabbitmq-diagnostics -q -n "$NODE" check_port_listener "$p" >/dev/null 2>&1 \
+      || node_failed "it is up but does not listen on port $p"
+  done
 }
 
 # Ends the script with the node's own account of a failed start. Exit status 3 when a port was
 # taken (the caller may choose other ports), 1 otherwise.
 node_failed() {
   local logs
-  logs=$(tail -n 25 "$NODE_DIR"/log/*.log 2>/dev/null | grep -v '^$' | tail -n 40 || true)
+  # Its errors' first lines (an Erlang term runs over many), then how its log ends.
+  logs=$({
+    grep -h -E 'BOOT FAILED|Failed to start|reason|eaddrinuse|\[critical\]' "$NODE_DIR"/log/*.log | head -n 10
+    echo '…'
+    tail -q -n 8 "$NODE_DIR"/log/*.log
+  } 2>/dev/null | cut -c1-300 || true)
   printf 'services: FAILED: RabbitMQ node %s did not start: %s; the end of its logs in %s:\n%s\n' \
     "$NODE" "$1" "$NODE_DIR/log" "$logs" >&2
   printf 'services: a foreground start shows configuration errors: RABBITMQ_CONFIG_FILE=%s rabbitmq-server\n' \
