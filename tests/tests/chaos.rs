@@ -3,7 +3,9 @@
 //! three-node broker cluster is SIGKILLed and started again (the hubs and the adapters, given
 //! every node, move to the others by themselves), PostgreSQL crashes and recovers, an adapter is SIGKILLed, a
 //! province is offline for a minute, reviewers refuse and archives fail at their rates, and a
-//! trickle of poison is mixed in. After quiescence it checks, against the provinces' own
+//! trickle of poison is mixed in. Mid-run the national office loads an organization-code batch
+//! (a school added and a school moved to another department in each province), which the
+//! provinces' registrars confirm while the faults go on. After quiescence it checks, against the provinces' own
 //! databases and the hub's: every case ended and every application answered; each student in
 //! exactly one province; the national index agrees with them; nothing handed over twice; the
 //! dead letters are the poison and nothing else. It prints what it did, what it checked and
@@ -76,12 +78,12 @@ async fn sqlite(w: &World, code: &str) -> sqlx::SqlitePool {
     sqlx::SqlitePool::connect_with(opts).await.expect("the province's database")
 }
 
-/// What is still unfinished: open cases at the hub (id, state, waiting on), and applications
-/// or planned ones the provinces have no answer to (province, student).
+/// What is still unfinished: open cases and code changes at the hub (id, state, waiting on),
+/// and applications or planned ones the provinces have no answer to (province, student).
 async fn unfinished(w: &World, db: &sqlx::PgPool) -> Option<(Vec<(String, String, String)>, Vec<(String, String)>)> {
     let open: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT case_id::text, state, coalesce(waiting_party, '-') FROM business_case WHERE closed_at IS NULL
-         ORDER BY created_at",
+         UNION ALL SELECT 'orgcode ' || unit, state, confirm_by FROM orgcode_change WHERE state <> 'DONE'",
     )
     .fetch_all(db)
     .await
@@ -115,6 +117,22 @@ async fn poison(w: &World, code: &str, n: usize) -> (String, bool) {
     (id, confirmed)
 }
 
+/// The code batch of the run: in each province a school added (`PP99990001`) and its first
+/// school moved to its other county department.
+fn code_batch(w: &World, seed: u64) -> (serde_json::Value, Vec<String>) {
+    let school = |code: &str, department: &str| serde_json::json!({ "code": code, "name": format!("学校{code}"), "department": department, "stage": ["PRIMARY", "JUNIOR", "SENIOR"] });
+    let (mut records, mut added) = (vec![], vec![]);
+    for code in PROVINCES {
+        let new = format!("{code}99990001");
+        records.push(serde_json::json!({ "action": "ADD", "school": school(&new, &format!("{code}0101000000")) }));
+        let first = w.province(code).schools[0].to_string();
+        records.push(serde_json::json!({ "action": "CHANGE", "school": school(&first, &format!("{code}0102000000")) }));
+        added.push(new);
+    }
+    let batch = serde_json::json!({ "batchId": format!("CHAOS-{seed}"), "version": 1, "kind": "SCHOOL", "publishedOn": "2026-12-01", "record": records });
+    (batch, added)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     let cases = env("CHAOS_CASES", 240) as usize;
@@ -135,6 +153,10 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         "0.03",
         "--import-failure-rate",
         "0.03",
+        "--orgcode-confirm-min-ms",
+        "0",
+        "--orgcode-confirm-max-ms",
+        "3000",
     ];
     let own = vec!["--transfers".to_owned(), transfers.to_string(), "--enrollments".into(), enrollments.to_string()];
     let opts = WorldOptions {
@@ -163,6 +185,8 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     let (second, _) = w.bed.settings_copy("hub-b");
     w.bed.spawn_hub_with("hub-b", &second, &[]).await;
     let hubs = [("hub", w.bed.settings_path.clone()), ("hub-b", second)];
+    let moe = w.bed.operator(certs::Role::National("moe".into())).await;
+    let (batch, added) = code_batch(&w, seed);
 
     // The schedule: a hub killed at every tick, the two in turn; the other faults each once in
     // a seeded order, then now and then; poison at every tick.
@@ -192,6 +216,12 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         tokio::time::sleep(dice.millis(0, 2_000)).await;
         w.bed.spawn_hub_with(name, settings, &[]).await;
         journal.note(start, "hub restarted", format!("{name} started again and ready"));
+        if tick == 2 {
+            // Both hubs are up: the national office loads its batch through the first.
+            let (status, body) = moe.post("/orgcodes/batches", &batch).await;
+            assert_eq!(status, 201, "seed {seed}: the code batch refused: {body}");
+            journal.note(start, "code batch loaded", format!("code batch {} loaded", batch["batchId"]));
+        }
         if let Some((code, until)) = offline
             && Instant::now() >= until
         {
@@ -358,6 +388,31 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     assert!(lost.is_empty(), "seed {seed}: confirmed poison not in the dead letters: {lost:?}");
     assert!(dead.iter().all(|(_, code, reason)| code.starts_with("E_") && !reason.is_empty()), "{dead:?}");
 
+    // The code batch: every change confirmed and done, the registry as the batch says.
+    let changes: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT action, unit, state FROM orgcode_change WHERE batch_id = $1")
+            .bind(format!("CHAOS-{seed}"))
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(changes.len(), 2 * PROVINCES.len(), "seed {seed}: one change per record: {changes:?}");
+    assert!(changes.iter().all(|(_, _, state)| state == "DONE"), "seed {seed}: code changes not done: {changes:?}");
+    let registry: Vec<(String, Option<String>, bool)> =
+        sqlx::query_as("SELECT code, department, active FROM school WHERE code = ANY($1) OR code = ANY($2)")
+            .bind(&added)
+            .bind(PROVINCES.iter().map(|p| w.province(p).schools[0].to_string()).collect::<Vec<_>>())
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let wrong: Vec<_> = registry
+        .iter()
+        .filter(|(code, dept, active)| {
+            let want = if added.contains(code) { "0101000000" } else { "0102000000" };
+            !active || dept.as_deref() != Some(&format!("{}{want}", &code[..2]))
+        })
+        .collect();
+    assert!(registry.len() == 2 * PROVINCES.len() && wrong.is_empty(), "seed {seed}: the registry: {registry:?}");
+
     // The report.
     let outcomes: Vec<(String, i64)> =
         sqlx::query_as("SELECT business || ' ' || state, count(*) FROM business_case GROUP BY 1 ORDER BY 1")
@@ -378,9 +433,10 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
          faults injected: {}\n\
          applications planned {planned}, made {applied}; cases: {} ({}); refused at once: {refused}\n\
          poison: {} sent ({} confirmed), {} dead letters, each with its code and reason\n\
+         code batch: {} changes (a school added and a school moved per province), every one confirmed and done\n\
          checked: every case ended and every application answered; each of {} students in exactly one \
          province; the national index agrees ({} entries); no closing or acceptance handed over twice; \
-         the dead letters are the poison and nothing else\n\
+         the dead letters are the poison and nothing else; the registry holds the batch's schools\n\
          schedule:\n{}\n",
         PROVINCES.len(),
         faults_over.as_secs_f64(),
@@ -391,15 +447,22 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         poisons.len(),
         poisons.iter().filter(|(_, c)| *c).count(),
         dead.len(),
+        changes.len(),
         present.len(),
         index.len(),
         journal.lines.join("\n"),
     );
     println!("{report}");
     let _ = std::fs::write(e2e::bin_dir().join("chaos-report.txt"), &report);
-    for kind in
-        ["hub SIGKILLed", "broker SIGKILLed", "database crashed", "adapter SIGKILLed", "province offline", "poison"]
-    {
+    for kind in [
+        "hub SIGKILLed",
+        "broker SIGKILLed",
+        "database crashed",
+        "adapter SIGKILLed",
+        "province offline",
+        "poison",
+        "code batch loaded",
+    ] {
         assert!(journal.counts.contains_key(kind), "seed {seed}: the run never did: {kind}");
     }
 }
