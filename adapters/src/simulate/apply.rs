@@ -10,6 +10,12 @@ use schemas::messages::{Application, Attachment, Body, LookupKey, LookupRequest,
 
 use super::*;
 
+/// Students a simulated province has looked up or applied for without an answer yet, at most.
+/// A provincial office works through a large plan at its own pace: looking every planned
+/// student up at once would only bury its own inbox (the hub's answers, its reviews) under
+/// lookup results and their retries.
+const IN_FLIGHT: i64 = 200;
+
 impl Simulator {
     /// Looks up students of the first peer: most by their right name, some by a wrong one.
     pub(super) async fn look_up_peers(&self) -> Result<()> {
@@ -137,17 +143,32 @@ impl Simulator {
             .await
     }
 
-    /// Looks up the planned students that are due (again).
+    /// Looks up the planned students that are due (again): every retry that is due, and new
+    /// ones while fewer than [`IN_FLIGHT`] are looked up or applied for without an answer.
     pub(super) async fn look_up_planned(&self) -> Result<()> {
-        let due: Vec<(String, String, i64)> = sqlx::query_as(
-            // Enrollments wait until the hub has confirmed the schools' permission.
-            "SELECT student_id, name, attempts FROM planned_transfer WHERE applied_at IS NULL AND attempts < 30 AND next_at <= ?
-               AND (business <> 'ENROLLMENT' OR EXISTS (SELECT 1 FROM event WHERE kind = 'enrollment.permitted'))
-             ORDER BY next_at LIMIT 100",
+        let in_flight: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM planned_transfer WHERE applied_at IS NULL AND attempts > 0 AND attempts < 30)
+                  + (SELECT count(*) FROM application WHERE outcome IS NULL)",
         )
-        .bind(Utc::now().to_rfc3339())
-        .fetch_all(&self.db)
+        .fetch_one(&self.db)
         .await?;
+        let mut due: Vec<(String, String, i64)> = vec![];
+        for (tried, limit) in [(true, 100), (false, (IN_FLIGHT - in_flight).clamp(0, 100))] {
+            due.extend(
+                sqlx::query_as::<_, (String, String, i64)>(
+                    // Enrollments wait until the hub has confirmed the schools' permission.
+                    "SELECT student_id, name, attempts FROM planned_transfer
+                     WHERE applied_at IS NULL AND attempts < 30 AND next_at <= ? AND (attempts > 0) = ?
+                       AND (business <> 'ENROLLMENT' OR EXISTS (SELECT 1 FROM event WHERE kind = 'enrollment.permitted'))
+                     ORDER BY next_at LIMIT ?",
+                )
+                .bind(Utc::now().to_rfc3339())
+                .bind(tried)
+                .bind(limit)
+                .fetch_all(&self.db)
+                .await?,
+            );
+        }
         for (id, name, attempts) in due {
             let key = LookupKey::StudentId(id.parse()?);
             self.submit(
