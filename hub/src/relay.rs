@@ -1,6 +1,9 @@
 //! The outbox relay: publishes committed outbox rows with publisher confirms and stamps them
 //! sent. One hub process relays at a time (a PostgreSQL advisory lock), which keeps the order
-//! of messages to each province; the others stand by and take over when its session ends.
+//! of messages to each province; the others stand by and take over when its session ends. A
+//! row the broker refuses (a quorum queue between leaders) is tried again within seconds, and
+//! the province's later rows are not read until it has gone: they would overtake it. Rows of
+//! that province already published in the pipeline's later batches can still arrive first.
 //! After a crash, rows not yet stamped go out again; receivers deduplicate by message id.
 //!
 //! Batches are pipelined: while the broker confirms one batch, the next is claimed (the rows
@@ -307,7 +310,9 @@ async fn settle(mut batch: InFlight) -> Result<PgConnection> {
                     Published::Unroutable(text) => format!("unroutable ({text}): no queue for {}", row.routing_key),
                     _ => "nacked by the broker".to_owned(),
                 };
-                let retry_at = Utc::now() + chrono::Duration::seconds(i64::from(row.attempts.clamp(0, 9) + 1) * 30);
+                // The province's later messages wait for this one (the read holds them), so it
+                // is tried again soon: 1, 2, 4 … 30 s.
+                let retry_at = Utc::now() + chrono::Duration::seconds((1i64 << row.attempts.clamp(0, 5)).min(30));
                 error!(message_id = %row.message_id, routing_key = %row.routing_key, attempts = row.attempts + 1, %why, "Outbox message not delivered; will retry.");
                 outbox::mark_failed(&mut conn, row.outbox_id, &why, retry_at).await?;
             }

@@ -121,3 +121,34 @@ async fn the_pipelined_relay_sends_a_backlog_to_a_province_once_each_in_outbox_o
     let more = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await;
     assert!(more.is_err(), "a message published twice: {more:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_the_broker_refused_holds_its_province_s_later_rows_until_it_goes() {
+    use hub::store::outbox;
+    let bed = TestBed::new().await;
+    let pool = bed.db().await;
+    let mut tx = pool.begin().await.unwrap();
+    for to in ["prov-37", "prov-51", "prov-37", "prov-51"] {
+        let row = outbox::NewMessage { recipient: to.into(), routing_key: to.into(), ..outbox_row(10) };
+        outbox::enqueue(&mut tx, &row, None).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let ids = |rows: &[outbox::Pending]| rows.iter().map(|r| r.outbox_id).collect::<Vec<_>>();
+    let all = ids(&outbox::claim_due(&mut conn, 0, &[], 10, 1 << 20).await.unwrap());
+    assert_eq!(all.len(), 4);
+    // The broker refuses 37's first message: it waits to be tried again, and 37's second must
+    // not overtake it; 51's messages are not held.
+    outbox::mark_failed(&mut conn, all[0], "nacked by the broker", chrono::Utc::now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    let next = ids(&outbox::claim_due(&mut conn, 0, &[], 10, 1 << 20).await.unwrap());
+    assert_eq!(next, [all[1], all[3]], "only 51's rows while 37's first waits");
+    // Once it is due again, 37's rows go, in their order.
+    sqlx::query("UPDATE outbox SET next_attempt_at = now() WHERE outbox_id = $1")
+        .bind(all[0])
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(ids(&outbox::claim_due(&mut conn, 0, &[], 10, 1 << 20).await.unwrap()), all);
+}
