@@ -185,11 +185,16 @@ where
 /// for "any port" may be handed out again to another test, or used by an outgoing connection, in
 /// the second before the started process binds it.
 pub fn free_port() -> u16 {
+    // A port is free when chosen but bound only later, by a process the test starts: never hand
+    // the same one out twice (a hub once got one port for its health and its operator API).
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         // The random bits of a v4 UUID: no extra dependency for one random number.
         let n = u16::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..2].try_into().expect("two bytes"));
         let port = 20_000 + n % 12_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
@@ -285,4 +290,15 @@ pub fn approvals(levels: &[schemas::messages::Level]) -> schemas::messages::UpTo
         opinion: Some("同意。".parse().expect("opinion")),
     };
     schemas::messages::UpTo::new(levels.iter().map(approval).collect()).expect("at most 8 levels")
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        // 2,000 draws from 12,000 ports would repeat one about 160 times without the record.
+        let ports: Vec<u16> = (0..2000).map(|_| super::free_port()).collect();
+        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 }
