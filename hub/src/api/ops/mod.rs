@@ -150,7 +150,25 @@ pub fn router(ctx: Context) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route") })
         .layer(axum::middleware::from_fn(same_origin_only))
         .layer(axum::middleware::from_fn(no_nul))
+        .layer(axum::middleware::from_fn(body_first))
         .layer(axum::middleware::from_fn(certs::serve::access_log))
+}
+
+/// The most a request body may hold on any route but the code batches' (axum's default limit).
+const BODY_MAX_BYTES: usize = 2 << 20;
+
+/// Reads a request's body before anything answers it. A refusal that comes before the body is
+/// read (a 403, a 404, a cross-site POST) would otherwise close the connection under a client
+/// still sending, which then sees a dropped connection instead of the typed answer. Bounded by
+/// the route's limit: what the handlers would buffer anyway.
+async fn body_first(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let limit = if request.uri().path() == paths::ORGCODE_BATCHES { orgcodes::BATCH_MAX_BYTES } else { BODY_MAX_BYTES };
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(_) => error(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, "the body is larger than this route takes")
+            .into_response(),
+    }
 }
 
 /// Refuses a path or query holding a NUL character (`%00`), which no identifier or filter holds
