@@ -510,6 +510,44 @@ impl World {
     pub async fn present_in(&self, student_id: &str) -> Vec<String> {
         self.whereabouts(student_id).await.into_iter().filter(|(_, _, out, _)| out.is_none()).map(|(p, ..)| p).collect()
     }
+
+    /// Every student any province's own database holds, with the provinces that hold them now
+    /// (a record transferred out does not count): each should be in exactly one.
+    pub async fn holders(&self) -> std::collections::HashMap<String, Vec<&'static str>> {
+        let mut present: std::collections::HashMap<String, Vec<&'static str>> = std::collections::HashMap::new();
+        for p in &self.provinces {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&p.data).read_only(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.expect("the province's database");
+            let rows: Vec<(String, Option<String>)> =
+                sqlx::query_as("SELECT student_id, transferred_out_case FROM student").fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            for (id, out) in rows {
+                let entry = present.entry(id).or_default();
+                if out.is_none() {
+                    entry.push(p.code);
+                }
+            }
+        }
+        present
+    }
+
+    /// Closings and acceptances some adapter handed to its provincial system more than once:
+    /// (province, (type, case or application, times)).
+    pub async fn handed_over_twice(&self) -> Vec<(&'static str, (String, String, i64))> {
+        let mut doubled = vec![];
+        for p in &self.provinces {
+            let store = p.adapter.store().await;
+            let twice: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT message_type, coalesce(case_id, correlation_id), count(*) FROM inbox
+                 WHERE message_type IN ('case.closed', 'case.accepted') GROUP BY 1, 2 HAVING count(*) > 1",
+            )
+            .fetch_all(&store)
+            .await
+            .unwrap();
+            doubled.extend(twice.into_iter().map(|t| (p.code, t)));
+        }
+        doubled
+    }
 }
 
 /// Arguments for a simulated provincial system.

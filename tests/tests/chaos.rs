@@ -325,18 +325,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     .await;
 
     // Each student in exactly one province, and the national index agrees.
-    let mut present: HashMap<String, Vec<&str>> = HashMap::new();
-    for code in PROVINCES {
-        let pool = sqlite(&w, code).await;
-        let rows: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT student_id, transferred_out_case FROM student").fetch_all(&pool).await.unwrap();
-        for (id, out) in rows {
-            let entry = present.entry(id).or_default();
-            if out.is_none() {
-                entry.push(code);
-            }
-        }
-    }
+    let present = w.holders().await;
     let wrong: Vec<_> = present.iter().filter(|(_, ps)| ps.len() != 1).collect();
     assert!(wrong.is_empty(), "seed {seed}: students not in exactly one province: {wrong:?}");
     assert_eq!(present.len(), PROVINCES.len() * students, "seed {seed}: nobody created, nobody lost");
@@ -363,18 +352,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     assert!(gave_up.is_empty(), "seed {seed}: planned applications never made (province, student): {gave_up:?}");
 
     // Nothing handed over twice: one closing per case and party, one acceptance per application.
-    let mut doubled = vec![];
-    for p in &w.provinces {
-        let store = p.adapter.store().await;
-        let twice: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT message_type, coalesce(case_id, correlation_id), count(*) FROM inbox
-             WHERE message_type IN ('case.closed', 'case.accepted') GROUP BY 1, 2 HAVING count(*) > 1",
-        )
-        .fetch_all(&store)
-        .await
-        .unwrap();
-        doubled.extend(twice.into_iter().map(|t| (p.code, t)));
-    }
+    let doubled = w.handed_over_twice().await;
     assert!(doubled.is_empty(), "seed {seed}: handed over twice (province, (type, case, times)): {doubled:?}");
 
     // The dead letters are the poison, each with its reason, and nothing else.

@@ -151,19 +151,7 @@ async fn a_cluster_node_stopped_or_killed_moves_every_connection_to_the_others_a
     let cases: i64 = sqlx::query_scalar("SELECT count(*) FROM business_case").fetch_one(&db).await.unwrap();
     assert_eq!(cases, applications.len() as i64, "one case per application");
 
-    let mut present: HashMap<String, Vec<&str>> = HashMap::new();
-    for code in ["37", "51"] {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&w.province(code).data).read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-        let rows: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT student_id, transferred_out_case FROM student").fetch_all(&pool).await.unwrap();
-        for (id, out) in rows {
-            let entry = present.entry(id).or_default();
-            if out.is_none() {
-                entry.push(code);
-            }
-        }
-    }
+    let present = w.holders().await;
     let wrong: Vec<_> = present.iter().filter(|(_, ps)| ps.len() != 1).collect();
     assert!(wrong.is_empty(), "students not in exactly one province: {wrong:?}");
     assert_eq!(present.len(), 2 * WorldOptions::default().students, "nobody created, nobody lost");
@@ -172,17 +160,8 @@ async fn a_cluster_node_stopped_or_killed_moves_every_connection_to_the_others_a
     let disagree: Vec<_> =
         index.iter().filter(|(id, p)| present.get(id).is_none_or(|ps| ps != &vec![p.as_str()])).collect();
     assert!(disagree.is_empty(), "the index and the provinces disagree: {disagree:?}");
-    for code in ["37", "51"] {
-        let store = w.province(code).adapter.store().await;
-        let twice: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT message_type, coalesce(case_id, correlation_id), count(*) FROM inbox
-             WHERE message_type IN ('case.closed', 'case.accepted') GROUP BY 1, 2 HAVING count(*) > 1",
-        )
-        .fetch_all(&store)
-        .await
-        .unwrap();
-        assert!(twice.is_empty(), "handed to {code} twice: {twice:?}");
-    }
+    let twice = w.handed_over_twice().await;
+    assert!(twice.is_empty(), "handed over twice (province, (type, case, times)): {twice:?}");
     let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter").fetch_one(&db).await.unwrap();
     assert_eq!(dead, 0, "no dead letters");
 }

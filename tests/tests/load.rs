@@ -2,7 +2,6 @@
 //! and sometimes refuse, and archives that sometimes fail to export or import: every case must
 //! end, and every student must be in exactly one province. Prints cases/s and latency.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use e2e::world::{World, WorldOptions};
@@ -73,19 +72,7 @@ async fn a_thousand_transfers_among_three_provinces_all_end_with_every_student_i
     .await;
 
     // Every student in exactly one province.
-    let mut present: HashMap<String, Vec<&str>> = HashMap::new();
-    for p in &w.provinces {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&p.data).read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-        let rows: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT student_id, transferred_out_case FROM student").fetch_all(&pool).await.unwrap();
-        for (id, out) in rows {
-            let entry = present.entry(id).or_default();
-            if out.is_none() {
-                entry.push(p.code);
-            }
-        }
-    }
+    let present = w.holders().await;
     assert_eq!(present.len(), 3 * STUDENTS, "nobody created, nobody lost");
     let wrong: Vec<_> = present.iter().filter(|(_, ps)| ps.len() != 1).collect();
     assert!(wrong.is_empty(), "students not in exactly one province: {wrong:?}");
