@@ -77,11 +77,13 @@ impl Operator {
         }
     }
 
-    /// POSTs a JSON body; returns the status and the body.
+    /// POSTs a JSON body; returns the status and the body (status 0 when the hub did not
+    /// answer, as [`Operator::get`]).
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let r =
-            self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("operator API reachable");
-        (r.status().as_u16(), r.json().await.unwrap_or_default())
+        match self.client.post(format!("{}{path}", self.base)).json(body).send().await {
+            Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or_default()),
+            Err(e) => (0, serde_json::json!({ "transport": e.to_string() })),
+        }
     }
 
     /// POSTs an action with a note.

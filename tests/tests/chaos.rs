@@ -5,20 +5,27 @@
 //! province is offline for a minute, reviewers refuse and archives fail at their rates, and a
 //! trickle of poison is mixed in. Mid-run the national office loads an organization-code batch
 //! (a school added and a school moved to another department in each province), which the
-//! provinces' registrars confirm while the faults go on. After quiescence it checks, against the provinces' own
+//! provinces' registrars confirm while the faults go on; and provinces report duplicates of other
+//! provinces' students, whose problem groups close by deletion or by the national office's
+//! arbitration (see `groups`). After quiescence it checks, against the provinces' own
 //! databases and the hub's: every case ended and every application answered; each student in
 //! exactly one province; the national index agrees with them; nothing handed over twice; the
-//! dead letters are the poison and nothing else. It prints what it did, what it checked and
-//! the counts.
+//! dead letters are the poison and nothing else; every problem group ended as its rules say.
+//! It prints what it did, what it checked and the counts.
 //!
-//! Scale and schedule: `CHAOS_CASES` (applications, default 240), `CHAOS_SEED` (default 18) and
+//! Scale and schedule: `CHAOS_CASES` (applications, default 240), `CHAOS_GROUPS` (duplicates
+//! reported, default one per 100 applications, at least 4), `CHAOS_SEED` (default 18) and
 //! `CHAOS_BROKER_NODES` (default 3; 1 runs on a single node); the seed of a failing run
 //! reproduces its schedule.
+
+#[path = "chaos/groups.rs"]
+mod groups;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use e2e::world::{World, WorldOptions};
+use groups::Problems;
 
 const PROVINCES: [&str; 3] = ["37", "44", "51"];
 
@@ -80,14 +87,19 @@ async fn sqlite(w: &World, code: &str) -> sqlx::SqlitePool {
 
 /// What is still unfinished: open cases and code changes at the hub (id, state, waiting on),
 /// and applications or planned ones the provinces have no answer to (province, student).
-async fn unfinished(w: &World, db: &sqlx::PgPool) -> Option<(Vec<(String, String, String)>, Vec<(String, String)>)> {
-    let open: Vec<(String, String, String)> = sqlx::query_as(
+async fn unfinished(
+    w: &World,
+    db: &sqlx::PgPool,
+    groups: &Problems,
+) -> Option<(Vec<(String, String, String)>, Vec<(String, String)>)> {
+    let mut open: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT case_id::text, state, coalesce(waiting_party, '-') FROM business_case WHERE closed_at IS NULL
          UNION ALL SELECT 'orgcode ' || unit, state, confirm_by FROM orgcode_change WHERE state <> 'DONE'",
     )
     .fetch_all(db)
     .await
     .ok()?;
+    open.extend(groups.unfinished(db).await?);
     let mut waiting = vec![];
     for code in PROVINCES {
         let pool = sqlite(w, code).await;
@@ -137,6 +149,7 @@ fn code_batch(w: &World, seed: u64) -> (serde_json::Value, Vec<String>) {
 async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     let cases = env("CHAOS_CASES", 240) as usize;
     let seed = env("CHAOS_SEED", 18);
+    let duplicates = env("CHAOS_GROUPS", (cases as u64 / 100).max(4)) as usize;
     let nodes = env("CHAOS_BROKER_NODES", 3).max(1) as usize;
     let mut dice = Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let per_province = cases.div_ceil(PROVINCES.len());
@@ -158,7 +171,10 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         "--orgcode-confirm-max-ms",
         "3000",
     ];
-    let own = vec!["--transfers".to_owned(), transfers.to_string(), "--enrollments".into(), enrollments.to_string()];
+    let own = |p: &str| {
+        let n = [transfers.to_string(), enrollments.to_string()];
+        e2e::world::args(&["--transfers", &n[0], "--enrollments", &n[1], "--problem-mode", groups::mode(p)])
+    };
     let opts = WorldOptions {
         provinces: PROVINCES.to_vec(),
         students,
@@ -174,11 +190,11 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
             ..Default::default()
         },
         sim_args: common.iter().map(|s| s.to_string()).collect(),
-        province_args: PROVINCES.iter().map(|p| (*p, own.clone())).collect(),
+        province_args: PROVINCES.iter().map(|p| (*p, own(p))).collect(),
         silent: vec![],
     };
     println!(
-        "chaos: seed {seed}, {cases} applications ({transfers} transfers and {enrollments} enrollments per province), {students} students each, {nodes} broker node(s)"
+        "chaos: seed {seed}, {cases} applications ({transfers} transfers and {enrollments} enrollments per province), {students} students each, {duplicates} duplicates, {nodes} broker node(s)"
     );
     let w = World::new(opts).await;
     let db = w.bed.db().await;
@@ -187,6 +203,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     let hubs = [("hub", w.bed.settings_path.clone()), ("hub-b", second)];
     let moe = w.bed.operator(certs::Role::National("moe".into())).await;
     let (batch, added) = code_batch(&w, seed);
+    let mut groups = Problems::default();
 
     // The schedule: a hub killed at every tick, the two in turn; the other faults each once in
     // a seeded order, then now and then; poison at every tick.
@@ -202,10 +219,10 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     let window = Duration::from_secs(env("CHAOS_FAULT_SECS", 240));
     let mut tick = 0usize;
     loop {
-        let done = pending.len() == 0 && offline.is_none();
+        let done = pending.len() == 0 && offline.is_none() && !groups.duplicates.is_empty();
         if done
             && (start.elapsed() > window
-                || unfinished(&w, &db).await.is_some_and(|(o, a)| o.is_empty() && a.is_empty()))
+                || unfinished(&w, &db, &groups).await.is_some_and(|(o, a)| o.is_empty() && a.is_empty()))
         {
             break;
         }
@@ -228,6 +245,18 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
             w.bring_online(code).await;
             journal.note(start, "province back", format!("province {code} back online"));
             offline = None;
+        }
+        if tick >= 3 && groups.duplicates.is_empty() && offline.is_none() {
+            for line in groups.report(&w, &PROVINCES, duplicates).await {
+                journal.note(start, "duplicate reported", line);
+            }
+        }
+        for line in groups.arbitrate(&moe).await {
+            journal.note(start, "arbitration decided", line);
+        }
+        let reachable = |c: &str| offline.is_none_or(|(o, _)| o != c);
+        for line in groups.remove_copies(&w, &db, reachable).await {
+            journal.note(start, "copy removed", line);
         }
         let next = pending.next().or_else(|| (dice.below(3) == 0).then(|| FAULTS[dice.below(4) as usize]));
         match next {
@@ -278,7 +307,14 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     let last_report = std::sync::Mutex::new(Instant::now());
     let finished = tokio::time::timeout(Duration::from_secs(env("CHAOS_QUIET_SECS", 600)), async {
         loop {
-            if let Some((open, waiting)) = unfinished(&w, &db).await {
+            // The national office and the copies' registrars go on doing their part.
+            for line in groups.arbitrate(&moe).await {
+                journal.note(start, "arbitration decided", line);
+            }
+            for line in groups.remove_copies(&w, &db, |_| true).await {
+                journal.note(start, "copy removed", line);
+            }
+            if let Some((open, waiting)) = unfinished(&w, &db, &groups).await {
                 if open.is_empty() && waiting.is_empty() {
                     return;
                 }
@@ -292,7 +328,7 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     })
     .await;
     if finished.is_err() {
-        let (open, waiting) = unfinished(&w, &db).await.unwrap_or_default();
+        let (open, waiting) = unfinished(&w, &db, &groups).await.unwrap_or_default();
         panic!(
             "seed {seed}: not quiescent.\nopen cases (id, state, waiting on): {open:?}\n\
              applications unanswered (province, student): {waiting:?}\nfaults:\n{}",
@@ -366,6 +402,12 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
     assert!(lost.is_empty(), "seed {seed}: confirmed poison not in the dead letters: {lost:?}");
     assert!(dead.iter().all(|(_, code, reason)| code.starts_with("E_") && !reason.is_empty()), "{dead:?}");
 
+    // The problem groups: each closed, the copy deleted, the original attested automatically or
+    // upheld by the one decision of the national office.
+    let wrong = groups.check(&db).await;
+    assert!(wrong.is_empty(), "seed {seed}: problem groups that did not end as their rules say: {wrong:#?}");
+    let arbitrated = groups.duplicates.iter().filter(|d| d.arbitrated()).count();
+
     // The code batch: every change confirmed and done, the registry as the batch says.
     let changes: Vec<(String, String, String)> =
         sqlx::query_as("SELECT action, unit, state FROM orgcode_change WHERE batch_id = $1")
@@ -412,9 +454,12 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
          applications planned {planned}, made {applied}; cases: {} ({}); refused at once: {refused}\n\
          poison: {} sent ({} confirmed), {} dead letters, each with its code and reason\n\
          code batch: {} changes (a school added and a school moved per province), every one confirmed and done\n\
+         problem groups: {} duplicates reported, {} closed by the copy's deletion, {} by the national office's \
+         decision ({} decisions), every copy deleted and removed from the index\n\
          checked: every case ended and every application answered; each of {} students in exactly one \
          province; the national index agrees ({} entries); no closing or acceptance handed over twice; \
-         the dead letters are the poison and nothing else; the registry holds the batch's schools\n\
+         the dead letters are the poison and nothing else; the registry holds the batch's schools; every \
+         problem group closed with its original kept\n\
          schedule:\n{}\n",
         PROVINCES.len(),
         faults_over.as_secs_f64(),
@@ -426,6 +471,10 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         poisons.iter().filter(|(_, c)| *c).count(),
         dead.len(),
         changes.len(),
+        groups.duplicates.len(),
+        groups.duplicates.len() - arbitrated,
+        arbitrated,
+        groups.decided,
         present.len(),
         index.len(),
         journal.lines.join("\n"),
@@ -440,6 +489,9 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
         "province offline",
         "poison",
         "code batch loaded",
+        "duplicate reported",
+        "arbitration decided",
+        "copy removed",
     ] {
         assert!(journal.counts.contains_key(kind), "seed {seed}: the run never did: {kind}");
     }
