@@ -9,7 +9,7 @@ use schemas::messages::{
     Application, Attachment, Base64Data, Body, CaseCancel, CaseReleased, Decision, EnrollmentPermit, HeldStudent,
     LookupKey, LookupRequest, ReviewDecision, StudentStatus, StudentSummary, UpTo, VerifyResult,
 };
-use schemas::{CaseId, MessageType, samples};
+use schemas::{CaseId, MessageType, Party, samples};
 
 /// The receiving school in 37, and the student's in 51 (as `e2e::student` places him).
 const IN_SCHOOL: &str = "3137000001";
@@ -450,4 +450,68 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     let (ok, said) = e2e::evidence::verify(after.path());
     assert!(ok, "{said}");
     assert_eq!(lag().await, 0.0, "all chained");
+}
+
+/// The index's answer to one `index.upsert` of `s` from `province`, and whether it opened a
+/// problem group.
+async fn report(hub: &Hub, province: &str, s: &StudentSummary) -> (u32, u32, u32, bool) {
+    let sent = hub.send_envelope(&e2e::index_upsert(province, vec![s.clone()])).await;
+    let Body::IndexResult(r) = &sent.replies[0].body else { panic!("{sent:?}") };
+    let group = sent.replies.iter().any(|e| e.message_type() == MessageType::ProblemTask);
+    (r.applied, r.stale, r.conflicting, group)
+}
+
+#[tokio::test]
+async fn the_receiving_province_reports_the_student_once_his_archive_is_delivered_without_a_duplicate() {
+    let hub = hub().await;
+    let s = indexed(&hub, 1, |_| {}).await;
+    let arrived = StudentSummary { school: IN_SCHOOL.parse().unwrap(), changed_at: Utc::now(), ..s.clone() };
+    let case = case_of(&apply(&hub, application(&s)).await);
+    let mut sent = hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
+    // Every review step approved, by the province each request goes to.
+    while let Some(request) = sent.replies.iter().find(|e| e.message_type() == MessageType::ReviewRequest) {
+        let Body::ReviewRequest(r) = &request.body else { unreachable!() };
+        let Party::Province(by) = request.recipient else { unreachable!() };
+        let decide = Body::ReviewDecision(ReviewDecision {
+            step: r.step.clone(),
+            decision: Decision::Approve,
+            unit: "某校".parse().unwrap(),
+            reviewer: "审核人".parse().unwrap(),
+            opinion: "同意。".parse().unwrap(),
+        });
+        sent = hub.send(by.code(), decide, Some(case)).await;
+        assert_eq!(sent.refusal(), None, "{sent:?}");
+    }
+    assert_eq!(state(&hub, case).await, "ARCHIVE_REQUESTED");
+    let Body::ArchivePackage(mut package) = samples::body(MessageType::ArchivePackage) else { unreachable!() };
+    package.record.student_id = s.student_id.clone();
+    package.attachment = vec![];
+    let sent = hub.send("51", Body::ArchivePackage(package), Some(case)).await;
+    assert!(sent.to("37").iter().any(|e| e.message_type() == MessageType::ArchiveDeliver), "{sent:?}");
+
+    // Delivered: 37 imports him and reports him before the hub has its import result.
+    assert_eq!(state(&hub, case).await, "ARCHIVE_DELIVERING");
+    assert_eq!(report(&hub, "37", &arrived).await, (1, 0, 0, false), "applied, no problem group");
+    // The sending province reports him again meanwhile: stale, not a claim on him.
+    let again = StudentSummary { changed_at: Utc::now(), ..s.clone() };
+    assert_eq!(report(&hub, "51", &again).await, (0, 1, 0, false));
+    // A third province still conflicts.
+    assert_eq!(report(&hub, "44", &again).await.2, 1);
+    let members: Vec<String> =
+        sqlx::query_scalar("SELECT province FROM problem_member WHERE student_id = $1 ORDER BY province")
+            .bind(s.student_id.as_ref())
+            .fetch_all(&hub.pool)
+            .await
+            .unwrap();
+    assert_eq!(members, ["37", "44"], "the third province's claim makes a group of it and the holder now");
+}
+
+#[tokio::test]
+async fn before_the_archive_is_delivered_the_receiving_province_s_report_is_a_second_record() {
+    let hub = hub().await;
+    let s = indexed(&hub, 1, |_| {}).await;
+    let case = case_of(&apply(&hub, application(&s)).await);
+    hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
+    let arrived = StudentSummary { school: IN_SCHOOL.parse().unwrap(), changed_at: Utc::now(), ..s.clone() };
+    assert_eq!(report(&hub, "37", &arrived).await, (0, 0, 1, true), "a conflict, and a problem group");
 }

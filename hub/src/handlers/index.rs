@@ -13,7 +13,7 @@ use crate::context::Context;
 use crate::outgoing::Reply;
 use crate::store;
 use crate::workflow::index::{
-    AuditKeyKind, Decision, IndexEntry, Limited, answer_lookup, audit_digest, audit_identity, decide_removal,
+    AuditKeyKind, Decision, IndexEntry, Limited, Moving, answer_lookup, audit_digest, audit_identity, decide_removal,
     decide_upsert, lookup_allowed,
 };
 
@@ -37,6 +37,29 @@ async fn lock_entries(
     ids.sort();
     ids.dedup();
     Ok(store::index::lock(conn, &ids).await?.into_iter().map(|e| (e.summary.student_id.to_string(), e)).collect())
+}
+
+/// The hand-overs of the students a run reports for a province the index does not list them
+/// in (the rare case: no query otherwise).
+async fn handing_over(
+    conn: &mut PgConnection,
+    run: &[(ProvinceCode, &IndexUpsert)],
+    current: &BTreeMap<String, IndexEntry>,
+) -> Result<BTreeMap<String, Moving>> {
+    let foreign: Vec<String> = run
+        .iter()
+        .flat_map(|(sender, b)| b.student.items().iter().map(move |s| (sender, s.student_id.to_string())))
+        .filter(|(sender, id)| current.get(id).is_some_and(|e| e.province != **sender))
+        .map(|(_, id)| id)
+        .collect();
+    if foreign.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut out = BTreeMap::new();
+    for (student, from, to) in store::cases::handing_over(conn, &foreign).await? {
+        out.insert(student, Moving { from: ProvinceCode::parse(&from)?, to: ProvinceCode::parse(&to)? });
+    }
+    Ok(out)
 }
 
 /// Applies a batch in order (a student reported twice: the later report is judged against the
@@ -67,7 +90,9 @@ pub async fn upsert_run(
 ) -> Result<Vec<Effects>> {
     let ids: Vec<String> = run.iter().flat_map(|(_, b)| b.student.items()).map(|s| s.student_id.to_string()).collect();
     let mut current = lock_entries(conn, ids.into_iter()).await?;
+    let moving = handing_over(conn, run, &current).await?;
     let mut changed = BTreeMap::new();
+    let mut handed_over = std::collections::BTreeSet::new();
     let mut conflicts = Vec::new();
     let mut settling = Vec::new();
     let mut out = Vec::with_capacity(run.len());
@@ -75,8 +100,11 @@ pub async fn upsert_run(
         let (mut applied, mut stale, mut conflicting) = (0, 0, 0);
         for s in batch.student.items() {
             let id = s.student_id.to_string();
-            match decide_upsert(current.get(&id), sender, s.changed_at) {
+            match decide_upsert(current.get(&id), sender, s.changed_at, moving.get(&id).copied()) {
                 Decision::Apply => {
+                    if current.get(&id).is_some_and(|e| e.province != sender) {
+                        handed_over.insert(id.clone());
+                    }
                     let entry = IndexEntry { province: sender, summary: s.clone(), disputed_at: None };
                     current.insert(id.clone(), entry.clone());
                     changed.insert(id, entry);
@@ -96,8 +124,12 @@ pub async fn upsert_run(
         }
         out.push(result(sender, applied, stale, conflicting));
     }
-    let changed: Vec<IndexEntry> = changed.into_values().collect();
-    store::index::upsert(conn, &changed).await?;
+    let (moved, stayed): (Vec<_>, Vec<_>) = changed.into_iter().partition(|(id, _)| handed_over.contains(id));
+    let entries = |v: Vec<(String, IndexEntry)>| v.into_iter().map(|(_, e)| e).collect::<Vec<_>>();
+    let (moved, stayed) = (entries(moved), entries(stayed));
+    store::index::upsert(conn, &stayed).await?;
+    store::index::hand_over(conn, &moved).await?;
+    let changed: Vec<IndexEntry> = moved.into_iter().chain(stayed).collect();
     let mut caused = super::problem::deduplicate(conn, &changed, &conflicts, now).await?;
     if !settling.is_empty() {
         // Students who left a school (or its stage) may have been a revocation's last blocker

@@ -155,6 +155,25 @@ pub async fn state_of(conn: &mut PgConnection, case_id: Uuid) -> Result<Option<C
     state.map(|s| serde_json::from_value(serde_json::Value::String(s)).context("Corrupt case state")).transpose()
 }
 
+/// Of `student_ids`, those whose open case has delivered the archive (being imported, or
+/// imported and being committed): (student, sending province, receiving province).
+///
+/// # Errors
+/// Database errors.
+pub async fn handing_over(
+    conn: &mut PgConnection,
+    student_ids: &[String],
+) -> sqlx::Result<Vec<(String, String, String)>> {
+    sqlx::query_as(
+        "SELECT student_id, out_province, in_province FROM business_case
+         WHERE closed_at IS NULL AND student_id = ANY($1) AND state = ANY($2)",
+    )
+    .bind(student_ids)
+    .bind([CaseState::ArchiveDelivering.as_str(), CaseState::Committing.as_str()])
+    .fetch_all(conn)
+    .await
+}
+
 /// Records a reviewer's decision.
 ///
 /// # Errors

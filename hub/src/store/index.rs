@@ -106,19 +106,13 @@ pub async fn lock(conn: &mut PgConnection, student_ids: &[String]) -> Result<Vec
     rows.into_iter().map(IndexEntry::try_from).collect()
 }
 
-/// Writes entries (insert or replace), in one statement.
-///
-/// # Errors
-/// Database errors.
-pub async fn upsert(conn: &mut PgConnection, entries: &[IndexEntry]) -> sqlx::Result<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let col = |f: &dyn Fn(&IndexEntry) -> String| entries.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(concat!(
-        "INSERT INTO student_index (",
-        columns!(),
-        ")
+/// Inserts or replaces entries; a guard after it decides which replacements take.
+macro_rules! upsert_statement {
+    () => {
+        concat!(
+            "INSERT INTO student_index (",
+            columns!(),
+            ")
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::text[], $7::text[],
                               $8::text[], $9::text[], $10::text[], $11::bool[], $12::bool[], $13::timestamptz[],
                               $14::text[], $15::timestamptz[], $16::timestamptz[])
@@ -129,30 +123,60 @@ pub async fn upsert(conn: &mut PgConnection, entries: &[IndexEntry]) -> sqlx::Re
            open_business = EXCLUDED.open_business, changed_at = EXCLUDED.changed_at, updated_at = now(),
            problem_kind = EXCLUDED.problem_kind, registered_at = EXCLUDED.registered_at,
            key_data_changed_at = EXCLUDED.key_data_changed_at,
-           disputed_at = NULL, dispute_case = NULL
-         -- A racing report from another province, or an older one, never overwrites; a report of a
-         -- disputed entry by its province settles the dispute even when unchanged.
-         WHERE student_index.province = EXCLUDED.province
+           disputed_at = NULL, dispute_case = NULL"
+        )
+    };
+}
+
+/// Writes entries (insert or replace), in one statement. A racing report from another
+/// province, or an older one, never overwrites; a report of a disputed entry by its province
+/// settles the dispute even when unchanged.
+///
+/// # Errors
+/// Database errors.
+pub async fn upsert(conn: &mut PgConnection, entries: &[IndexEntry]) -> sqlx::Result<()> {
+    let statement = concat!(
+        upsert_statement!(),
+        " WHERE student_index.province = EXCLUDED.province
            AND (student_index.changed_at < EXCLUDED.changed_at OR student_index.disputed_at IS NOT NULL)"
-    ))
-    .bind(col(&|e| e.summary.student_id.to_string()))
-    .bind(col(&|e| e.province.code().to_owned()))
-    .bind(col(&|e| e.summary.name.to_string()))
-    .bind(col(&|e| text(&e.summary.sex)))
-    .bind(entries.iter().map(|e| e.summary.birth_date).collect::<Vec<_>>())
-    .bind(col(&|e| e.summary.id_document.kind().code().to_owned()))
-    .bind(entries.iter().map(|e| e.summary.id_document.number().map(str::to_owned)).collect::<Vec<_>>())
-    .bind(col(&|e| e.summary.school.to_string()))
-    .bind(col(&|e| e.summary.grade.to_string()))
-    .bind(col(&|e| text(&e.summary.status)))
-    .bind(entries.iter().map(|e| e.summary.problem_record).collect::<Vec<_>>())
-    .bind(entries.iter().map(|e| e.summary.open_business).collect::<Vec<_>>())
-    .bind(entries.iter().map(|e| e.summary.changed_at).collect::<Vec<_>>())
-    .bind(entries.iter().map(|e| e.summary.problem_kind.as_ref().map(text)).collect::<Vec<_>>())
-    .bind(entries.iter().map(|e| e.summary.registered_at).collect::<Vec<_>>())
-    .bind(entries.iter().map(|e| e.summary.key_data_changed_at).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
+    );
+    write(conn, entries, statement).await
+}
+
+/// Writes the entries of students whose archive was delivered to the province reporting them
+/// (the hand-over, decided under the rows' locks): they move to it whatever the sending
+/// province's last change time.
+///
+/// # Errors
+/// Database errors.
+pub async fn hand_over(conn: &mut PgConnection, entries: &[IndexEntry]) -> sqlx::Result<()> {
+    write(conn, entries, upsert_statement!()).await
+}
+
+async fn write(conn: &mut PgConnection, entries: &[IndexEntry], statement: &'static str) -> sqlx::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&IndexEntry) -> String| entries.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(statement)
+        .bind(col(&|e| e.summary.student_id.to_string()))
+        .bind(col(&|e| e.province.code().to_owned()))
+        .bind(col(&|e| e.summary.name.to_string()))
+        .bind(col(&|e| text(&e.summary.sex)))
+        .bind(entries.iter().map(|e| e.summary.birth_date).collect::<Vec<_>>())
+        .bind(col(&|e| e.summary.id_document.kind().code().to_owned()))
+        .bind(entries.iter().map(|e| e.summary.id_document.number().map(str::to_owned)).collect::<Vec<_>>())
+        .bind(col(&|e| e.summary.school.to_string()))
+        .bind(col(&|e| e.summary.grade.to_string()))
+        .bind(col(&|e| text(&e.summary.status)))
+        .bind(entries.iter().map(|e| e.summary.problem_record).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.summary.open_business).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.summary.changed_at).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.summary.problem_kind.as_ref().map(text)).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.summary.registered_at).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.summary.key_data_changed_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //! Provinces report their students; the index remembers, per student, which province holds the
 //! record and the summary it last reported. A newer report wins; an older one is stale. A
 //! province reporting a student that another province holds is a conflict: two provinces
-//! claiming one student is a problem record, not an index update.
+//! claiming one student is a problem record, not an index update — except while the student's
+//! archive is handed over (调档): the receiving province, once the archive is delivered to it,
+//! holds the record it reports.
 
 use chrono::{DateTime, Utc};
 use schemas::ErrorCode;
@@ -31,11 +33,32 @@ pub enum Decision {
     Conflict,
 }
 
-/// Decides an upsert from `sender` changed at `changed_at`, given the current entry.
-pub fn decide_upsert(current: Option<&IndexEntry>, sender: ProvinceCode, changed_at: DateTime<Utc>) -> Decision {
+/// A student whose open case has delivered his archive (电子档案生成 → 调档完毕): his record is
+/// moving `from` the sending province `to` the receiving one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moving {
+    pub from: ProvinceCode,
+    pub to: ProvinceCode,
+}
+
+/// Decides an upsert from `sender` changed at `changed_at`, given the current entry and the
+/// hand-over the student is in, if any.
+pub fn decide_upsert(
+    current: Option<&IndexEntry>,
+    sender: ProvinceCode,
+    changed_at: DateTime<Utc>,
+    moving: Option<Moving>,
+) -> Decision {
     match current {
         None => Decision::Apply,
-        Some(e) if e.province != sender => Decision::Conflict,
+        Some(e) if e.province != sender => match moving {
+            // The receiving province imported the archive and reports the record it now holds:
+            // the hand-over, not a second record; the index moves with the archive.
+            Some(m) if m.to == sender && m.from == e.province => Decision::Apply,
+            // The sending province reports a record the index already moved on.
+            Some(m) if m.from == sender && m.to == e.province => Decision::Stale,
+            _ => Decision::Conflict,
+        },
         // The province's own report settles a dispute, changed or not.
         Some(e) if e.disputed_at.is_some() => Decision::Apply,
         Some(e) if e.summary.changed_at >= changed_at => Decision::Stale,
@@ -225,15 +248,31 @@ mod tests {
         let sc = e.province;
         let sd = ProvinceCode::parse("37").unwrap();
         let t = e.summary.changed_at;
-        assert_eq!(decide_upsert(None, sd, t), Decision::Apply);
-        assert_eq!(decide_upsert(Some(&e), sc, t + Duration::seconds(1)), Decision::Apply);
-        assert_eq!(decide_upsert(Some(&e), sc, t), Decision::Stale);
-        assert_eq!(decide_upsert(Some(&e), sc, t - Duration::days(1)), Decision::Stale);
-        assert_eq!(decide_upsert(Some(&e), sd, t + Duration::days(1)), Decision::Conflict);
+        assert_eq!(decide_upsert(None, sd, t, None), Decision::Apply);
+        assert_eq!(decide_upsert(Some(&e), sc, t + Duration::seconds(1), None), Decision::Apply);
+        assert_eq!(decide_upsert(Some(&e), sc, t, None), Decision::Stale);
+        assert_eq!(decide_upsert(Some(&e), sc, t - Duration::days(1), None), Decision::Stale);
+        assert_eq!(decide_upsert(Some(&e), sd, t + Duration::days(1), None), Decision::Conflict);
         assert_eq!(decide_removal(Some(&e), sc, t), Decision::Apply);
         assert_eq!(decide_removal(Some(&e), sc, t - Duration::seconds(1)), Decision::Stale);
         assert_eq!(decide_removal(None, sc, t), Decision::Stale);
         assert_eq!(decide_removal(Some(&e), sd, t), Decision::Conflict);
+    }
+
+    #[test]
+    fn during_the_hand_over_the_receiving_province_s_report_moves_the_entry_and_the_sender_s_is_stale() {
+        let e = entry("51");
+        let (sc, sd, other) = (e.province, ProvinceCode::parse("37").unwrap(), ProvinceCode::parse("44").unwrap());
+        let t = e.summary.changed_at;
+        let moving = Some(Moving { from: sc, to: sd });
+        assert_eq!(decide_upsert(Some(&e), sd, t - Duration::days(1), moving), Decision::Apply, "whatever its clock");
+        assert_eq!(decide_upsert(Some(&e), other, t, moving), Decision::Conflict, "a third province");
+        let elsewhere = Some(Moving { from: other, to: sd });
+        assert_eq!(decide_upsert(Some(&e), sd, t, elsewhere), Decision::Conflict, "not from where the index has him");
+        let moved = IndexEntry { province: sd, ..e.clone() };
+        assert_eq!(decide_upsert(Some(&moved), sc, t + Duration::days(1), moving), Decision::Stale, "left already");
+        assert_eq!(decide_upsert(Some(&moved), other, t, moving), Decision::Conflict);
+        assert_eq!(decide_upsert(Some(&moved), sd, t + Duration::days(1), moving), Decision::Apply, "its own");
     }
 
     /// A lookup of `e` by `name` under the national status list, with or without an open case
