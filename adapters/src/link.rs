@@ -146,7 +146,7 @@ impl Link {
         .await
         .context("Failed to connect to the broker")?;
         self.state.up();
-        info!(broker = %b.url, vhost = %b.vhost, user = %self.me, "Link up.");
+        info!(vhost = %b.vhost, user = %self.me, "Link up.");
 
         let inbound = conn.create_channel().await?;
         inbound.basic_qos(b.prefetch, BasicQosOptions::default()).await?;

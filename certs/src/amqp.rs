@@ -115,8 +115,12 @@ pub async fn connect(id: &Identity<'_>) -> Result<Connection, ConnectError> {
         let node = nodes[(start + i) % nodes.len()];
         match tokio::time::timeout(NODE_TIMEOUT, connect_node(id, node)).await {
             Ok(Ok(conn)) => {
+                // The node, not the whole list: which node a connection took is what an
+                // operator needs when one node misbehaves.
                 if failure.is_some() {
                     tracing::info!(node, "Connected to another broker node.");
+                } else {
+                    tracing::info!(node, "Connected to the broker.");
                 }
                 return Ok(conn);
             }

@@ -11,6 +11,8 @@
 mod apply;
 pub mod data;
 mod province;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -476,6 +478,16 @@ impl Simulator {
                         .bind(app.to_string())
                         .execute(&self.db)
                         .await?;
+                    // The case may have closed already, its closing handed over first.
+                    sqlx::query(
+                        "UPDATE application SET (outcome, code, closed_at) =
+                             (SELECT outcome, code, closed_at FROM case_closing WHERE case_id = application.case_id)
+                         WHERE message_id = ? AND outcome IS NULL
+                           AND EXISTS (SELECT 1 FROM case_closing WHERE case_id = application.case_id)",
+                    )
+                    .bind(app.to_string())
+                    .execute(&self.db)
+                    .await?;
                 }
                 Ok(())
             }
@@ -497,13 +509,25 @@ impl Simulator {
             Body::CaseClosed(c) => {
                 let case = case.context("case.closed without a case")?;
                 let outcome = serde_json::to_value(c.outcome)?.as_str().unwrap_or_default().to_owned();
+                let now = Utc::now().to_rfc3339();
+                let mut tx = self.db.begin().await?;
+                sqlx::query(
+                    "INSERT OR IGNORE INTO case_closing (case_id, outcome, code, closed_at) VALUES (?, ?, ?, ?)",
+                )
+                .bind(case.to_string())
+                .bind(&outcome)
+                .bind(c.code.map(|k| k.code()))
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query("UPDATE application SET outcome = ?, code = ?, closed_at = ? WHERE case_id = ?")
                     .bind(&outcome)
                     .bind(c.code.map(|k| k.code()))
-                    .bind(Utc::now().to_rfc3339())
+                    .bind(&now)
                     .bind(case.to_string())
-                    .execute(&self.db)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 let code = c.code.map(|k| format!(" {}", k.code())).unwrap_or_default();
                 self.event("case.closed", &format!("{case}: {outcome}{code}")).await
             }
