@@ -183,9 +183,12 @@ async fn a_chaos_run_loses_nothing_and_doubles_nothing() {
             dedicated_broker: true,
             cluster_nodes: (nodes > 1).then_some(nodes),
             dedicated_database: true,
-            // The lookup limit (tested on its own) is lifted: thousands of applications, each
-            // looked up first, must not be throttled into giving up.
-            extra_toml: "[cases]\nresend_after_secs = 15\n\n[lookups]\nper_minute = 1000000\n".into(),
+            // The lookup limits (tested on their own) are lifted: thousands of applications, each
+            // looked up first and again while the answer is slow to come, must not be throttled
+            // into giving up.
+            extra_toml:
+                "[cases]\nresend_after_secs = 15\n\n[lookups]\nper_minute = 1000000\nsame_student_per_hour = 1000000\n"
+                    .into(),
             hub_log: Some("info,sqlx=warn,lapin=warn"),
             ..Default::default()
         },
