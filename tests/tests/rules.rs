@@ -473,7 +473,7 @@ async fn the_receiving_province_reports_the_student_once_his_archive_is_delivere
         let Body::ReviewRequest(r) = &request.body else { unreachable!() };
         let Party::Province(by) = request.recipient else { unreachable!() };
         let decide = Body::ReviewDecision(ReviewDecision {
-            step: r.step.clone(),
+            step: r.step,
             decision: Decision::Approve,
             unit: "某校".parse().unwrap(),
             reviewer: "审核人".parse().unwrap(),
