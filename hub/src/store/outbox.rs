@@ -171,10 +171,12 @@ pub async fn claim_due(
                      WHERE sent_at IS NULL AND next_attempt_at <= now() AND outbox_id > $4
                        AND NOT (outbox_id = ANY($1))
                        -- A province's messages go in outbox order: none while an earlier one
-                       -- to it waits to be tried again.
-                       AND NOT EXISTS (SELECT 1 FROM outbox e
-                                       WHERE e.recipient = outbox.recipient AND e.sent_at IS NULL
-                                         AND e.outbox_id < outbox.outbox_id AND e.next_attempt_at > now())
+                       -- to it waits to be tried again. The earliest waiting row per province
+                       -- is found once: a test per row made the read quadratic in the backlog.
+                       AND NOT EXISTS (SELECT 1 FROM (SELECT recipient, min(outbox_id) AS since FROM outbox
+                                                      WHERE sent_at IS NULL AND next_attempt_at > now()
+                                                      GROUP BY recipient) held
+                                       WHERE held.recipient = outbox.recipient AND held.since < outbox.outbox_id)
                      ORDER BY outbox_id LIMIT $2) due
                WINDOW w AS (ORDER BY outbox_id)) chosen USING (outbox_id)
          WHERE (chosen.n = 1 OR chosen.total <= $3) AND o.sent_at IS NULL
