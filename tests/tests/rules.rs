@@ -203,21 +203,24 @@ async fn an_enrollment_needs_permission_evidence_and_a_junior_high_graduate() {
     assert_eq!(sent.to("51")[0].message_type(), MessageType::CaseRelease, "refused: the hold is released first");
 }
 
+/// An approval of `step`, as a reviewer sends it.
+fn approve(step: schemas::messages::ReviewStep) -> Body {
+    Body::ReviewDecision(ReviewDecision {
+        step,
+        decision: Decision::Approve,
+        unit: "某校".parse().unwrap(),
+        reviewer: "审核人".parse().unwrap(),
+        opinion: "同意。".parse().unwrap(),
+    })
+}
+
 #[tokio::test]
 async fn decisions_come_from_the_acting_province_for_the_pending_step_only() {
     let hub = hub().await;
     let s = indexed(&hub, 1, |_| {}).await;
     let case = case_of(&apply(&hub, application(&s)).await);
     hub.send("51", Body::VerifyResult(held(&s, StudentStatus::Enrolled)), Some(case)).await;
-    let decide = |step: &str| {
-        Body::ReviewDecision(ReviewDecision {
-            step: step.parse().unwrap(),
-            decision: Decision::Approve,
-            unit: "某校".parse().unwrap(),
-            reviewer: "审核人".parse().unwrap(),
-            opinion: "同意。".parse().unwrap(),
-        })
-    };
+    let decide = |step: &str| approve(step.parse().unwrap());
     assert_eq!(hub.send("51", decide("IN_SCHOOL"), Some(case)).await.refusal(), Some("E_NOT_YOUR_STEP"));
     assert_eq!(hub.send("37", decide("OUT_SCHOOL"), Some(case)).await.refusal(), Some("E_NOT_YOUR_STEP"));
     assert_eq!(hub.send("44", decide("IN_SCHOOL"), Some(case)).await.refusal(), Some("E_NOT_YOUR_STEP"), "no party");
@@ -472,14 +475,7 @@ async fn the_receiving_province_reports_the_student_once_his_archive_is_delivere
     while let Some(request) = sent.replies.iter().find(|e| e.message_type() == MessageType::ReviewRequest) {
         let Body::ReviewRequest(r) = &request.body else { unreachable!() };
         let Party::Province(by) = request.recipient else { unreachable!() };
-        let decide = Body::ReviewDecision(ReviewDecision {
-            step: r.step,
-            decision: Decision::Approve,
-            unit: "某校".parse().unwrap(),
-            reviewer: "审核人".parse().unwrap(),
-            opinion: "同意。".parse().unwrap(),
-        });
-        sent = hub.send(by.code(), decide, Some(case)).await;
+        sent = hub.send(by.code(), approve(r.step), Some(case)).await;
         assert_eq!(sent.refusal(), None, "{sent:?}");
     }
     assert_eq!(state(&hub, case).await, "ARCHIVE_REQUESTED");
