@@ -11,9 +11,10 @@
 //! the outbox and neither the broker's nor PostgreSQL's fsync stalls the flow. A batch costs
 //! two statements, each its own transaction: the read of its rows and, once confirmed, their
 //! stamp — no transaction is held open across the broker's confirm, on connections of the
-//! relay's own (never waiting behind the consumer's workers for the pool). The stamps commit
-//! asynchronously (`synchronous_commit = off`): a stamp lost in a database crash only sends
-//! its rows again, which receivers recognize.
+//! relay's own (never waiting behind the consumer's workers for the pool), set up by
+//! [`outbox::RELAY_SESSION`]: the stamps commit asynchronously (a stamp lost in a database
+//! crash only sends its rows again, which receivers recognize), and the reads skip the entries
+//! the stamps left behind instead of visiting their rows again at every read.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -143,7 +144,7 @@ async fn session(
     let mut idle = Vec::with_capacity(PIPELINE);
     for _ in 0..PIPELINE {
         let mut c = PgConnection::connect_with(&options).await.context("Failed to connect for the relay")?;
-        sqlx::raw_sql("SET synchronous_commit = off").execute(&mut c).await?;
+        outbox::relay_session(&mut c).await?;
         idle.push(c);
     }
     health.relaying.store(true, Ordering::SeqCst);

@@ -173,9 +173,10 @@ pub async fn claim_due(
 pub const CLAIM_DUE: &str = "\
     WITH held AS MATERIALIZED (
            -- A province's messages go in outbox order: none while an earlier one to it waits
-           -- to be tried again. The earliest waiting row per province is found once.
+           -- to be tried again. The earliest waiting row per province is found once, among
+           -- the rows that have failed (their own small index, `outbox_retrying`).
            SELECT recipient, min(outbox_id) AS since FROM outbox
-           WHERE sent_at IS NULL AND next_attempt_at > now() GROUP BY recipient),
+           WHERE sent_at IS NULL AND attempts > 0 AND next_attempt_at > now() GROUP BY recipient),
          due AS MATERIALIZED (
            SELECT outbox_id, message_id, exchange, routing_key, message_type, correlation_id, headers, body,
                   attempts, created_at
@@ -188,6 +189,24 @@ pub const CLAIM_DUE: &str = "\
           FROM due WINDOW w AS (ORDER BY outbox_id)) chosen
     WHERE n = 1 OR total <= $3
     ORDER BY outbox_id";
+
+/// The settings of the relay's own connections: its stamps commit asynchronously (a stamp lost
+/// in a database crash only sends its rows again, which receivers recognize), and its reads use
+/// plain index scans. Each stamp leaves its row's entry in the indexes of unsent rows until a
+/// vacuum, which on a large outbox comes seldom; a plain index scan marks an entry it finds
+/// dead, and later reads skip it, while a bitmap scan (the planner's choice for the few rows
+/// it expects) visits every such row's heap page at every read: 4,464 blocks and 6–10 ms for
+/// 40,000 stamped rows, against 120 blocks and 0.75 ms.
+pub const RELAY_SESSION: &str = "SET synchronous_commit = off; SET enable_bitmapscan = off";
+
+/// Applies [`RELAY_SESSION`] to a connection of the relay's.
+///
+/// # Errors
+/// Database errors.
+pub async fn relay_session(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::raw_sql(RELAY_SESSION).execute(conn).await?;
+    Ok(())
+}
 
 /// # Errors
 /// Database errors.
