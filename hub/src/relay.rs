@@ -88,8 +88,9 @@ pub async fn run(
 struct InFlight {
     conn: PgConnection,
     rows: Vec<Pending>,
-    /// The broker's answers, in row order, as they come ([`InFlight::confirmed`]).
-    confirms: futures_util::future::BoxFuture<'static, Result<Vec<Published>>>,
+    /// The broker's answers, in row order, gathered by a task of their own (so the time the
+    /// broker took is measured when it answers, not when the relay looks).
+    confirms: tokio::task::JoinHandle<Result<Vec<Published>>>,
     outcomes: Option<Result<Vec<Published>>>,
     published: Instant,
     /// The read stopped at a limit (rows or bytes): more rows may be due at once.
@@ -101,7 +102,10 @@ impl InFlight {
     /// stays waited for.
     async fn confirmed(&mut self) {
         if self.outcomes.is_none() {
-            self.outcomes = Some(self.confirms.as_mut().await);
+            self.outcomes = Some(match (&mut self.confirms).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => Err(anyhow!("the confirms' task ended: {e}")),
+            });
         }
     }
 }
@@ -282,11 +286,12 @@ async fn claim(mut conn: PgConnection, publisher: &Publisher, floor: i64, in_fli
         confirms.push(publisher.send(row).await?);
     }
     let published = stage("publish", t);
-    let confirms = Box::pin(async move {
+    let confirms = tokio::spawn(async move {
         let mut outcomes = Vec::with_capacity(confirms.len());
         for confirm in confirms {
             outcomes.push(publisher::outcome(confirm).await?);
         }
+        stage("confirm", published);
         Ok(outcomes)
     });
     Ok(Claimed::Published(InFlight { conn, rows, confirms, outcomes: None, published, full }))
@@ -319,7 +324,7 @@ async fn settle(mut batch: InFlight) -> Result<PgConnection> {
             }
         }
     }
-    let t = stage("confirm", published);
+    let t = stage("settle", published);
     crate::failpoint::pass(crate::failpoint::RELAY_AFTER_CONFIRM);
     outbox::mark_sent(&mut conn, &sent).await?;
     stage("stamp", t);

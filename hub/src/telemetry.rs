@@ -91,7 +91,7 @@ fn describe() {
     describe_histogram!(
         "hub_relay_stage_seconds",
         metrics::Unit::Seconds,
-        "Time of each stage of a relay batch: claim (its read), publish, confirm, stamp."
+        "Time of each stage of a relay batch: claim (its read), publish, confirm (from its last publish to the broker's last answer), settle (from its last publish until the relay takes the answers up), stamp."
     );
     describe_histogram!(
         "hub_outbox_delay_seconds",
