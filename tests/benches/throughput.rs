@@ -302,7 +302,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let n: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let bed = TestBed::new().await;
+    // The hub logs as in production: its DEBUG lines are not what is measured.
+    let bed = TestBed::with(e2e::Options { hub_log: Some(hub::telemetry::DEFAULT_FILTER), ..Default::default() }).await;
     let prov = bed.add_province("37").await;
     let signer = prov.signer();
     let hub_conn = bed.env.connect(&bed.id, &bed.env.hub_cert, &bed.env.hub_key).await.expect("hub connection");
@@ -434,11 +435,14 @@ async fn main() {
         publish_all(&ch, hub::amqp::names::INBOUND_EXCHANGE, "index.upsert", &queued, "prov-37", Some(&signer)).await;
         drop(queued);
         let pid = bed.spawn_hub("hub-backlog").await;
+        let cpu = cpu_by_part();
         let started = Instant::now();
         let sampler = RssSampler::start(&[("hub".to_owned(), pid)], Duration::from_secs(1));
         consume_n(&conn, &queue, backlog).await;
         let drained = started.elapsed();
         let rss = sampler.stop();
+        let drain_cpu = cpu_per_message(&cpu, &cpu_by_part(), backlog, drained);
+        let after = stage_totals(listen).await;
         let drain_rate = backlog as f64 / drained.as_secs_f64();
         println!(
             "backlog of {backlog} drained (hub started on a full queue): {drain_rate:>8.0} msg/s ({:.1} s), {:.2} × the steady rate",
@@ -446,6 +450,9 @@ async fn main() {
             drain_rate / hub_rate
         );
         println!("hub RSS while draining: {}", rss["hub"]);
+        println!("  drain {drain_cpu}");
+        // A new process: its counters started at zero, so they hold the drain alone.
+        print_stages(&Default::default(), &after);
 
         // A province offline: its adapter down while the hub answers BENCH_BACKLOG of its
         // requests, then started on the full queue; drained into its store.

@@ -163,7 +163,7 @@ impl Hub {
         let inbound = Inbound::new(body, Some(user), signature);
         let handled = service::handle(&self.ctx, inbound).await.expect("handled");
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT body FROM outbox WHERE outbox_id > $1 AND message_type <> 'dead-letter' ORDER BY outbox_id",
+            "SELECT body FROM outbox_message WHERE outbox_id > $1 AND message_type <> 'dead-letter' ORDER BY outbox_id",
         )
         .bind(before)
         .fetch_all(&self.pool)

@@ -39,8 +39,10 @@ async fn indexed(hub: &Hub) -> i64 {
 
 /// The `index.result`s queued for 44.
 async fn results_for_44(hub: &Hub) -> usize {
-    let bodies: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = 'prov-44'").fetch_all(&hub.pool).await.unwrap();
+    let bodies: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM outbox_message WHERE recipient = 'prov-44'")
+        .fetch_all(&hub.pool)
+        .await
+        .unwrap();
     bodies
         .iter()
         .filter(|b| matches!(codec::from_xml(b, schemas::DEFAULT_MAX_BYTES).map(|e| e.body), Ok(Body::IndexResult(_))))

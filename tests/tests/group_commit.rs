@@ -52,7 +52,7 @@ async fn state(hub: &Hub) -> (Vec<String>, Vec<String>, BTreeMap<String, Vec<Str
     .await;
     let inbox = rows("SELECT concat_ws('|', sender, message_id, outcome) FROM inbox ORDER BY sender, message_id").await;
     let mut answers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for body in rows("SELECT convert_from(body, 'UTF8') FROM outbox ORDER BY outbox_id").await {
+    for body in rows("SELECT convert_from(body, 'UTF8') FROM outbox_message ORDER BY outbox_id").await {
         let env = codec::from_xml(body.as_bytes(), schemas::DEFAULT_MAX_BYTES).unwrap();
         let (key, what) = match (&env.body, env.correlation_id) {
             // A message's own result, by the message: the same, id included.

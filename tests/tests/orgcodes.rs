@@ -57,11 +57,12 @@ async fn outbox_max(hub: &Hub) -> i64 {
 }
 
 async fn outbox_since(hub: &Hub, after: i64) -> Vec<Envelope> {
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM outbox WHERE outbox_id > $1 ORDER BY outbox_id")
-        .bind(after)
-        .fetch_all(&hub.pool)
-        .await
-        .unwrap();
+    let rows: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT body FROM outbox_message WHERE outbox_id > $1 ORDER BY outbox_id")
+            .bind(after)
+            .fetch_all(&hub.pool)
+            .await
+            .unwrap();
     rows.iter().map(|b| codec::from_xml(b, schemas::DEFAULT_MAX_BYTES).unwrap()).collect()
 }
 

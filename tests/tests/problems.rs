@@ -209,7 +209,7 @@ async fn both_attest_the_national_office_decides_and_the_decision_binds() {
 /// Every `problem.task` in the outbox, in order, with its recipient.
 async fn outbox_tasks(hub: &Hub) -> Vec<(String, ProblemTask)> {
     let rows: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT body FROM outbox WHERE message_type = 'problem.task' ORDER BY outbox_id")
+        sqlx::query_scalar("SELECT body FROM outbox_message WHERE message_type = 'problem.task' ORDER BY outbox_id")
             .fetch_all(&hub.pool)
             .await
             .unwrap();

@@ -76,6 +76,53 @@ async fn the_relay_claims_by_count_and_bytes_and_is_woken_once_the_outbox_commit
     assert_eq!(sizes(&outbox::claim_due(&mut conn, floor, &[], 10, 1 << 20).await.unwrap()), [50]);
 }
 
+/// A queued message's bytes are stored once, in its message-log entry, and the relay reads
+/// them there; an id queued again is neither queued nor logged twice; a row written with a
+/// body of its own (as before the outbox kept none) is logged and sent with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_message_s_bytes_are_kept_once_in_the_message_log_and_sent_from_there() {
+    use hub::store::outbox;
+    let bed = TestBed::new().await;
+    let pool = bed.db().await;
+    let mut conn = pool.acquire().await.unwrap();
+    let a = outbox_row(700);
+    let mut b = outbox_row(300);
+    b.body = b"<b/>".repeat(75);
+    let mut again = a.clone();
+    again.body = b"other bytes".to_vec();
+    outbox::enqueue_all(&mut conn, &[a.clone(), b.clone(), again.clone()], &[]).await.unwrap();
+    outbox::enqueue(&mut conn, &again, None).await.unwrap();
+    assert_eq!(count(&bed, "SELECT count(*) FROM outbox").await, 2, "an id is queued once");
+    assert_eq!(count(&bed, "SELECT count(*) FROM outbox WHERE body IS NOT NULL").await, 0, "no bytes in the outbox");
+    let logged: Vec<(uuid::Uuid, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT message_id, body, body_sha256 FROM message_log WHERE direction = 'out' ORDER BY entry_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let digest = |b: &[u8]| <sha2::Sha256 as sha2::Digest>::digest(b).to_vec();
+    assert_eq!(
+        logged,
+        [(a.message_id, a.body.clone(), digest(&a.body)), (b.message_id, b.body.clone(), digest(&b.body))],
+        "each logged once, with its first bytes"
+    );
+    sqlx::query(
+        "INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, body)
+         VALUES (gen_random_uuid(), 'x', 'prov-37', 'index.result', 'prov-37', '\\x6f6c64')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&bed, "SELECT count(*) FROM message_log WHERE direction = 'out'").await,
+        3,
+        "the old way logged too"
+    );
+    let due = outbox::claim_due(&mut conn, 0, &[], 10, 1 << 20).await.unwrap();
+    let bodies: Vec<&[u8]> = due.iter().map(|r| r.body.as_slice()).collect();
+    assert_eq!(bodies, [a.body.as_slice(), b.body.as_slice(), b"old"], "sent with the bytes logged");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pipelined_relay_sends_a_backlog_to_a_province_once_each_in_outbox_order() {
     use futures_util::StreamExt;

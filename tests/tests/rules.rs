@@ -437,8 +437,20 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     assert!(lag().await > 0.0, "the operators' gauge shows entries waiting to be chained");
     assert!(count("SELECT count(*) FROM message_log_checkpoint").await >= 1);
     let config = hub::config::Retention { message_log_secs: 0, ..Default::default() };
+    // The outbox keeps no bytes of its own: while its messages wait (no relay runs here), the
+    // log keeps theirs and every entry after them.
+    let waiting = count("SELECT count(*) FROM outbox WHERE sent_at IS NULL").await;
+    assert!(waiting > 0);
+    let first = hub::housekeeping::prune(&hub.pool, &config).await.unwrap().message_log as i64;
+    assert!(first < links, "the entries of waiting messages are kept");
+    assert_eq!(
+        count("SELECT count(*) FROM outbox_message WHERE body IS NULL").await,
+        0,
+        "every waiting message has its bytes"
+    );
+    sqlx::query("UPDATE outbox SET sent_at = now()").execute(&hub.pool).await.unwrap();
     let pruned = hub::housekeeping::prune(&hub.pool, &config).await.unwrap();
-    assert_eq!(pruned.message_log as i64, links, "every chained entry, with its link");
+    assert_eq!(first + pruned.message_log as i64, links, "once sent, every chained entry, with its link");
     assert_eq!(count("SELECT count(*) FROM message_log").await, unsealed);
     assert_eq!(count("SELECT count(*) FROM message_log_chain").await, 1, "but the last link");
     assert_eq!(count("SELECT count(*) FROM message_log_checkpoint").await, 1, "but the one that seals it");

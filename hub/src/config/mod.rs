@@ -445,6 +445,16 @@ impl Settings {
         if self.retention.prune_interval_secs == 0 {
             bail!("retention.prune_interval_secs must be at least 1");
         }
+        // A message's bytes are kept in the message log only: a replay sends again what was
+        // published within the outbox's retention, so the log must keep at least as long.
+        if self.retention.message_log_secs < self.retention.outbox_published_secs {
+            bail!(
+                "retention.message_log_secs ({}) must be at least retention.outbox_published_secs ({}): the outbox's \
+                 messages are sent from the message log",
+                self.retention.message_log_secs,
+                self.retention.outbox_published_secs
+            );
+        }
         business::check(&self.rules, &self.cases, &self.provinces)?;
         Ok(())
     }
@@ -487,6 +497,15 @@ pub(crate) mod tests {
         with("transfer_statuses = [\"ENROLLED\", \"WITHDRAWN\"]").unwrap();
         let err = with("transfer_statuses = [\"ENROLLED\", \"SUSPENDED\"]").unwrap_err().to_string();
         assert!(err.contains("Suspended") && err.contains("G-1"), "{err}");
+    }
+
+    #[test]
+    fn the_message_log_keeps_at_least_as_long_as_the_outbox() {
+        let with = |r: &str| toml::from_str::<Settings>(&format!("{MINIMAL}\n[retention]\n{r}")).unwrap().validate();
+        with("message_log_secs = 604800").unwrap();
+        let err = with("message_log_secs = 604799").unwrap_err().to_string();
+        assert!(err.contains("message_log_secs") && err.contains("outbox_published_secs"), "{err}");
+        with("message_log_secs = 60\noutbox_published_secs = 60").unwrap();
     }
 
     #[test]

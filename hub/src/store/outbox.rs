@@ -76,13 +76,24 @@ pub async fn enqueue_all(
     if messages.is_empty() && traces.is_empty() {
         return Ok(());
     }
+    // The bytes go to the message log only, for the rows really queued; the relay reads them
+    // there (`outbox_message`). A message id given twice is queued once, with its first bytes.
     sqlx::query(
         "WITH queued AS (
              INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, case_id, correlation_id, headers,
-                                 body, group_id)
+                                 group_id)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[],
-                                  $8::jsonb[], $9::bytea[], $18::uuid[])
-             ON CONFLICT (message_id) DO NOTHING)
+                                  $8::jsonb[], $18::uuid[])
+             ON CONFLICT (message_id) DO NOTHING
+             RETURNING outbox_id, message_id, recipient, message_type, case_id, group_id, created_at),
+         logged AS (
+             INSERT INTO message_log (at, direction, party, message_id, message_type, case_id, group_id, body, body_sha256)
+             SELECT q.created_at, 'out', q.recipient, q.message_id, q.message_type, q.case_id, q.group_id, b.body,
+                    sha256(b.body)
+             FROM queued q
+             JOIN (SELECT DISTINCT ON (m) m, body FROM UNNEST($1::uuid[], $9::bytea[]) WITH ORDINALITY AS b(m, body, n)
+                   ORDER BY m, n) b ON b.m = q.message_id
+             ORDER BY q.outbox_id)
          INSERT INTO message_trace (message_id, direction, party, message_type, case_id, correlation_id, outcome, code)
          SELECT m, d, p, y, c, r, o, e
          FROM UNNEST($10::uuid[], $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[], $16::text[],
@@ -166,7 +177,8 @@ pub async fn claim_due(
 /// The relay's read: `$1` the ids in flight, `$2` the most rows, `$3` the most bytes (the first
 /// row is taken whatever its size), `$4` the floor. Public so that a test can measure its plan.
 ///
-/// One statement: the sizes (read from the values' headers, not their content) and a running
+/// The bytes are read where they are kept (`outbox_message`: the message log's entry, or the
+/// row's own body for a row queued with one). One statement: the sizes (read from the values' headers, not their content) and a running
 /// total choose the rows. Each part is materialized once: a database crash leaves statistics
 /// that count no unsent row, and with them a join of the chosen rows back to the outbox was
 /// planned as a loop that read the whole backlog once per row (11 s for 6,000 rows).
@@ -180,9 +192,9 @@ pub const CLAIM_DUE: &str = "\
          due AS MATERIALIZED (
            SELECT outbox_id, message_id, exchange, routing_key, message_type, correlation_id, headers, body,
                   attempts, created_at
-           FROM outbox
+           FROM outbox_message o
            WHERE sent_at IS NULL AND next_attempt_at <= now() AND outbox_id > $4 AND NOT (outbox_id = ANY($1))
-             AND NOT EXISTS (SELECT 1 FROM held WHERE held.recipient = outbox.recipient AND held.since < outbox.outbox_id)
+             AND NOT EXISTS (SELECT 1 FROM held WHERE held.recipient = o.recipient AND held.since < o.outbox_id)
            ORDER BY outbox_id LIMIT $2)
     SELECT outbox_id, message_id, exchange, routing_key, message_type, correlation_id, headers, body, attempts, created_at
     FROM (SELECT due.*, row_number() OVER w AS n, sum(greatest(octet_length(body), 1)) OVER w AS total

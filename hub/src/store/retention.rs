@@ -126,7 +126,8 @@ pub async fn lookup_audit(conn: &mut PgConnection, before: DateTime<Utc>) -> sql
 /// entries up to the first one still within its retention (the chain's order and the log's
 /// time agree but for moments, and the chain must never have a hole), with their links but
 /// the last, which the chain goes on from and the next export starts after; and the hub's
-/// checkpoints below that link but the last, which seals what was pruned.
+/// checkpoints below that link but the last, which seals what was pruned. The prefix also ends
+/// at the first entry whose message waits in the outbox: the outbox keeps no bytes of its own.
 ///
 /// # Errors
 /// Database errors.
@@ -134,11 +135,15 @@ pub async fn message_log(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx
     in_batches(
         conn,
         "WITH oldest AS (
-             SELECT c.position, c.entry_id, l.at FROM message_log_chain c JOIN message_log l USING (entry_id)
+             SELECT c.position, c.entry_id, l.at,
+                    l.direction = 'out' AND EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = l.message_id
+                                                   AND o.sent_at IS NULL AND o.body IS NULL) AS unsent
+             FROM message_log_chain c JOIN message_log l USING (entry_id)
              ORDER BY c.position LIMIT $2),
          prefix AS (
              SELECT position, entry_id FROM oldest
-             WHERE position < coalesce((SELECT min(position) FROM oldest WHERE at >= $1), 9223372036854775807)),
+             WHERE position < coalesce((SELECT min(position) FROM oldest WHERE at >= $1 OR unsent),
+                                       9223372036854775807)),
          anchor AS (SELECT max(position) AS p FROM prefix),
          links AS (DELETE FROM message_log_chain WHERE position < (SELECT p FROM anchor)),
          sealed AS (

@@ -207,7 +207,7 @@ async fn main() -> Result<()> {
         }
         let at_application: Vec<(Option<String>, i64)> = sqlx::query_as(
             "SELECT substring(convert_from(o.body, 'UTF8') from '<code>([A-Z_]+)</code>'), count(*)
-             FROM outbox o JOIN inbox i ON o.correlation_id = i.message_id::text AND i.message_type = $1
+             FROM outbox_message o JOIN inbox i ON o.correlation_id = i.message_id::text AND i.message_type = $1
              WHERE o.message_type = 'error' GROUP BY 1 ORDER BY 1",
         )
         .bind(apply)
