@@ -6,6 +6,9 @@
 -- Rows queued without going through that statement (with a body, as before) keep their body
 -- and are still logged by the trigger, as are the rows queued before this migration.
 ALTER TABLE outbox ALTER COLUMN body DROP NOT NULL;
+-- The entry holding the bytes, by its key: the statement that queues the row takes the
+-- entry's id first, so the relay reads the bytes in one lookup.
+ALTER TABLE outbox ADD COLUMN log_entry bigint;
 
 CREATE OR REPLACE FUNCTION outbox_logged() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -16,14 +19,10 @@ BEGIN
 END
 $$;
 
--- Each outbox row with its bytes, wherever they are kept. A message id is in the outbox once,
--- and each row queued is logged once, in its transaction; an older entry of the same id can
--- only be one whose row was pruned, so the newest is the row's.
+-- Each outbox row with its bytes, wherever they are kept.
 CREATE VIEW outbox_message AS
 SELECT o.outbox_id, o.message_id, o.exchange, o.routing_key, o.message_type, o.recipient, o.case_id,
        o.correlation_id, o.headers,
-       COALESCE(o.body, (SELECT l.body FROM message_log l
-                         WHERE l.direction = 'out' AND l.message_id = o.message_id
-                         ORDER BY l.entry_id DESC LIMIT 1)) AS body,
-       o.created_at, o.next_attempt_at, o.attempts, o.last_error, o.sent_at, o.group_id
+       COALESCE(o.body, (SELECT l.body FROM message_log l WHERE l.entry_id = o.log_entry)) AS body,
+       o.created_at, o.next_attempt_at, o.attempts, o.last_error, o.sent_at, o.group_id, o.log_entry
 FROM outbox o;

@@ -137,7 +137,7 @@ pub async fn message_log(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx
         "WITH oldest AS (
              SELECT c.position, c.entry_id, l.at,
                     l.direction = 'out' AND EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = l.message_id
-                                                   AND o.sent_at IS NULL AND o.body IS NULL) AS unsent
+                                                   AND o.log_entry = l.entry_id AND o.sent_at IS NULL) AS unsent
              FROM message_log_chain c JOIN message_log l USING (entry_id)
              ORDER BY c.position LIMIT $2),
          prefix AS (
