@@ -222,7 +222,7 @@ async fn large_archives(archives: usize, bytes: usize) {
         "SELECT count(*), sum(octet_length(body))::int8,
                 EXTRACT(EPOCH FROM max(sent_at) - (SELECT min(received_at) FROM inbox
                                                    WHERE message_type = 'archive.attachment'))::float8
-         FROM outbox WHERE message_type = 'archive.attachment'",
+         FROM outbox_message WHERE message_type = 'archive.attachment'",
     )
     .fetch_one(&db)
     .await

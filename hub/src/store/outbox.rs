@@ -82,23 +82,25 @@ pub async fn enqueue_all(
     sqlx::query(
         "WITH entry AS MATERIALIZED (
              SELECT n, nextval('message_log_entry_id_seq') AS entry_id FROM generate_series(1, cardinality($1::uuid[])) n),
-         given AS (
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[],
-                                  $8::jsonb[], $18::uuid[], $9::bytea[]) WITH ORDINALITY
-                           AS u(m, x, k, y, r, c, co, h, g, body, n)
-             JOIN entry USING (n)),
          queued AS (
              INSERT INTO outbox (message_id, exchange, routing_key, message_type, recipient, case_id, correlation_id, headers,
                                  group_id, log_entry)
-             SELECT m, x, k, y, r, c, co, h, g, entry_id FROM given ORDER BY n
+             SELECT m, x, k, y, r, c, co, h, g, entry_id
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::jsonb[],
+                         $18::uuid[]) WITH ORDINALITY AS u(m, x, k, y, r, c, co, h, g, n)
+             JOIN entry USING (n)
+             ORDER BY n
              ON CONFLICT (message_id) DO NOTHING
-             RETURNING outbox_id, log_entry, created_at),
-         logged AS (
+             RETURNING message_id, recipient, message_type, case_id, group_id, log_entry, created_at)
+         , logged AS (
+             -- The entries' order is their ids', taken in the messages' order: the bytes are
+             -- not sorted.
              INSERT INTO message_log (entry_id, at, direction, party, message_id, message_type, case_id, group_id, body,
                                       body_sha256)
-             SELECT q.log_entry, q.created_at, 'out', g.r, g.m, g.y, g.c, g.g, g.body, sha256(g.body)
-             FROM queued q JOIN given g ON g.entry_id = q.log_entry
-             ORDER BY q.outbox_id)
+             SELECT q.log_entry, q.created_at, 'out', q.recipient, q.message_id, q.message_type, q.case_id, q.group_id,
+                    b.body, sha256(b.body)
+             FROM queued q JOIN entry e ON e.entry_id = q.log_entry
+             JOIN UNNEST($9::bytea[]) WITH ORDINALITY AS b(body, n) ON b.n = e.n)
          INSERT INTO message_trace (message_id, direction, party, message_type, case_id, correlation_id, outcome, code)
          SELECT m, d, p, y, c, r, o, e
          FROM UNNEST($10::uuid[], $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[], $16::text[],
