@@ -348,6 +348,31 @@ async fn a_replay_request_sends_again_what_went_to_that_province_since_then_and_
             .await
             .unwrap();
     assert_eq!(again, ["prov-51"], "only 51's messages go out again");
+    // A message whose bytes the log no longer keeps is not marked to go out: it could not.
+    sqlx::query("UPDATE outbox SET sent_at = now()").execute(&hub.pool).await.unwrap();
+    let config = hub::config::Retention { message_log_secs: 0, ..Default::default() };
+    let settings = &hub.ctx.settings.broker;
+    let signer = certs::signature::Signer::load(&settings.cert, &settings.key).unwrap();
+    hub::message_log::seal(&hub.ctx, &signer, true).await.unwrap();
+    hub::housekeeping::prune(&hub.pool, &config).await.unwrap();
+    let sent = hub.send("51", ask(before), None).await;
+    let Body::ReplayResult(r) = &sent.replies[0].body else { panic!("{sent:?}") };
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_message WHERE recipient = 'prov-51' AND body IS NOT NULL AND sent_at IS NOT NULL",
+    )
+    .fetch_one(&hub.pool)
+    .await
+    .unwrap();
+    assert_eq!(r.resent as i64, kept, "only what can be sent");
+    assert!(kept < 3, "some bytes were pruned: {kept} kept");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox_message WHERE sent_at IS NULL AND body IS NULL")
+            .fetch_one(&hub.pool)
+            .await
+            .unwrap(),
+        0,
+        "nothing waits without its bytes"
+    );
 }
 
 /// `sh verify.sh` in a bundle: whether it passed, and what it said.

@@ -131,7 +131,9 @@ pub async fn enqueue_all(
 }
 
 /// Marks what was published to `recipient` since `since` (at most `limit` rows, oldest first)
-/// for publishing again; returns how many, and the oldest row still kept for it.
+/// for publishing again; returns how many, and the oldest row still kept for it. A row whose
+/// bytes the message log no longer keeps (sent long after it was queued, its entry pruned
+/// since) is left as sent: it could not go out.
 ///
 /// # Errors
 /// Database errors.
@@ -143,8 +145,8 @@ pub async fn replay(
 ) -> sqlx::Result<(u64, Option<DateTime<Utc>>)> {
     let n = sqlx::query(
         "UPDATE outbox SET sent_at = NULL, next_attempt_at = now(), attempts = 0
-         WHERE outbox_id IN (SELECT outbox_id FROM outbox WHERE recipient = $1 AND sent_at >= $2
-                             ORDER BY outbox_id LIMIT $3)",
+         WHERE outbox_id IN (SELECT outbox_id FROM outbox_message WHERE recipient = $1 AND sent_at >= $2
+                             AND body IS NOT NULL ORDER BY outbox_id LIMIT $3)",
     )
     .bind(recipient)
     .bind(since)
