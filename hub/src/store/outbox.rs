@@ -187,10 +187,11 @@ pub async fn claim_due(
 /// row is taken whatever its size), `$4` the floor. Public so that a test can measure its plan.
 ///
 /// The bytes are read where they are kept (`outbox_message`: the message log's entry, or the
-/// row's own body for a row queued with one). One statement: the sizes (read from the values' headers, not their content) and a running
-/// total choose the rows. Each part is materialized once: a database crash leaves statistics
-/// that count no unsent row, and with them a join of the chosen rows back to the outbox was
-/// planned as a loop that read the whole backlog once per row (11 s for 6,000 rows).
+/// row's own body for a row queued with one). One statement: the sizes (read from the values'
+/// headers, not their content) and a running total choose the rows. Each part is materialized
+/// once: a database crash leaves statistics that count no unsent row, and with them a join of
+/// the chosen rows back to the outbox was planned as a loop that read the whole backlog once
+/// per row (11 s for 6,000 rows).
 pub const CLAIM_DUE: &str = "\
     WITH held AS MATERIALIZED (
            -- A province's messages go in outbox order: none while an earlier one to it waits
