@@ -462,20 +462,33 @@ async fn a_case_s_messages_are_logged_chained_and_exported_as_a_bundle_that_stan
     assert!(lag().await > 0.0, "the operators' gauge shows entries waiting to be chained");
     assert!(count("SELECT count(*) FROM message_log_checkpoint").await >= 1);
     let config = hub::config::Retention { message_log_secs: 0, ..Default::default() };
-    // The outbox keeps no bytes of its own: while its messages wait (no relay runs here), the
-    // log keeps theirs and every entry after them.
-    let waiting = count("SELECT count(*) FROM outbox WHERE sent_at IS NULL").await;
-    assert!(waiting > 0);
-    let first = hub::housekeeping::prune(&hub.pool, &config).await.unwrap().message_log as i64;
-    assert!(first < links, "the entries of waiting messages are kept");
-    assert_eq!(
-        count("SELECT count(*) FROM outbox_message WHERE body IS NULL").await,
-        0,
-        "every waiting message has its bytes"
-    );
-    sqlx::query("UPDATE outbox SET sent_at = now()").execute(&hub.pool).await.unwrap();
+    // The outbox keeps no bytes of its own: a message still waiting (no relay runs here) takes
+    // its bytes from its entry as the entry is pruned, the same bytes, and is sent with them.
+    let waiting: Vec<(uuid::Uuid, Vec<u8>)> =
+        sqlx::query_as("SELECT message_id, body FROM outbox_message WHERE sent_at IS NULL ORDER BY outbox_id")
+            .fetch_all(&hub.pool)
+            .await
+            .unwrap();
+    assert!(!waiting.is_empty());
+    sqlx::query("UPDATE outbox SET sent_at = now() WHERE outbox_id = (SELECT min(outbox_id) FROM outbox)")
+        .execute(&hub.pool)
+        .await
+        .unwrap();
     let pruned = hub::housekeeping::prune(&hub.pool, &config).await.unwrap();
-    assert_eq!(first + pruned.message_log as i64, links, "once sent, every chained entry, with its link");
+    assert_eq!(pruned.message_log as i64, links, "every chained entry, with its link");
+    let kept: Vec<(uuid::Uuid, Vec<u8>)> =
+        sqlx::query_as("SELECT message_id, body FROM outbox_message WHERE sent_at IS NULL ORDER BY outbox_id")
+            .fetch_all(&hub.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, waiting[1..], "every message still waiting keeps its bytes");
+    let moved = count(
+        "SELECT count(*) FROM outbox WHERE sent_at IS NULL
+            AND NOT EXISTS (SELECT 1 FROM message_log WHERE entry_id = log_entry)",
+    )
+    .await;
+    assert!(moved > 0, "some waiting messages' entries were pruned");
+    assert_eq!(count("SELECT count(*) FROM outbox WHERE body IS NOT NULL").await, moved, "those, and no sent one");
     assert_eq!(count("SELECT count(*) FROM message_log").await, unsealed);
     assert_eq!(count("SELECT count(*) FROM message_log_chain").await, 1, "but the last link");
     assert_eq!(count("SELECT count(*) FROM message_log_checkpoint").await, 1, "but the one that seals it");

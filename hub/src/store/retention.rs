@@ -126,8 +126,9 @@ pub async fn lookup_audit(conn: &mut PgConnection, before: DateTime<Utc>) -> sql
 /// entries up to the first one still within its retention (the chain's order and the log's
 /// time agree but for moments, and the chain must never have a hole), with their links but
 /// the last, which the chain goes on from and the next export starts after; and the hub's
-/// checkpoints below that link but the last, which seals what was pruned. The prefix also ends
-/// at the first entry whose message waits in the outbox: the outbox keeps no bytes of its own.
+/// checkpoints below that link but the last, which seals what was pruned. A message still
+/// waiting in the outbox (one the broker keeps refusing) takes its bytes into its row as its
+/// entry goes: the outbox keeps none of its own, and the log must not stop being pruned.
 ///
 /// # Errors
 /// Database errors.
@@ -135,16 +136,16 @@ pub async fn message_log(conn: &mut PgConnection, before: DateTime<Utc>) -> sqlx
     in_batches(
         conn,
         "WITH oldest AS (
-             SELECT c.position, c.entry_id, l.at,
-                    l.direction = 'out' AND EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = l.message_id
-                                                   AND o.log_entry = l.entry_id AND o.sent_at IS NULL) AS unsent
-             FROM message_log_chain c JOIN message_log l USING (entry_id)
+             SELECT c.position, c.entry_id, l.at FROM message_log_chain c JOIN message_log l USING (entry_id)
              ORDER BY c.position LIMIT $2),
          prefix AS (
              SELECT position, entry_id FROM oldest
-             WHERE position < coalesce((SELECT min(position) FROM oldest WHERE at >= $1 OR unsent),
-                                       9223372036854775807)),
+             WHERE position < coalesce((SELECT min(position) FROM oldest WHERE at >= $1), 9223372036854775807)),
          anchor AS (SELECT max(position) AS p FROM prefix),
+         waiting AS (
+             UPDATE outbox o SET body = l.body FROM message_log l
+             WHERE l.entry_id IN (SELECT entry_id FROM prefix) AND l.direction = 'out'
+               AND o.message_id = l.message_id AND o.log_entry = l.entry_id AND o.sent_at IS NULL AND o.body IS NULL),
          links AS (DELETE FROM message_log_chain WHERE position < (SELECT p FROM anchor)),
          sealed AS (
              DELETE FROM message_log_checkpoint WHERE position <
