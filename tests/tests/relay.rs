@@ -333,3 +333,35 @@ async fn the_relay_s_reads_skip_the_entries_its_stamps_left_behind() {
     }
     println!("the relay's reads after {SENT} stamps touched {first} blocks, then {later:?}");
 }
+
+/// Stored bodies are compressed with lz4, not PostgreSQL's default pglz, which works through a
+/// whole archive file only to keep it uncompressed (migration 0020).
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_bodies_are_compressed_with_lz4() {
+    let bed = TestBed::new().await;
+    let pool = bed.db().await;
+    let mut conn = pool.acquire().await.unwrap();
+    let mut m = outbox_row(0);
+    m.body = b"<student><name>x</name></student>".repeat(400);
+    hub::store::outbox::enqueue_all(&mut conn, std::slice::from_ref(&m), &[]).await.unwrap();
+    let method: Option<String> =
+        sqlx::query_scalar("SELECT pg_column_compression(body) FROM message_log WHERE message_id = $1")
+            .bind(m.message_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(method.as_deref(), Some("lz4"), "the logged body's compression");
+    for (table, column) in
+        [("outbox", "body"), ("dead_letter", "body"), ("case_evidence", "content"), ("archive_attachment", "content")]
+    {
+        let set: String = sqlx::query_scalar(
+            "SELECT attcompression::text FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(set, "l", "{table}.{column} is compressed with lz4");
+    }
+}
