@@ -24,8 +24,11 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
+    // No test of a connection as it is taken from the pool: a local file's connection does not
+    // break, and the test costs a round trip to SQLite's worker thread per statement.
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .with_context(|| format!("Failed to open the store {}", path.display()))?;
@@ -114,16 +117,15 @@ pub async fn queued(pool: &SqlitePool, limit: i64) -> Result<Vec<Queued>> {
 /// # Errors
 /// Database errors.
 pub async fn confirm(pool: &SqlitePool, seqs: &[i64]) -> Result<()> {
-    let t = now();
-    let mut tx = pool.begin().await?;
-    for seq in seqs {
-        sqlx::query("UPDATE outbox SET state = 'confirmed', confirmed_at = ?, attempts = attempts + 1, last_error = NULL WHERE seq = ?")
-            .bind(&t)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    // One statement for the batch: each statement is a round trip to SQLite's worker thread.
+    sqlx::query(
+        "UPDATE outbox SET state = 'confirmed', confirmed_at = ?, attempts = attempts + 1, last_error = NULL
+         WHERE seq IN (SELECT value FROM json_each(?))",
+    )
+    .bind(now())
+    .bind(serde_json::to_string(seqs)?)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -153,7 +155,8 @@ pub struct Received<'a> {
 }
 
 /// Adds an inbound message to the inbox, due for the provincial system now; `false` when its id
-/// is there already.
+/// is there already. A message that answers a submission marks it answered (the trigger
+/// `inbox_answers`).
 ///
 /// # Errors
 /// Database errors.
@@ -182,18 +185,9 @@ pub(crate) async fn insert_inbox(tx: &mut sqlx::SqliteConnection, m: &Received<'
 /// # Errors
 /// Database errors.
 pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
-    let t = now();
-    let mut tx = pool.begin().await?;
-    let inserted = insert_inbox(&mut tx, m, &t).await?;
-    if inserted && let Some(c) = m.correlation_id {
-        sqlx::query("UPDATE outbox SET answered_by = COALESCE(answered_by, ?) WHERE message_id = ?")
-            .bind(m.message_id)
-            .bind(c)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(inserted)
+    // The insert's trigger (`inbox_answers`) marks the submission answered, in its statement.
+    let mut conn = pool.acquire().await?;
+    insert_inbox(&mut conn, m, &now()).await
 }
 
 /// A `replay.request` from the hub (its database was restored): in one transaction, the
@@ -300,6 +294,48 @@ pub async fn inbox_list(pool: &SqlitePool, after: i64, limit: i64, pending_only:
     .await?)
 }
 
+/// The most bytes of messages one listing with bodies holds; a page stops before the message
+/// that would pass it (its first message is always in), and the next page takes up there.
+pub const LISTING_MAX_BYTES: i64 = 32 << 20;
+
+#[derive(FromRow)]
+struct ListedRow {
+    #[sqlx(flatten)]
+    entry: InboxEntry,
+    body: Vec<u8>,
+}
+
+/// Inbox entries after `after` (a seq), oldest first, each with its message, in one statement;
+/// at most [`LISTING_MAX_BYTES`] of messages (always the first entry).
+///
+/// # Errors
+/// Database errors.
+pub async fn inbox_list_with_bodies(
+    pool: &SqlitePool,
+    after: i64,
+    limit: i64,
+    pending_only: bool,
+) -> Result<Vec<(InboxEntry, Vec<u8>)>> {
+    // The sizes come from the records' headers; only the chosen rows' bodies are read.
+    let rows: Vec<ListedRow> = sqlx::query_as(
+        "WITH page AS (
+           SELECT seq, length(body) AS size FROM inbox
+           WHERE seq > ? AND (? = 0 OR acknowledged_at IS NULL) ORDER BY seq LIMIT ?),
+         chosen AS (
+           SELECT seq, row_number() OVER w AS n, sum(size) OVER w AS total FROM page WINDOW w AS (ORDER BY seq))
+         SELECT i.seq, i.message_id, i.message_type, i.case_id, i.correlation_id, i.received_at, i.acknowledged_at,
+                i.parse_error, i.body
+         FROM chosen c JOIN inbox i ON i.seq = c.seq WHERE c.n = 1 OR c.total <= ? ORDER BY i.seq",
+    )
+    .bind(after)
+    .bind(i64::from(pending_only))
+    .bind(limit)
+    .bind(LISTING_MAX_BYTES)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.entry, r.body)).collect())
+}
+
 /// One inbox message with its body.
 ///
 /// # Errors
@@ -337,19 +373,15 @@ pub async fn inbox_ack(pool: &SqlitePool, message_id: &str) -> Result<bool> {
 /// # Errors
 /// Database errors.
 pub async fn inbox_ack_many(pool: &SqlitePool, ids: &[String]) -> Result<u64> {
-    let t = now();
-    let mut tx = pool.begin().await?;
-    let mut n = 0;
-    for id in ids {
-        n += sqlx::query("UPDATE inbox SET acknowledged_at = COALESCE(acknowledged_at, ?) WHERE message_id = ?")
-            .bind(&t)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-    }
-    tx.commit().await?;
-    Ok(n)
+    // One statement for them all; an id given twice is found once.
+    Ok(sqlx::query(
+        "UPDATE inbox SET acknowledged_at = COALESCE(acknowledged_at, ?) WHERE message_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(now())
+    .bind(serde_json::to_string(ids)?)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 /// Unacknowledged messages due for a webhook push.
@@ -562,3 +594,7 @@ pub async fn queue_pending_replay(
     tx.commit().await?;
     Ok(Some(since))
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -241,7 +241,8 @@ struct ListQuery {
     /// Only entries not yet acknowledged (default true).
     #[serde(default = "default_true")]
     pending: bool,
-    /// Include each message (XML) in the listing, saving a request per message.
+    /// Include each message (XML) in the listing, saving a request per message; the page then
+    /// holds at most [`store::LISTING_MAX_BYTES`] of messages (always its first entry).
     #[serde(default)]
     body: bool,
 }
@@ -254,19 +255,21 @@ fn default_true() -> bool {
     true
 }
 
+/// A message as JSON text: kept as is when it is UTF-8 (every readable one), without a copy.
+fn xml_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 async fn inbox_list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
-    let entries =
-        store::inbox_list(&s.pool, q.after, q.limit.clamp(1, 1000), q.pending).await.map_err(ApiError::internal)?;
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let body = if q.body {
-            let bytes = store::inbox_get(&s.pool, &entry.message_id).await.map_err(ApiError::internal)?;
-            Some(bytes.map(|(_, b)| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
-        } else {
-            None
-        };
-        out.push(Listed { entry, body });
-    }
+    let limit = q.limit.clamp(1, 1000);
+    let out: Vec<Listed> = if q.body {
+        let listed =
+            store::inbox_list_with_bodies(&s.pool, q.after, limit, q.pending).await.map_err(ApiError::internal)?;
+        listed.into_iter().map(|(entry, b)| Listed { entry, body: Some(xml_text(b)) }).collect()
+    } else {
+        let entries = store::inbox_list(&s.pool, q.after, limit, q.pending).await.map_err(ApiError::internal)?;
+        entries.into_iter().map(|entry| Listed { entry, body: None }).collect()
+    };
     Ok(Json(out).into_response())
 }
 

@@ -134,7 +134,12 @@ pub fn document() -> Value {
                     query("after", json!({ "type": "integer", "format": "int64" }), "only entries after this seq"),
                     query("limit", json!({ "type": "integer", "format": "int64" }), "at most this many (1–1000, default 100)"),
                     query("pending", json!({ "type": "boolean" }), "only entries not yet acknowledged (default true)"),
-                    query("body", json!({ "type": "boolean" }), "include each message (XML)"),
+                    query(
+                        "body",
+                        json!({ "type": "boolean" }),
+                        "include each message (XML); a page then holds at most 32 MiB of messages (always its \
+                         first entry), and the next one goes on after its last entry",
+                    ),
                 ],
                 "responses": responses(vec![("200", ok("entries", json_content(&listed)))], &error, &[bad_query]),
             }},

@@ -146,7 +146,7 @@ impl Simulator {
             // simulated province answers as fast as a real system backed by a server database.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let db = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        let db = SqlitePoolOptions::new().max_connections(2).test_before_acquire(false).connect_with(options).await?;
         sqlx::migrate!("./sim-migrations").run(&db).await.context("Failed to migrate the province database")?;
         let have: i64 = sqlx::query_scalar("SELECT count(*) FROM student").fetch_one(&db).await?;
         if have == 0 {
