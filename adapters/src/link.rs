@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use backon::BackoffBuilder;
 use certs::preflight::Problem;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
 };
@@ -26,6 +26,21 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::failpoint;
 use crate::store;
+
+/// The most deliveries stored in one commit, and the bytes after which no more join it (the
+/// first always does).
+const RECEIVE_BATCH: usize = 64;
+const RECEIVE_BATCH_BYTES: usize = 8 << 20;
+
+/// A delivery read and checked, waiting to be stored with the others taken at the same time.
+struct Inbound {
+    id: String,
+    kind: String,
+    case: Option<String>,
+    corr: Option<String>,
+    error: Option<String>,
+    delivery: lapin::message::Delivery,
+}
 
 /// Capped exponential backoff with full jitter.
 pub fn backoff(max: Duration) -> impl Iterator<Item = Duration> {
@@ -164,12 +179,29 @@ impl Link {
         outbound.confirm_select(ConfirmSelectOptions::default()).await?;
 
         let receive = async {
+            let delivered = |next: Option<lapin::Result<lapin::message::Delivery>>| match next {
+                Some(Ok(d)) => Ok(d),
+                Some(Err(e)) => Err(anyhow!(e).context("Consumer failed")),
+                None => Err(anyhow!("the broker cancelled the consumer")),
+            };
+            let mut pending = Vec::new();
             loop {
-                match consumer.next().await {
-                    Some(Ok(d)) => self.receive(d).await?,
-                    Some(Err(e)) => return Err(anyhow!(e).context("Consumer failed")),
-                    None => return Err(anyhow!("the broker cancelled the consumer")),
+                // What is already delivered joins the first in one commit (bounded), which
+                // saves a commit and a flush to disk per message when the hub sends quickly.
+                let mut bytes = 0;
+                let mut d = delivered(consumer.next().await)?;
+                loop {
+                    bytes += d.data.len();
+                    self.receive(d, &mut pending).await?;
+                    if pending.len() >= RECEIVE_BATCH || bytes >= RECEIVE_BATCH_BYTES {
+                        break;
+                    }
+                    match consumer.next().now_or_never() {
+                        Some(next) => d = delivered(next)?,
+                        None => break,
+                    }
                 }
+                self.store_received(&mut pending).await?;
             }
         };
         let publish = async {
@@ -265,8 +297,46 @@ impl Link {
         Ok(())
     }
 
-    /// Stores one delivery, then acknowledges it.
-    async fn receive(&self, d: lapin::message::Delivery) -> Result<()> {
+    /// Stores what `receive` set aside, in one statement, then acknowledges each delivery.
+    async fn store_received(&self, pending: &mut Vec<Inbound>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let received: Vec<store::Received<'_>> = pending
+            .iter()
+            .map(|m| store::Received {
+                message_id: &m.id,
+                message_type: &m.kind,
+                case_id: m.case.as_deref(),
+                correlation_id: m.corr.as_deref(),
+                body: &m.delivery.data,
+                parse_error: m.error.as_deref(),
+            })
+            .collect();
+        let new = store::receive_all(&self.pool, &received).await?;
+        drop(received);
+        failpoint::pass(failpoint::INBOUND_AFTER_COMMIT);
+        for m in pending.drain(..) {
+            m.delivery.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a stored message")?;
+            if new.contains(&m.id) {
+                metrics::counter!("adapter_messages_received_total").increment(1);
+                info!(
+                    message_id = %m.id,
+                    message_type = %m.kind,
+                    case_id = m.case.as_deref().unwrap_or(""),
+                    correlation_id = m.corr.as_deref().unwrap_or(""),
+                    "Received from the hub."
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one delivery: sets it aside in `pending` to be stored with the others (see
+    /// [`Link::store_received`]), or, for what is stored its own way (a message refused, a
+    /// replay request, an organization-code record), stores what is pending first, to keep the
+    /// order, then it, and acknowledges it.
+    async fn receive(&self, d: lapin::message::Delivery, pending: &mut Vec<Inbound>) -> Result<()> {
         let user_id = d.properties.user_id().as_ref().map(|u| u.as_str().to_owned());
         let sha256: String = {
             let digest: [u8; 32] = sha2::Sha256::digest(&d.data).into();
@@ -278,6 +348,7 @@ impl Link {
             // The broker checked user_id against the sender's login: this is not the hub's
             // message, whatever it says. Kept aside unparsed; nothing of it reaches the
             // provincial system, and the log names no content.
+            self.store_received(pending).await?;
             let id = fallback_id();
             let reason = format!("not from the hub: user_id {}", user_id.as_deref().unwrap_or("(none)"));
             warn!(message_id = %id, user_id = user_id.as_deref().unwrap_or("(none)"), size = d.data.len(), "Message not from the hub refused.");
@@ -289,6 +360,7 @@ impl Link {
         if let Err(why) = self.hub_keys.check(&d.data, d.properties.headers().as_ref()) {
             // From the hub's broker account but not signed by the hub: kept aside like a
             // message not from the hub, never handed over.
+            self.store_received(pending).await?;
             let id = fallback_id();
             warn!(message_id = %id, error = %why, size = d.data.len(), "Message without a valid hub signature refused.");
             store::refuse(&self.pool, &id, user_id.as_deref(), &format!("signature: {why}"), &d.data, &sha256).await?;
@@ -325,38 +397,18 @@ impl Link {
             && let schemas::Body::ReplayRequest(req) = &env.body
             && error.is_none()
         {
+            self.store_received(pending).await?;
             return self.replay(d, env, req.since).await;
         }
         if let Ok(env) = &parsed
             && let schemas::Body::OrgcodeChange(change) = &env.body
             && error.is_none()
         {
+            self.store_received(pending).await?;
             return self.receive_orgcode(d, &id, &kind, change.sequence).await;
         }
-        let new = store::receive(
-            &self.pool,
-            &store::Received {
-                message_id: &id,
-                message_type: &kind,
-                case_id: case.as_deref(),
-                correlation_id: corr.as_deref(),
-                body: &d.data,
-                parse_error: error.as_deref(),
-            },
-        )
-        .await?;
-        failpoint::pass(failpoint::INBOUND_AFTER_COMMIT);
-        d.ack(BasicAckOptions::default()).await.context("Failed to acknowledge a stored message")?;
-        if new {
-            metrics::counter!("adapter_messages_received_total").increment(1);
-            info!(
-                message_id = %id,
-                message_type = %kind,
-                case_id = case.as_deref().unwrap_or(""),
-                correlation_id = corr.as_deref().unwrap_or(""),
-                "Received from the hub."
-            );
-        }
+        drop(parsed);
+        pending.push(Inbound { id, kind, case, corr, error, delivery: d });
         Ok(())
     }
 

@@ -117,14 +117,12 @@ async fn an_adapter_killed_between_inbox_commit_and_ack_loses_nothing_and_hands_
         assert_eq!(adapter.submit(&env).await.0, 202);
         ids.push(env.message_id.to_string());
     }
-    // Only now does the hub answer: the adapter dies while taking the third reply in.
+    // Only now does the hub answer: the adapter dies after its third commit of replies (each
+    // holds one or more, as they were delivered), before acknowledging what that one held.
     bed.spawn_hub("hub").await;
     bed.wait_exit("adapter", WAIT).await;
-    assert_eq!(
-        sqlite_count(&adapter, "SELECT count(*) FROM inbox").await,
-        3,
-        "three stored, the third never acknowledged"
-    );
+    let stored = sqlite_count(&adapter, "SELECT count(*) FROM inbox").await;
+    assert!((3..=10).contains(&stored), "three commits stored {stored}, the last never acknowledged");
     bed.start_adapter(&adapter, &[]);
 
     // The provincial system pulls everything, acknowledging as it goes.

@@ -36,6 +36,9 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
     Ok(pool)
 }
 
+mod backup;
+pub use backup::{backup, check_backup};
+
 pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -185,9 +188,29 @@ pub(crate) async fn insert_inbox(tx: &mut sqlx::SqliteConnection, m: &Received<'
 /// # Errors
 /// Database errors.
 pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
-    // The insert's trigger (`inbox_answers`) marks the submission answered, in its statement.
-    let mut conn = pool.acquire().await?;
-    insert_inbox(&mut conn, m, &now()).await
+    Ok(!receive_all(pool, std::slice::from_ref(m)).await?.is_empty())
+}
+
+/// Stores inbound messages in one statement (one commit), each once, as [`receive`] does;
+/// returns the ids of those that were new.
+///
+/// # Errors
+/// Database errors.
+pub async fn receive_all(pool: &SqlitePool, ms: &[Received<'_>]) -> Result<Vec<String>> {
+    if ms.is_empty() {
+        return Ok(vec![]);
+    }
+    // The insert's trigger (`inbox_answers`) marks the submissions answered, in its statement.
+    let t = now();
+    let mut q = sqlx::QueryBuilder::new(
+        "INSERT INTO inbox (message_id, message_type, case_id, correlation_id, body, parse_error, received_at, next_push_at) ",
+    );
+    q.push_values(ms, |mut row, m| {
+        row.push_bind(m.message_id).push_bind(m.message_type).push_bind(m.case_id).push_bind(m.correlation_id);
+        row.push_bind(m.body).push_bind(m.parse_error).push_bind(&t).push_bind(&t);
+    });
+    q.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
+    Ok(q.build_query_scalar().fetch_all(pool).await?)
 }
 
 /// A `replay.request` from the hub (its database was restored): in one transaction, the
@@ -528,42 +551,6 @@ pub(crate) async fn queue_own(
     Ok(())
 }
 
-/// A consistent copy of the store while the adapter runs (SQLite's `VACUUM INTO`: one read
-/// transaction, so writers go on and the copy is one moment's state), written to `out`, which
-/// must not exist.
-///
-/// # Errors
-/// An existing `out`, or a database error.
-pub async fn backup(pool: &SqlitePool, out: &Path) -> Result<()> {
-    if out.exists() {
-        anyhow::bail!("{} exists; a backup never replaces a file", out.display());
-    }
-    let target = out.to_str().context("the backup path is not UTF-8")?;
-    sqlx::query("VACUUM INTO ?").bind(target).execute(pool).await.context("VACUUM INTO")?;
-    Ok(())
-}
-
-/// What a backup holds, checked: SQLite's integrity check, and the store's tables.
-///
-/// # Errors
-/// A file that is not a sound store.
-pub async fn check_backup(path: &Path) -> Result<(i64, i64, Option<String>)> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.read_only(true);
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&pool).await?;
-    if integrity != "ok" {
-        anyhow::bail!("{}: integrity check: {integrity}", path.display());
-    }
-    let counts: (i64, i64, Option<String>) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM inbox), (SELECT max(received_at) FROM inbox)",
-    )
-    .fetch_one(&pool)
-    .await
-    .with_context(|| format!("{} is not an adapter store", path.display()))?;
-    pool.close().await;
-    Ok(counts)
-}
-
 /// Records that the hub must be asked to send again what it sent since `since`.
 ///
 /// # Errors
@@ -596,5 +583,4 @@ pub async fn queue_pending_replay(
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;

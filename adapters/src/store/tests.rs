@@ -78,3 +78,27 @@ async fn a_listing_with_bodies_stops_before_the_message_that_would_pass_its_byte
     let page = inbox_list_with_bodies(&pool, 0, 100, true).await.unwrap();
     assert_eq!(page.iter().map(|(e, b)| (e.message_id.as_str(), b.len())).collect::<Vec<_>>(), [("big", big.len())]);
 }
+
+#[tokio::test]
+async fn messages_taken_together_are_stored_in_one_statement_each_once() {
+    let (_dir, pool) = store().await;
+    submit(&pool, "s1", "index.upsert", None, &[1; 32], b"<s1/>").await.unwrap();
+    receive(&pool, &from_hub("r0", None, b"<r0/>")).await.unwrap();
+    let batch = [
+        from_hub("r0", None, b"<r0/>"),
+        from_hub("r1", Some("s1"), b"<r1/>"),
+        from_hub("r2", None, b"<r2/>"),
+        from_hub("r1", Some("s1"), b"<r1 again/>"),
+    ];
+    let new = receive_all(&pool, &batch).await.unwrap();
+    assert_eq!(new, ["r1", "r2"], "only the new ones, each once");
+    assert_eq!(answered_by(&pool, "s1").await.as_deref(), Some("r1"));
+    let listed = inbox_list_with_bodies(&pool, 0, 10, true).await.unwrap();
+    let got: Vec<(&str, &[u8])> = listed.iter().map(|(e, b)| (e.message_id.as_str(), b.as_slice())).collect();
+    assert_eq!(
+        got,
+        [("r0", &b"<r0/>"[..]), ("r1", b"<r1/>"), ("r2", b"<r2/>")],
+        "in the order taken, first bytes kept"
+    );
+    assert!(receive_all(&pool, &[]).await.unwrap().is_empty());
+}
