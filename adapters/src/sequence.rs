@@ -23,7 +23,7 @@ pub enum Sequenced {
 const RESEND_WAIT: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Stores an `orgcode.change` only in its sequence: the next one is stored (like
-/// [`receive`]) and becomes the last; one seen before changes nothing; one after a gap is not
+/// [`crate::store::receive_all`]) and becomes the last; one seen before changes nothing; one after a gap is not
 /// stored, and `resend(last)` — the `orgcode.resend` asking for what follows the last — is
 /// queued, in the same transaction.
 ///

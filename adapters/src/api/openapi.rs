@@ -137,8 +137,11 @@ pub fn document() -> Value {
                     query(
                         "body",
                         json!({ "type": "boolean" }),
-                        "include each message (XML); a page then holds at most 32 MiB of messages (always its \
-                         first entry), and the next one goes on after its last entry",
+                        &format!(
+                            "include each message (XML); a page then holds at most {} MiB of messages (always its \
+                             first entry), and the next one goes on after its last entry",
+                            crate::store::LISTING_MAX_BYTES >> 20
+                        ),
                     ),
                 ],
                 "responses": responses(vec![("200", ok("entries", json_content(&listed)))], &error, &[bad_query]),

@@ -164,53 +164,35 @@ pub struct Received<'a> {
 /// # Errors
 /// Database errors.
 pub(crate) async fn insert_inbox(tx: &mut sqlx::SqliteConnection, m: &Received<'_>, t: &str) -> Result<bool> {
-    let n = sqlx::query(
-        "INSERT INTO inbox (message_id, message_type, case_id, correlation_id, body, parse_error, received_at, next_push_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
-    )
-    .bind(m.message_id)
-    .bind(m.message_type)
-    .bind(m.case_id)
-    .bind(m.correlation_id)
-    .bind(m.body)
-    .bind(m.parse_error)
-    .bind(t)
-    .bind(t)
-    .execute(tx)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
+    Ok(!insert_all(tx, std::slice::from_ref(m), t).await?.is_empty())
 }
 
-/// Stores an inbound message once (a redelivery changes nothing), and records it as the answer
-/// of the submission it replies to. Returns whether it was new.
-///
-/// # Errors
-/// Database errors.
-pub async fn receive(pool: &SqlitePool, m: &Received<'_>) -> Result<bool> {
-    Ok(!receive_all(pool, std::slice::from_ref(m)).await?.is_empty())
-}
-
-/// Stores inbound messages in one statement (one commit), each once, as [`receive`] does;
-/// returns the ids of those that were new.
+/// Stores inbound messages from the hub in one statement (one commit), each once (a
+/// redelivery changes nothing), each marking the submission it answers; returns the ids of
+/// those that were new.
 ///
 /// # Errors
 /// Database errors.
 pub async fn receive_all(pool: &SqlitePool, ms: &[Received<'_>]) -> Result<Vec<String>> {
+    let mut conn = pool.acquire().await?;
+    insert_all(&mut conn, ms, &now()).await
+}
+
+/// The inbox's one insert, for one message or many: due for the provincial system now; the
+/// ids inserted (an id already there, or given twice, is inserted once).
+async fn insert_all(conn: &mut sqlx::SqliteConnection, ms: &[Received<'_>], t: &str) -> Result<Vec<String>> {
     if ms.is_empty() {
         return Ok(vec![]);
     }
-    // The insert's trigger (`inbox_answers`) marks the submissions answered, in its statement.
-    let t = now();
     let mut q = sqlx::QueryBuilder::new(
         "INSERT INTO inbox (message_id, message_type, case_id, correlation_id, body, parse_error, received_at, next_push_at) ",
     );
     q.push_values(ms, |mut row, m| {
         row.push_bind(m.message_id).push_bind(m.message_type).push_bind(m.case_id).push_bind(m.correlation_id);
-        row.push_bind(m.body).push_bind(m.parse_error).push_bind(&t).push_bind(&t);
+        row.push_bind(m.body).push_bind(m.parse_error).push_bind(t).push_bind(t);
     });
     q.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
-    Ok(q.build_query_scalar().fetch_all(pool).await?)
+    Ok(q.build_query_scalar().fetch_all(conn).await?)
 }
 
 /// A `replay.request` from the hub (its database was restored): in one transaction, the
@@ -364,17 +346,14 @@ pub async fn inbox_list_with_bodies(
 /// # Errors
 /// Database errors.
 pub async fn inbox_get(pool: &SqlitePool, message_id: &str) -> Result<Option<(InboxEntry, Vec<u8>)>> {
-    let entry: Option<InboxEntry> = sqlx::query_as(
-        "SELECT seq, message_id, message_type, case_id, correlation_id, received_at, acknowledged_at, parse_error
+    let row: Option<ListedRow> = sqlx::query_as(
+        "SELECT seq, message_id, message_type, case_id, correlation_id, received_at, acknowledged_at, parse_error, body
          FROM inbox WHERE message_id = ?",
     )
     .bind(message_id)
     .fetch_optional(pool)
     .await?;
-    let Some(entry) = entry else { return Ok(None) };
-    let body: Vec<u8> =
-        sqlx::query_scalar("SELECT body FROM inbox WHERE message_id = ?").bind(message_id).fetch_one(pool).await?;
-    Ok(Some((entry, body)))
+    Ok(row.map(|r| (r.entry, r.body)))
 }
 
 /// Marks an inbox message taken by the provincial system; returns false if there is none.
