@@ -13,12 +13,15 @@
 //!
 //! Run (release binaries first):
 //!   cargo build --release --workspace --bins && cargo bench -p e2e --bench cases
-//! BENCH_CASES=0 or BENCH_ARCHIVES=0 skips that part.
+//! BENCH_CASES=0 or BENCH_ARCHIVES=0 skips that part. Each part ends with the hub's stage figures
+//! over the run (time in a worker's queue, group sizes, processing to commit by type, the
+//! relay's stages). BENCH_LIMITS adds keys to the hub's `[limits]` table, `;` between them
+//! (e.g. `BENCH_LIMITS='workers = 4'`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use e2e::measure::{RssSampler, cpu_by_part, cpu_per_message};
+use e2e::measure::{RssSampler, cpu_by_part, cpu_per_message, print_stages, stage_totals};
 use e2e::world::{World, WorldOptions};
 use e2e::{TestBed, eventually};
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
@@ -93,6 +96,7 @@ async fn case_workload(total: usize) {
         // limit is not what this measures.
         bed: e2e::Options {
             extra_toml: "[lookups]\nper_minute = 1000000\n".into(),
+            extra_limits: std::env::var("BENCH_LIMITS").unwrap_or_default().replace(';', "\n"),
             // The hub logs as in production: its DEBUG lines are not what is measured.
             hub_log: Some(hub::telemetry::DEFAULT_FILTER),
             ..Default::default()
@@ -100,10 +104,13 @@ async fn case_workload(total: usize) {
         ..Default::default()
     };
     let w = World::new(opts).await;
+    let listen = w.bed.settings.http.listen;
+    let stages = stage_totals(listen).await;
     let peak = Peak::start(&w.bed, &processes(&w));
     let db = w.bed.db().await;
     all_ended(&db, per * 3, Duration::from_secs(900)).await;
     let (rss, cpu) = peak.stop(per * 3);
+    let stages_after = stage_totals(listen).await;
 
     let (cases, closed, span, p50, p99): (i64, i64, f64, f64, f64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE state = 'COMPLETED'),
@@ -151,6 +158,8 @@ async fn case_workload(total: usize) {
     println!("  per case, by type: {}", types.join(", "));
     println!("  largest RSS: {rss}");
     println!("  {}", cpu.replace("/message", "/case"));
+    println!("  the hub's stages over the run:");
+    print_stages(&stages, &stages_after);
 }
 
 /// The raw broker's bytes per second for `count` bodies of `size` bytes through one quorum
@@ -214,10 +223,13 @@ async fn large_archives(archives: usize, bytes: usize) {
         ..Default::default()
     };
     let w = World::new(opts).await;
+    let listen = w.bed.settings.http.listen;
+    let stages = stage_totals(listen).await;
     let peak = Peak::start(&w.bed, &processes(&w));
     let db = w.bed.db().await;
     all_ended(&db, archives, Duration::from_secs(900)).await;
     let (rss, cpu) = peak.stop(archives * files);
+    let stages_after = stage_totals(listen).await;
     let (files_sent, moved, span): (i64, i64, f64) = sqlx::query_as(
         "SELECT count(*), sum(octet_length(body))::int8,
                 EXTRACT(EPOCH FROM max(sent_at) - (SELECT min(received_at) FROM inbox
@@ -257,6 +269,8 @@ async fn large_archives(archives: usize, bytes: usize) {
     println!("  ratio hub / raw: {:.2}", hub / raw);
     println!("  largest RSS: {rss}");
     println!("  {}", cpu.replace("/message", "/file"));
+    println!("  the hub's stages over the run:");
+    print_stages(&stages, &stages_after);
 }
 
 #[tokio::main(flavor = "multi_thread")]

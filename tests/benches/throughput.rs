@@ -22,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 use certs::signature::Signer;
-use e2e::measure::{RssSampler, cpu_by_part, cpu_per_message};
+use e2e::measure::{RssSampler, cpu_by_part, cpu_per_message, print_stages, stage_totals};
 use e2e::{TestBed, index_upsert, student};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
@@ -199,100 +199,6 @@ fn print_latencies(what: &str, rate: f64, lat: &[Duration]) {
         percentile(lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
-}
-
-/// A histogram series of the hub's: its sum, count and cumulative buckets (upper bound, count).
-#[derive(Debug, Clone, Default)]
-struct Series {
-    sum: f64,
-    count: f64,
-    buckets: Vec<(f64, f64)>,
-}
-
-impl Series {
-    /// This series over a run: what `after` holds beyond `before`.
-    fn since(&self, before: Option<&Series>) -> Series {
-        let Some(b) = before else { return self.clone() };
-        let buckets = self
-            .buckets
-            .iter()
-            .map(|(le, n)| (*le, n - b.buckets.iter().find(|(l, _)| l == le).map_or(0.0, |(_, m)| *m)))
-            .collect();
-        Series { sum: self.sum - b.sum, count: self.count - b.count, buckets }
-    }
-
-    /// The upper bound of the bucket holding the `p` quantile.
-    fn quantile(&self, p: f64) -> f64 {
-        self.buckets.iter().find(|(_, n)| *n >= p * self.count).map_or(f64::INFINITY, |(le, _)| *le)
-    }
-}
-
-/// The hub's stage histograms, by series (name and labels), from its `/metrics`.
-async fn stage_totals(listen: std::net::SocketAddr) -> std::collections::BTreeMap<String, Series> {
-    let text = reqwest::get(format!("http://{listen}/metrics")).await.expect("metrics").text().await.expect("metrics");
-    let stages = [
-        "hub_consumer_wait_seconds",
-        "hub_consumer_group_size",
-        "hub_handler_seconds",
-        "hub_relay_stage_seconds",
-        "hub_relay_batch_rows",
-        "hub_outbox_delay_seconds",
-    ];
-    let mut out: std::collections::BTreeMap<String, Series> = std::collections::BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let Ok(value) = value.parse::<f64>() else { continue };
-        let name = series.split('{').next().unwrap_or(series);
-        let labels = series.strip_prefix(name).unwrap_or("");
-        for stage in stages {
-            let Some(part) = name.strip_prefix(stage) else { continue };
-            // The bucket bound is a label of its own; the series is named without it.
-            let mut le = None;
-            let rest: Vec<&str> = labels
-                .trim_matches(['{', '}'])
-                .split(',')
-                .filter(|l| !l.is_empty())
-                .filter(|l| match l.strip_prefix("le=") {
-                    Some(v) => {
-                        le = v.trim_matches('"').parse::<f64>().ok().or(Some(f64::INFINITY));
-                        false
-                    }
-                    None => true,
-                })
-                .collect();
-            let key = if rest.is_empty() { stage.to_owned() } else { format!("{stage}{{{}}}", rest.join(",")) };
-            let entry = out.entry(key).or_default();
-            match (part, le) {
-                ("_sum", _) => entry.sum = value,
-                ("_count", _) => entry.count = value,
-                ("_bucket", Some(le)) => entry.buckets.push((le, value)),
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-/// Where the time goes: each stage the hub measures, over one run only (what `after` holds
-/// beyond `before`; quantiles to the upper bound of their bucket); sizes as counts.
-fn print_stages(
-    before: &std::collections::BTreeMap<String, Series>,
-    after: &std::collections::BTreeMap<String, Series>,
-) {
-    for (name, series) in after {
-        let run = series.since(before.get(name));
-        if run.count == 0.0 {
-            continue;
-        }
-        let (scale, unit) = if name.contains("_seconds") { (1e3, " ms") } else { (1.0, "") };
-        println!(
-            "  {name}: mean {:.2}{unit}, p50 ≤ {}{unit}, p99 ≤ {}{unit}, over {:.0}",
-            run.sum / run.count * scale,
-            run.quantile(0.5) * scale,
-            run.quantile(0.99) * scale,
-            run.count
-        );
-    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

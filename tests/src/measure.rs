@@ -141,3 +141,94 @@ pub fn cpu_per_message(
         total / wall.as_secs_f64()
     )
 }
+
+/// A histogram series of the hub's: its sum, count and cumulative buckets (upper bound, count).
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    sum: f64,
+    count: f64,
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// This series over a run: what `after` holds beyond `before`.
+    fn since(&self, before: Option<&Series>) -> Series {
+        let Some(b) = before else { return self.clone() };
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|(le, n)| (*le, n - b.buckets.iter().find(|(l, _)| l == le).map_or(0.0, |(_, m)| *m)))
+            .collect();
+        Series { sum: self.sum - b.sum, count: self.count - b.count, buckets }
+    }
+
+    /// The upper bound of the bucket holding the `p` quantile.
+    fn quantile(&self, p: f64) -> f64 {
+        self.buckets.iter().find(|(_, n)| *n >= p * self.count).map_or(f64::INFINITY, |(le, _)| *le)
+    }
+}
+
+/// The hub's stage histograms, by series (name and labels), from its `/metrics`.
+pub async fn stage_totals(listen: std::net::SocketAddr) -> BTreeMap<String, Series> {
+    let text = reqwest::get(format!("http://{listen}/metrics")).await.expect("metrics").text().await.expect("metrics");
+    let stages = [
+        "hub_consumer_wait_seconds",
+        "hub_consumer_group_size",
+        "hub_handler_seconds",
+        "hub_relay_stage_seconds",
+        "hub_relay_batch_rows",
+        "hub_outbox_delay_seconds",
+    ];
+    let mut out: BTreeMap<String, Series> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let name = series.split('{').next().unwrap_or(series);
+        let labels = series.strip_prefix(name).unwrap_or("");
+        for stage in stages {
+            let Some(part) = name.strip_prefix(stage) else { continue };
+            // The bucket bound is a label of its own; the series is named without it.
+            let mut le = None;
+            let rest: Vec<&str> = labels
+                .trim_matches(['{', '}'])
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .filter(|l| match l.strip_prefix("le=") {
+                    Some(v) => {
+                        le = v.trim_matches('"').parse::<f64>().ok().or(Some(f64::INFINITY));
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            let key = if rest.is_empty() { stage.to_owned() } else { format!("{stage}{{{}}}", rest.join(",")) };
+            let entry = out.entry(key).or_default();
+            match (part, le) {
+                ("_sum", _) => entry.sum = value,
+                ("_count", _) => entry.count = value,
+                ("_bucket", Some(le)) => entry.buckets.push((le, value)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Where the time goes: each stage the hub measures, over one run only (what `after` holds
+/// beyond `before`; quantiles to the upper bound of their bucket); sizes as counts.
+pub fn print_stages(before: &BTreeMap<String, Series>, after: &BTreeMap<String, Series>) {
+    for (name, series) in after {
+        let run = series.since(before.get(name));
+        if run.count == 0.0 {
+            continue;
+        }
+        let (scale, unit) = if name.contains("_seconds") { (1e3, " ms") } else { (1.0, "") };
+        println!(
+            "  {name}: mean {:.2}{unit}, p50 ≤ {}{unit}, p99 ≤ {}{unit}, over {:.0}",
+            run.sum / run.count * scale,
+            run.quantile(0.5) * scale,
+            run.quantile(0.99) * scale,
+            run.count
+        );
+    }
+}
