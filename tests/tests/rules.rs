@@ -561,3 +561,51 @@ async fn before_the_archive_is_delivered_the_receiving_province_s_report_is_a_se
     let arrived = StudentSummary { school: IN_SCHOOL.parse().unwrap(), changed_at: Utc::now(), ..s.clone() };
     assert_eq!(report(&hub, "37", &arrived).await, (0, 0, 1, true), "a conflict, and a problem group");
 }
+
+/// A transition's disarming and arming are written as one statement (`timers::set`): the
+/// owner keeps exactly the timers armed since the disarm, re-armed ones from zero attempts, and
+/// no other owner's timer is touched.
+#[tokio::test]
+async fn setting_a_case_s_timers_keeps_exactly_what_was_armed_since_the_disarm() {
+    use hub::store::timers::{Owner, set};
+    let hub = Hub::new(&["37"], "").await;
+    let mut conn = hub.pool.acquire().await.unwrap();
+    let owner = Owner { business: "case", id: uuid::Uuid::new_v4() };
+    let other = Owner { business: "case", id: uuid::Uuid::new_v4() };
+    let (t0, t1) = (Utc::now(), Utc::now() + Duration::hours(1));
+    let round = |t: chrono::DateTime<Utc>| chrono::SubsecRound::trunc_subsecs(t, 6);
+
+    set(&mut conn, owner, false, &[("a", "a", t0), ("b", "b", t0)]).await.unwrap();
+    set(&mut conn, other, false, &[("a", "a", t0)]).await.unwrap();
+    sqlx::query("UPDATE timer SET attempts = 3, last_error = 'failed' WHERE slot = 'a'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+
+    // Disarmed, then `a` armed again (later, another kind) and `c` armed: `b` is gone.
+    set(&mut conn, owner, true, &[("a", "a2", t1), ("c", "c", t1)]).await.unwrap();
+    assert_eq!(
+        timers(&mut conn, owner.id).await,
+        vec![("a".into(), "a2".into(), round(t1), 0, None), ("c".into(), "c".into(), round(t1), 0, None)]
+    );
+    // Armed without a disarm: the others stay.
+    set(&mut conn, owner, false, &[("b", "b", t0)]).await.unwrap();
+    assert_eq!(timers(&mut conn, owner.id).await.len(), 3);
+    // Disarmed alone: none left.
+    set(&mut conn, owner, true, &[]).await.unwrap();
+    assert!(timers(&mut conn, owner.id).await.is_empty());
+    // The other owner's timer is as it was left.
+    assert_eq!(timers(&mut conn, other.id).await, vec![("a".into(), "a".into(), round(t0), 3, Some("failed".into()))]);
+}
+
+/// An owner's timers: slot, kind, due time, attempts, last error.
+async fn timers(
+    conn: &mut sqlx::PgConnection,
+    id: uuid::Uuid,
+) -> Vec<(String, String, chrono::DateTime<Utc>, i32, Option<String>)> {
+    sqlx::query_as("SELECT slot, kind, due_at, attempts, last_error FROM timer WHERE owner_id = $1 ORDER BY slot")
+        .bind(id)
+        .fetch_all(conn)
+        .await
+        .unwrap()
+}

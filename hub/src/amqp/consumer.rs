@@ -158,16 +158,29 @@ async fn take_dead_letters(ctx: Context, mut consumer: lapin::Consumer, shutdown
 }
 
 /// Deliveries with the same key are processed in order by one worker: the case id (header
-/// `x-case-id`, set by adapters) when there is one, else the message id.
+/// `x-case-id`, set by adapters) when there is one; for a lookup, its sender — a province's
+/// lookups are counted under a lock held until the group commits, so on two workers each
+/// would wait for the other's whole group —; else the message id.
 fn partition_key(d: &Delivery) -> u64 {
-    let mut h = DefaultHasher::new();
-    let case = d.properties.headers().as_ref().and_then(|t| match t.inner().get(schemas::topology::CASE_ID_HEADER) {
-        Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+    let p = &d.properties;
+    let case = p.headers().as_ref().and_then(|t| match t.inner().get(schemas::topology::CASE_ID_HEADER) {
+        Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes()).ok(),
         _ => None,
     });
+    partition_of(case, text(p.kind()), text(p.user_id()), text(p.message_id()))
+}
+
+fn text(s: &Option<lapin::types::ShortString>) -> &str {
+    s.as_ref().map(|s| s.as_str()).unwrap_or_default()
+}
+
+/// The partition of a delivery, from what [`partition_key`] reads of it.
+fn partition_of(case: Option<&str>, kind: &str, sender: &str, message_id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
     match case {
-        Some(c) => c.hash(&mut h),
-        None => d.properties.message_id().as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default().hash(&mut h),
+        Some(c) => ("case", c).hash(&mut h),
+        None if kind == schemas::messages::MessageType::LookupRequest.as_str() => ("sender", sender).hash(&mut h),
+        None => ("message", message_id).hash(&mut h),
     }
     h.finish()
 }
@@ -371,5 +384,24 @@ fn record(handled: &Handled, took: Duration) {
         Handled::Suppressed(code) => {
             metrics::counter!("hub_messages_suppressed_total", "code" => code.code()).increment(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_of;
+
+    #[test]
+    fn a_province_s_lookups_share_a_partition_and_other_messages_spread() {
+        let lookup = |id: &str| partition_of(None, "lookup.request", "37", id);
+        let ids: Vec<String> = (0..32).map(|i| format!("0190a3b2-0000-7000-8000-{i:012}")).collect();
+        assert!(ids.iter().all(|id| lookup(id) == lookup(&ids[0])), "one province's lookups, one worker");
+        assert_ne!(lookup(&ids[0]), partition_of(None, "lookup.request", "44", &ids[0]));
+        // Other messages without a case spread by their id; a case's messages stay together.
+        let applies: std::collections::HashSet<u64> =
+            ids.iter().map(|id| partition_of(None, "transfer.apply", "37", id) % 2).collect();
+        assert_eq!(applies.len(), 2, "applications spread over two workers");
+        let case = |kind, sender, id| partition_of(Some("c-1"), kind, sender, id);
+        assert_eq!(case("review.decision", "37", &ids[0]), case("archive.package", "44", &ids[1]));
     }
 }

@@ -209,11 +209,14 @@ async fn settle(
             if case.resends > before.resends {
                 metrics::counter!("hub_requests_resent_total", "stage" => case.phase.name()).increment(1);
             }
-            cases::save(conn, &case).await?;
-            if case.phase.name() != before.phase.name() {
-                let (from, to) = (Some(before.phase.name()), case.phase.name());
-                cases::add_event(conn, case.id, now, from, to, cause, case.last_error.as_deref()).await?;
-            }
+            let change = (case.phase.name() != before.phase.name()).then(|| cases::StageChange {
+                at: now,
+                from: Some(before.phase.name()),
+                to: case.phase.name(),
+                cause,
+                detail: case.last_error.as_deref(),
+            });
+            cases::save(conn, &case, change).await?;
             materialize(conn, &case, effects, answer, now).await
         }
         Transition::Ignored(why) => {
@@ -225,6 +228,14 @@ async fn settle(
             None => Ok(Effects { replies: vec![], refused: Some(code) }),
         },
     }
+}
+
+/// What a transition's `Disarm`s and `Arm`s leave of a case's timers, written in one
+/// statement: whether the timers it had go, and the ones armed since (one per slot, the last).
+#[derive(Default)]
+struct TimerPlan {
+    disarm: bool,
+    arms: Vec<(&'static str, &'static str, DateTime<Utc>)>,
 }
 
 /// Carries out the workflow's effects: writes, and the messages to send. Binary content kept
@@ -239,6 +250,7 @@ async fn materialize(
     let to = |p: ProvinceCode, body: Body| Reply { recipient: Party::Province(p), case_id: Some(case.id), body };
     let mut out = Effects::default();
     let mut released = false;
+    let mut timer_plan = TimerPlan::default();
     for effect in effects {
         match effect {
             Effect::Send { to: recipient, body } => out.replies.push(to(recipient, body)),
@@ -293,11 +305,16 @@ async fn materialize(
                 }
                 out.refused = Some(code);
             }
+            // Timers touch nothing the other effects read: set once, after them.
             Effect::Arm { timer, at } => {
                 let (slot, kind) = slot_and_kind(timer);
-                timers::schedule(conn, owner(case.id), slot, kind, at).await?;
+                timer_plan.arms.retain(|a| a.0 != slot);
+                timer_plan.arms.push((slot, kind, at));
             }
-            Effect::Disarm => timers::cancel_all(conn, owner(case.id)).await?,
+            Effect::Disarm => {
+                timer_plan.disarm = true;
+                timer_plan.arms.clear();
+            }
             Effect::EndOpenBusiness => {
                 register::close(conn, business_name(case.facts.business), case.id.uuid()).await?;
                 released = true;
@@ -316,6 +333,9 @@ async fn materialize(
                 }
             }
         }
+    }
+    if timer_plan.disarm || !timer_plan.arms.is_empty() {
+        timers::set(conn, owner(case.id), timer_plan.disarm, &timer_plan.arms).await?;
     }
     if released {
         // After every effect (the index move included): a revocation this case blocked last

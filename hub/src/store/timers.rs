@@ -51,6 +51,44 @@ pub async fn schedule(
     Ok(())
 }
 
+/// Sets an owner's timers in one statement, as a run of disarming and arming would leave
+/// them: with `disarm`, every timer of the owner in a slot not in `arms` is removed; each of
+/// `arms` (slot, kind, due time; one per slot) is armed, replacing the owner's timer in that
+/// slot, from zero attempts.
+///
+/// # Errors
+/// Database errors (a slot given twice among them).
+pub async fn set(
+    conn: &mut PgConnection,
+    owner: Owner<'_>,
+    disarm: bool,
+    arms: &[(&str, &str, DateTime<Utc>)],
+) -> sqlx::Result<()> {
+    let slots: Vec<&str> = arms.iter().map(|a| a.0).collect();
+    let kinds: Vec<&str> = arms.iter().map(|a| a.1).collect();
+    let due: Vec<DateTime<Utc>> = arms.iter().map(|a| a.2).collect();
+    // The removal and the arming touch different rows (the slots armed are kept, and updated
+    // in place), as the rows one statement modifies must be.
+    sqlx::query(
+        "WITH gone AS (
+             DELETE FROM timer WHERE $3 AND owner_business = $1 AND owner_id = $2 AND slot <> ALL($4::text[])
+         )
+         INSERT INTO timer (owner_business, owner_id, slot, kind, due_at)
+         SELECT $1, $2, s, k, d FROM unnest($4::text[], $5::text[], $6::timestamptz[]) AS a(s, k, d)
+         ON CONFLICT (owner_business, owner_id, slot)
+         DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, attempts = 0, last_error = NULL",
+    )
+    .bind(owner.business)
+    .bind(owner.id)
+    .bind(disarm)
+    .bind(&slots)
+    .bind(&kinds)
+    .bind(&due)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Disarms every timer of an owner.
 ///
 /// # Errors
