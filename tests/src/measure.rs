@@ -83,13 +83,17 @@ impl RssSampler {
     }
 }
 
-/// The part of the exchange a process belongs to, by its command name.
-fn part(comm: &str) -> &'static str {
+/// The part of the exchange a process belongs to, by its command name; the simulated
+/// provincial systems (`adapter simulate`, by its arguments) apart from the adapters.
+fn part(comm: &str, proc_dir: &std::path::Path) -> &'static str {
     match comm {
         "beam.smp" | "erl_child_setup" | "inet_gethost" | "epmd" => "broker",
         "postgres" => "postgres",
         "hub" => "hub",
-        "adapter" => "adapters",
+        "adapter" => {
+            let args = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+            if args.split(|b| *b == 0).nth(1) == Some(b"simulate".as_slice()) { "provinces" } else { "adapters" }
+        }
         "demo" => "simulator",
         _ if comm.starts_with("throughput") || comm.starts_with("cases") => "bench",
         _ => "other",
@@ -112,7 +116,7 @@ pub fn cpu_by_part() -> BTreeMap<&'static str, f64> {
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
         let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        *out.entry(part(comm)).or_insert(0.0) += (ticks(11) + ticks(12)) / HZ;
+        *out.entry(part(comm, &entry.path())).or_insert(0.0) += (ticks(11) + ticks(12)) / HZ;
     }
     out
 }
