@@ -1,6 +1,7 @@
 //! Group commit in batches (组提交), in process against a real PostgreSQL: a group ends exactly
 //! as its messages would one by one, and a group whose batch fails is taken again message by
-//! message, keeping what succeeds.
+//! message, keeping what succeeds; a transition's timers, written in one statement, end as its
+//! disarming and arming one by one would.
 
 use std::collections::BTreeMap;
 
@@ -162,4 +163,52 @@ async fn a_group_whose_batch_fails_is_taken_again_one_by_one_and_keeps_what_succ
     assert_eq!(count("SELECT count(*) FROM inbox").await, 3);
     assert_eq!(count("SELECT count(*) FROM student_index").await, 2);
     assert_eq!(count("SELECT count(*) FROM outbox").await, 3);
+}
+
+/// A transition's disarming and arming are written as one statement (`timers::set`): the
+/// owner keeps exactly the timers armed since the disarm, re-armed ones from zero attempts, and
+/// no other owner's timer is touched.
+#[tokio::test]
+async fn setting_a_case_s_timers_keeps_exactly_what_was_armed_since_the_disarm() {
+    use hub::store::timers::{Owner, set};
+    let hub = Hub::new(&["37"], "").await;
+    let mut conn = hub.pool.acquire().await.unwrap();
+    let owner = Owner { business: "case", id: uuid::Uuid::new_v4() };
+    let other = Owner { business: "case", id: uuid::Uuid::new_v4() };
+    let (t0, t1) = (chrono::Utc::now(), chrono::Utc::now() + chrono::Duration::hours(1));
+    let round = |t: chrono::DateTime<chrono::Utc>| chrono::SubsecRound::trunc_subsecs(t, 6);
+
+    set(&mut conn, owner, false, &[("a", "a", t0), ("b", "b", t0)]).await.unwrap();
+    set(&mut conn, other, false, &[("a", "a", t0)]).await.unwrap();
+    sqlx::query("UPDATE timer SET attempts = 3, last_error = 'failed' WHERE slot = 'a'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+
+    // Disarmed, then `a` armed again (later, another kind) and `c` armed: `b` is gone.
+    set(&mut conn, owner, true, &[("a", "a2", t1), ("c", "c", t1)]).await.unwrap();
+    assert_eq!(
+        timers(&mut conn, owner.id).await,
+        vec![("a".into(), "a2".into(), round(t1), 0, None), ("c".into(), "c".into(), round(t1), 0, None)]
+    );
+    // Armed without a disarm: the others stay.
+    set(&mut conn, owner, false, &[("b", "b", t0)]).await.unwrap();
+    assert_eq!(timers(&mut conn, owner.id).await.len(), 3);
+    // Disarmed alone: none left.
+    set(&mut conn, owner, true, &[]).await.unwrap();
+    assert!(timers(&mut conn, owner.id).await.is_empty());
+    // The other owner's timer is as it was left.
+    assert_eq!(timers(&mut conn, other.id).await, vec![("a".into(), "a".into(), round(t0), 3, Some("failed".into()))]);
+}
+
+/// An owner's timers: slot, kind, due time, attempts, last error.
+async fn timers(
+    conn: &mut sqlx::PgConnection,
+    id: uuid::Uuid,
+) -> Vec<(String, String, chrono::DateTime<chrono::Utc>, i32, Option<String>)> {
+    sqlx::query_as("SELECT slot, kind, due_at, attempts, last_error FROM timer WHERE owner_id = $1 ORDER BY slot")
+        .bind(id)
+        .fetch_all(conn)
+        .await
+        .unwrap()
 }
