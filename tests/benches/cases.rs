@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use e2e::measure::{RssSampler, cpu_by_part, cpu_per_message, print_stages, stage_totals};
+use e2e::measure::{RssSampler, Series, cpu_by_part, cpu_per_message, print_stages, stage_totals};
 use e2e::world::{World, WorldOptions};
 use e2e::{TestBed, eventually};
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
@@ -33,29 +33,36 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 /// Samples the RSS of the named processes four times a second, and what each part of the
-/// machine spent of CPU meanwhile.
+/// machine spent of CPU meanwhile, and reads the hub's stage figures at both ends.
 struct Peak {
     sampler: RssSampler,
     cpu: BTreeMap<&'static str, f64>,
+    stages: BTreeMap<String, Series>,
+    listen: std::net::SocketAddr,
     started: Instant,
 }
 
 impl Peak {
-    fn start(bed: &TestBed, names: &[String]) -> Peak {
+    async fn start(bed: &TestBed, names: &[String]) -> Peak {
         let pids: Vec<(String, u32)> = names.iter().filter_map(|n| Some((n.clone(), bed.pid(n)?))).collect();
+        let listen = bed.settings.http.listen;
         Peak {
+            stages: stage_totals(listen).await,
             sampler: RssSampler::start(&pids, Duration::from_millis(250)),
             cpu: cpu_by_part(),
+            listen,
             started: Instant::now(),
         }
     }
 
-    /// The largest RSS of each process, and the CPU line for `units` (cases, files) in the run.
-    fn stop(self, units: usize) -> (String, String) {
+    /// The largest RSS of each process, the CPU line for `units` (cases, files) in the run, and
+    /// the hub's stage figures before and after it (for [`print_stages`]).
+    async fn stop(self, units: usize) -> (String, String, [BTreeMap<String, Series>; 2]) {
         let cpu = cpu_per_message(&self.cpu, &cpu_by_part(), units, self.started.elapsed());
         let rss =
             self.sampler.stop().iter().map(|(n, s)| format!("{n} {:.0} MiB", s.max)).collect::<Vec<_>>().join(", ");
-        (rss, cpu)
+        let after = stage_totals(self.listen).await;
+        (rss, cpu, [self.stages, after])
     }
 }
 
@@ -104,13 +111,10 @@ async fn case_workload(total: usize) {
         ..Default::default()
     };
     let w = World::new(opts).await;
-    let listen = w.bed.settings.http.listen;
-    let stages = stage_totals(listen).await;
-    let peak = Peak::start(&w.bed, &processes(&w));
+    let peak = Peak::start(&w.bed, &processes(&w)).await;
     let db = w.bed.db().await;
     all_ended(&db, per * 3, Duration::from_secs(900)).await;
-    let (rss, cpu) = peak.stop(per * 3);
-    let stages_after = stage_totals(listen).await;
+    let (rss, cpu, [stages, stages_after]) = peak.stop(per * 3).await;
 
     let (cases, closed, span, p50, p99): (i64, i64, f64, f64, f64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE state = 'COMPLETED'),
@@ -223,13 +227,10 @@ async fn large_archives(archives: usize, bytes: usize) {
         ..Default::default()
     };
     let w = World::new(opts).await;
-    let listen = w.bed.settings.http.listen;
-    let stages = stage_totals(listen).await;
-    let peak = Peak::start(&w.bed, &processes(&w));
+    let peak = Peak::start(&w.bed, &processes(&w)).await;
     let db = w.bed.db().await;
     all_ended(&db, archives, Duration::from_secs(900)).await;
-    let (rss, cpu) = peak.stop(archives * files);
-    let stages_after = stage_totals(listen).await;
+    let (rss, cpu, [stages, stages_after]) = peak.stop(archives * files).await;
     let (files_sent, moved, span): (i64, i64, f64) = sqlx::query_as(
         "SELECT count(*), sum(octet_length(body))::int8,
                 EXTRACT(EPOCH FROM max(sent_at) - (SELECT min(received_at) FROM inbox

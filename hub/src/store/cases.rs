@@ -109,20 +109,26 @@ pub struct StageChange<'a> {
 /// # Errors
 /// Database errors.
 pub async fn save(conn: &mut PgConnection, case: &Case, change: Option<StageChange<'_>>) -> sqlx::Result<()> {
-    const UPDATE: &str = "UPDATE business_case SET data = $2, stage = $3, state = $4, waiting_party = $5,
-            waiting_step = $6, since = $7, deadline = $8, attempts = $9, last_error = $10, out_school = $11,
-            updated_at = now(), closed_at = CASE WHEN $12 THEN COALESCE(closed_at, now()) ELSE NULL END
-         WHERE case_id = $1";
+    macro_rules! update {
+        () => {
+            "UPDATE business_case SET data = $2, stage = $3, state = $4, waiting_party = $5, waiting_step = $6,
+                since = $7, deadline = $8, attempts = $9, last_error = $10, out_school = $11, updated_at = now(),
+                closed_at = CASE WHEN $12 THEN COALESCE(closed_at, now()) ELSE NULL END
+             WHERE case_id = $1"
+        };
+    }
     let columns = StateColumns::of(case);
     let sql = match change {
-        None => UPDATE.to_owned(),
-        Some(_) => format!(
-            "WITH saved AS ({UPDATE} RETURNING case_id)
+        None => update!(),
+        Some(_) => concat!(
+            "WITH saved AS (",
+            update!(),
+            " RETURNING case_id)
              INSERT INTO case_event (case_id, at, from_stage, to_stage, cause, detail)
              SELECT case_id, $13, $14, $15, $16, $17 FROM saved"
         ),
     };
-    let update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(case.id.uuid());
+    let update = sqlx::query(sql).bind(case.id.uuid());
     let mut update = columns.bind(update).bind(case.facts.out_school.as_ref()).bind(case.phase.is_closed());
     if let Some(c) = change {
         update = update.bind(c.at).bind(c.from).bind(c.to).bind(c.cause).bind(c.detail);
