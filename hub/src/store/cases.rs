@@ -103,8 +103,7 @@ pub struct StageChange<'a> {
     pub detail: Option<&'a str>,
 }
 
-/// Writes a case's new state and, when its stage changed, that change in its history — one
-/// statement, one round trip.
+/// Writes a case's new state and, when its stage changed, that change in its history: one statement.
 ///
 /// # Errors
 /// Database errors.
