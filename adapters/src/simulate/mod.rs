@@ -292,22 +292,33 @@ impl Simulator {
     }
 
     /// Takes the pending inbox messages (with their bodies), handles each, then acknowledges
-    /// them together.
+    /// them together. Which were handled before (a crash before the acknowledgement) is asked
+    /// once for the page; a `case.status`, whose handling changes nothing, is not recorded.
     async fn drain_inbox(&self) -> Result<usize> {
         let Ok(r) = self.http.get(format!("{}/inbox?pending=true&limit=500&body=true", self.opts.adapter)).send().await
         else {
             return Ok(0); // the adapter is restarting
         };
         let entries: Vec<serde_json::Value> = r.json().await.unwrap_or_default();
+        let ids = entries
+            .iter()
+            .map(|e| e["messageId"].as_str().context("inbox entry without id"))
+            .collect::<Result<Vec<&str>>>()?;
+        let seen: std::collections::HashSet<String> = if ids.is_empty() {
+            Default::default()
+        } else {
+            sqlx::query_scalar(
+                "SELECT message_id FROM handled_message WHERE message_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(serde_json::to_string(&ids)?)
+            .fetch_all(&self.db)
+            .await?
+            .into_iter()
+            .collect()
+        };
         let mut handled = Vec::with_capacity(entries.len());
-        for e in &entries {
-            let id = e["messageId"].as_str().context("inbox entry without id")?;
-            let seen: Option<String> =
-                sqlx::query_scalar("SELECT message_id FROM handled_message WHERE message_id = ?")
-                    .bind(id)
-                    .fetch_optional(&self.db)
-                    .await?;
-            if seen.is_none() {
+        for (e, id) in entries.iter().zip(ids) {
+            if !seen.contains(id) && e["messageType"].as_str() != Some("case.status") {
                 let body = e["body"].as_str().unwrap_or_default();
                 match codec::from_xml(body.as_bytes(), schemas::DEFAULT_MAX_BYTES) {
                     Ok(env) => self.handle(env).await?,
