@@ -227,10 +227,17 @@ pub async fn by_resident_ids(conn: &mut PgConnection, numbers: &[String]) -> Res
     let rows: Vec<Row> = sqlx::query_as(concat!(
         "SELECT ",
         read_columns!(),
-        " FROM student_index WHERE document_no = ANY($1) AND document_type = '1' ORDER BY student_id"
+        " FROM (SELECT DISTINCT number FROM unnest($1::text[]) AS u(number)) AS asked
+          CROSS JOIN LATERAL (SELECT * FROM student_index
+                               WHERE document_no = asked.number AND document_type = '1' OFFSET 0) AS found
+         ORDER BY student_id"
     ))
-    // Planned each time for its values: a cached generic plan made while the index was small
-    // (a new hub, the first minute after start) stays a sequential scan as the table grows.
+    // One probe of the document index per number, whatever the statistics say. Asked as one
+    // `document_no = ANY($1)` or as a join, a table not yet analyzed (a new hub's first load, a
+    // restored database) has no statistics, so the planner takes each number to match 0.5 % of
+    // the rows and scans the table whole for every batch (2.7 ms a batch at 20,000 rows, against
+    // 0.2 ms). `OFFSET 0` keeps the subquery from being merged into a join: it is planned alone,
+    // for one number, where the index is always the cheaper path.
     .persistent(false)
     .bind(numbers)
     .fetch_all(conn)
