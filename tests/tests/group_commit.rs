@@ -1,8 +1,7 @@
 //! Group commit in batches (组提交), in process against a real PostgreSQL: a group ends exactly
 //! as its messages would one by one, and a group whose batch fails is taken again message by
 //! message, keeping what succeeds; a transition's timers, written in one statement, end as its
-//! disarming and arming one by one would; a batch's de-duplication reads by index, statistics or
-//! none.
+//! disarming and arming one by one would.
 
 use std::collections::BTreeMap;
 
@@ -212,37 +211,4 @@ async fn timers(
         .fetch_all(conn)
         .await
         .unwrap()
-}
-
-/// A batch's national de-duplication probes the document index once per number, even on a
-/// table never analyzed (a new hub's first load, a restored database): without statistics the
-/// planner took a batch's numbers, asked together, to match a fair part of the table and read
-/// it whole for every batch.
-#[tokio::test]
-async fn de_duplicating_a_batch_probes_the_document_index_on_a_table_never_analyzed() {
-    let hub = Hub::new(&["37"], "").await;
-    sqlx::query(
-        "INSERT INTO student_index (student_id, province, name, sex, birth_date, document_type, document_no,
-                                    school, grade, status, problem_record, open_business, changed_at)
-         SELECT 'G' || lpad(n::text, 18, '0'), '37', repeat('名', 8), '1', DATE '2012-01-01' + n % 2000, '1',
-                '37010420' || lpad(n::text, 10, '0'), '3701040001', '21', '01', false, false, now()
-         FROM generate_series(1, 20000) n",
-    )
-    .execute(&hub.pool)
-    .await
-    .unwrap();
-    let mut tx = hub.pool.begin().await.unwrap();
-    // Numbers not held: the plan is what is checked, not what it finds.
-    let numbers: Vec<String> = (0..48).map(|n| format!("44010520{n:010}")).collect();
-    let found = hub::store::index::by_resident_ids(&mut tx, &numbers).await.unwrap();
-    assert!(found.is_empty());
-    // This transaction's own scans, before they are reported.
-    let (seq, idx): (i64, i64) = sqlx::query_as(
-        "SELECT seq_scan, COALESCE(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'student_index'",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
-    assert_eq!(seq, 0, "no sequential scan of the index table");
-    assert!(idx >= 1, "the document index was probed: {idx} index scans");
 }

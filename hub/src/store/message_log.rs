@@ -32,15 +32,17 @@ pub async fn lock_sealer(conn: &mut PgConnection) -> sqlx::Result<bool> {
 }
 
 /// Takes up to `limit` entries not chained yet, oldest first (they leave the queue with this
-/// transaction's commit).
+/// transaction's commit). The ids taken are one array, each removed by its key: asked as
+/// `IN (subquery)`, the planner joined them to a sequential scan of the whole queue, so a
+/// sealer that fell behind took longer for every batch the further behind it was.
 ///
 /// # Errors
 /// Database errors.
 pub async fn take_unsealed(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Logged>> {
     sqlx::query_as(
         "WITH taken AS (
-             DELETE FROM message_log_unsealed WHERE entry_id IN
-                 (SELECT entry_id FROM message_log_unsealed ORDER BY entry_id LIMIT $1)
+             DELETE FROM message_log_unsealed WHERE entry_id = ANY(ARRAY(
+                 SELECT entry_id FROM message_log_unsealed ORDER BY entry_id LIMIT $1))
              RETURNING entry_id)
          SELECT l.entry_id, l.at, l.direction, l.party, l.message_id, l.message_type, l.case_id, l.group_id, l.body_sha256,
                 l.signer
