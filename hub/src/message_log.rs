@@ -169,11 +169,17 @@ pub async fn bundle(ctx: &Context, signer: &Signer, selection: Selection) -> Res
         seal(ctx, signer, false).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let sealed = match log::checkpoint_from(&mut conn, last).await? {
-        Some(c) => c,
-        None => {
-            seal(ctx, signer, true).await?;
-            log::checkpoint_from(&mut conn, last).await?.context("no checkpoint after sealing")?
+    // The hub's own sealer may hold the sealer's lock at this moment (then `seal` does
+    // nothing): ask again until a checkpoint covers the last entry.
+    let sealed = loop {
+        if let Some(c) = log::checkpoint_from(&mut conn, last).await? {
+            break c;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no checkpoint seals {what} yet: is another process holding the sealer's lock?");
+        }
+        if seal(ctx, signer, true).await? == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
     // The export statement is signed with the current key: its certificate must be the one

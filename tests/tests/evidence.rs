@@ -1,7 +1,8 @@
 //! The message log's evidence after a transfer run by real processes (hub, adapters, simulated
 //! provincial systems): the hub's command exports the case's bundle, the documented check with
 //! standard tools passes, every message of the case is in it with its bytes, and tampering is
-//! caught and named.
+//! caught and named. In process: an export while the hub's own sealer holds the sealer's lock
+//! waits for it instead of failing.
 
 use e2e::world::{World, WorldOptions};
 
@@ -64,4 +65,38 @@ async fn a_transfer_s_bundle_exported_by_the_hub_verifies_with_standard_tools_an
     let (ok, checked) = verify(&out);
     let named = a.file_stem().unwrap().to_string_lossy().trim_start_matches('0').to_owned();
     assert!(!ok && checked.contains(&format!("BROKEN at entry {named}: missing")), "{checked}");
+}
+
+/// An export needs a checkpoint over the entries it selects and makes one if none covers them;
+/// while the hub's own sealer holds the sealer's lock that does nothing, and the export asks
+/// again (it said "no checkpoint after sealing" and failed).
+#[tokio::test]
+async fn an_export_waits_for_the_sealer_s_lock_rather_than_failing_without_a_checkpoint() {
+    let hub = e2e::inprocess::Hub::new(&["37"], "").await;
+    let settings = &hub.ctx.settings.broker;
+    let signer = certs::signature::Signer::load(&settings.cert, &settings.key).unwrap();
+    hub.index("37", vec![e2e::student("37", 1)]).await;
+    hub::message_log::seal(&hub.ctx, &signer, true).await.unwrap();
+    // Chained since, with no checkpoint over them (the last one is recent).
+    hub.index("37", vec![e2e::student("37", 2)]).await;
+    assert!(hub::message_log::seal(&hub.ctx, &signer, false).await.unwrap() > 0);
+
+    // The hub's sealer, as it were, holds the lock for a moment.
+    let mut sealer = hub.pool.begin().await.unwrap();
+    assert!(hub::store::message_log::lock_sealer(&mut sealer).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let range = hub::message_log::Selection::Logged(
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    );
+    let export = hub::message_log::export(&hub.ctx, &signer, range, dir.path());
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        sealer.commit().await.unwrap();
+    };
+    let (written, ()) = tokio::join!(export, release);
+    let written = written.expect("the export waited for the lock");
+    assert!(written.selected >= 4, "both upserts and both results: {written:?}");
+    let (ok, said) = e2e::evidence::verify(dir.path());
+    assert!(ok, "{said}");
 }
