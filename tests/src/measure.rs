@@ -136,6 +136,11 @@ pub fn cpu_by_part() -> BTreeMap<&'static str, f64> {
     out
 }
 
+/// What `name` spent between two [`cpu_by_part`] readings.
+fn spent(before: &BTreeMap<&'static str, f64>, after: &BTreeMap<&'static str, f64>, name: &str) -> f64 {
+    after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+}
+
 /// CPU spent by part between two [`cpu_by_part`] readings, per message, as a printable line
 /// (milliseconds per message, and the total against the wall time).
 pub fn cpu_per_message(
@@ -146,9 +151,8 @@ pub fn cpu_per_message(
 ) -> String {
     let mut total = 0.0;
     let mut parts = Vec::new();
-    let spent = |name: &str| after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0);
     for name in after.keys() {
-        let used = spent(name);
+        let used = spent(before, after, name);
         if used > 0.0 && *name != "other" && *name != "machine" {
             total += used;
             parts.push(format!("{name} {:.3}", used * 1e3 / messages as f64));
@@ -160,7 +164,7 @@ pub fn cpu_per_message(
         parts.join(", "),
         total * 1e3 / messages as f64,
         total / wall.as_secs_f64(),
-        spent("machine") / wall.as_secs_f64()
+        spent(before, after, "machine") / wall.as_secs_f64()
     )
 }
 
@@ -273,9 +277,8 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }
         let after = cpu_by_part();
-        let spent = |name: &str| after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0);
-        let machine = spent("machine");
-        let parts: f64 = after.keys().filter(|k| **k != "machine").map(|k| spent(k)).sum();
+        let machine = spent(&before, &after, "machine");
+        let parts: f64 = after.keys().filter(|k| **k != "machine").map(|k| spent(&before, &after, k)).sum();
         assert!(machine >= 1.0, "the busy loop shows in the machine's count: {machine:.2} s");
         assert!(parts <= machine * 1.1 + 0.3, "parts {parts:.2} s against the machine's {machine:.2} s");
     }
