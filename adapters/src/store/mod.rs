@@ -101,16 +101,28 @@ pub struct Queued {
     pub next_attempt_at: String,
 }
 
-/// The oldest queued rows, in submission order.
+/// The most bytes of messages the publisher reads at once; a batch stops before the message
+/// that would pass it (its first message is always in): a queue of archive files is published
+/// a few at a time, not 128 of up to 16 MiB held together.
+pub const PUBLISH_MAX_BYTES: i64 = 8 << 20;
+
+/// The oldest queued rows, in submission order: at most `limit`, and at most
+/// [`PUBLISH_MAX_BYTES`] of bodies (always the first row).
 ///
 /// # Errors
 /// Database errors.
 pub async fn queued(pool: &SqlitePool, limit: i64) -> Result<Vec<Queued>> {
+    // The sizes come from the records' headers; only the chosen rows' bodies are read.
     Ok(sqlx::query_as(
-        "SELECT seq, message_id, message_type, case_id, body, attempts, next_attempt_at FROM outbox
-         WHERE state = 'queued' ORDER BY seq LIMIT ?",
+        "WITH page AS (
+           SELECT seq, length(body) AS size FROM outbox WHERE state = 'queued' ORDER BY seq LIMIT ?),
+         chosen AS (
+           SELECT seq, row_number() OVER w AS n, sum(size) OVER w AS total FROM page WINDOW w AS (ORDER BY seq))
+         SELECT o.seq, o.message_id, o.message_type, o.case_id, o.body, o.attempts, o.next_attempt_at
+         FROM chosen c JOIN outbox o ON o.seq = c.seq WHERE c.n = 1 OR c.total <= ? ORDER BY o.seq",
     )
     .bind(limit)
+    .bind(PUBLISH_MAX_BYTES)
     .fetch_all(pool)
     .await?)
 }

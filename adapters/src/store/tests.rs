@@ -60,6 +60,31 @@ async fn a_batch_is_confirmed_and_acknowledged_together() {
 }
 
 #[tokio::test]
+async fn the_publisher_reads_at_most_its_bytes_but_always_the_oldest_row() {
+    let (_dir, pool) = store().await;
+    let size = usize::try_from(PUBLISH_MAX_BYTES).unwrap() * 2 / 5;
+    for (i, id) in ["p1", "p2", "p3"].iter().enumerate() {
+        let body = vec![b'a' + u8::try_from(i).unwrap(); size];
+        submit(&pool, id, "archive.attachment", None, &[u8::try_from(i).unwrap(); 32], &body).await.unwrap();
+    }
+    let ids = |rows: Vec<Queued>| rows.into_iter().map(|q| q.message_id).collect::<Vec<_>>();
+    assert_eq!(ids(queued(&pool, 128).await.unwrap()), ["p1", "p2"], "the third would pass the bytes");
+    assert_eq!(ids(queued(&pool, 1).await.unwrap()), ["p1"], "and the row limit still holds");
+    let seqs: Vec<i64> = queued(&pool, 128).await.unwrap().iter().map(|q| q.seq).collect();
+    confirm(&pool, &seqs).await.unwrap();
+    assert_eq!(ids(queued(&pool, 128).await.unwrap()), ["p3"], "the next read takes up there");
+    let huge = vec![b'z'; usize::try_from(PUBLISH_MAX_BYTES).unwrap() + 1];
+    submit(&pool, "p4", "archive.attachment", None, &[4; 32], &huge).await.unwrap();
+    confirm(&pool, &[queued(&pool, 128).await.unwrap()[0].seq]).await.unwrap();
+    let rows = queued(&pool, 128).await.unwrap();
+    assert_eq!(
+        (rows[0].message_id.as_str(), rows.len(), rows[0].body.len()),
+        ("p4", 1, huge.len()),
+        "a row above the bytes alone"
+    );
+}
+
+#[tokio::test]
 async fn a_listing_with_bodies_stops_before_the_message_that_would_pass_its_bytes() {
     let (_dir, pool) = store().await;
     let size = usize::try_from(LISTING_MAX_BYTES).unwrap() * 2 / 5;
