@@ -167,9 +167,10 @@ fn init_logging(default: &str) {
     }
 }
 
+certs::allocator!();
+
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    certs::memory::return_large_buffers();
     // Usage errors exit 2 (clap); every other error 1, said once: a running adapter logs it,
     // a command prints it (and its report: the connection library's own log lines would only
     // repeat it).

@@ -23,6 +23,7 @@ pub mod amqp;
 pub mod crl;
 pub mod failpoint;
 pub mod files;
+#[cfg(feature = "jemalloc")]
 pub mod memory;
 #[cfg(feature = "amqp")]
 pub mod preflight;
